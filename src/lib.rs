@@ -1,0 +1,11 @@
+//! tensorpool: a Rust implementation of the Shared-Memory Tensor Pool Driver Model v1.0
+//! (wire format: Shared-Memory Tensor Pool Wire Specification v1.2), running beside a
+//! stock C Aeron media driver.
+//!
+//! Module map:
+//! - [`protocol`]: SBE codecs generated from `schemas/*.xml` plus typed helpers.
+//! - [`shm`]: shared-memory layout primitives (superblock, header slots, seqlock, region
+//!   URIs, canonical paths, safe mapping).
+//! - [`config`]: driver configuration (TOML + environment overrides + validation).
+
+pub mod protocol;
