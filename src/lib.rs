@@ -9,3 +9,4 @@
 //! - [`config`]: driver configuration (TOML + environment overrides + validation).
 
 pub mod protocol;
+pub mod shm;

@@ -1,0 +1,6 @@
+//! Shared-memory layout primitives (Wire Spec §6–§9, §15.21a, §15.22).
+pub mod layout;
+pub mod open;
+pub mod paths;
+pub mod seqlock;
+pub mod uri;
