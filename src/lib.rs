@@ -8,5 +8,6 @@
 //!   URIs, canonical paths, safe mapping).
 //! - [`config`]: driver configuration (TOML + environment overrides + validation).
 
+pub mod config;
 pub mod protocol;
 pub mod shm;
