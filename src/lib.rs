@@ -9,5 +9,6 @@
 //! - [`config`]: driver configuration (TOML + environment overrides + validation).
 
 pub mod config;
+pub mod driver;
 pub mod protocol;
 pub mod shm;

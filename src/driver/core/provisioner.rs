@@ -1,0 +1,30 @@
+//! The core's view of the filesystem: an interface the host implements (real files in
+//! `driver::provision`, an in-memory fake in tests).
+
+use super::types::EpochLayout;
+use crate::config::Profile;
+
+/// Why the files of an epoch could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProvisionFailure(pub String);
+
+/// Creates and retires the SHM files of stream epochs.
+pub trait Provisioner {
+    /// Highest epoch ever used for `stream_id` under the base directory (0 if none);
+    /// called once per stream when the core first sees it.
+    fn highest_epoch(&mut self, stream_id: u32) -> Result<u64, ProvisionFailure>;
+
+    /// Creates the files of `epoch` for `stream_id` with `profile`'s geometry and
+    /// returns their layout. `epoch` is always greater than every epoch used before.
+    fn provision(
+        &mut self,
+        stream_id: u32,
+        epoch: u64,
+        layout_version: u32,
+        profile: &Profile,
+    ) -> Result<EpochLayout, ProvisionFailure>;
+
+    /// `stream_id` moved to `current_epoch`; older epochs may be collected.
+    fn retire_older(&mut self, stream_id: u32, current_epoch: u64);
+}

@@ -1,0 +1,4 @@
+//! The SHM driver: the sans-IO [`core`] state machine and the code that turns its
+//! decisions into files and messages.
+
+pub mod core;
