@@ -2,3 +2,4 @@
 //! decisions into files and messages.
 
 pub mod core;
+pub mod wire;
