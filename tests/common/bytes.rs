@@ -76,7 +76,7 @@ impl B {
 
     /// `n` copies of `v` (padding, filler).
     pub fn fill(mut self, n: usize, v: u8) -> Self {
-        self.0.extend(std::iter::repeat(v).take(n));
+        self.0.extend(std::iter::repeat_n(v, n));
         self
     }
 

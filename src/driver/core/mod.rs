@@ -466,4 +466,4 @@ fn is_producer(role: Role) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

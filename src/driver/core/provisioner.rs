@@ -27,4 +27,8 @@ pub trait Provisioner {
 
     /// `stream_id` moved to `current_epoch`; older epochs may be collected.
     fn retire_older(&mut self, stream_id: u32, current_epoch: u64);
+
+    /// Refreshes `activity_timestamp_ns` in the superblocks of every current epoch
+    /// (Wire Spec §7.1); called at the announce cadence.
+    fn refresh_activity(&mut self, _now_ns: u64) {}
 }
