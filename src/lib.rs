@@ -12,3 +12,4 @@ pub mod config;
 pub mod driver;
 pub mod protocol;
 pub mod shm;
+pub mod transport;

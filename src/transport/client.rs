@@ -1,0 +1,269 @@
+//! The Aeron client in agent-invoker mode: it starts no conductor thread; its owner pumps
+//! [`AeronClient::do_work`], which also pumps the embedded media driver when the client owns
+//! one. Registrations (publications, subscriptions, counters) complete only while the
+//! client (and, in embedded mode, the driver) is pumped, so the blocking helpers here pump
+//! while they wait.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusteron_client::{Aeron, AeronContext};
+
+use super::error::{c_string, AeronResultExt, TransportError};
+use super::idle::BackoffIdle;
+use super::media_driver::{absolute, log_aeron, EmbeddedMediaDriver, MediaDriverOptions};
+
+/// How often `connect` re-checks for a live driver while it waits.
+const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
+/// Default wait for a driver at connect and for registrations.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configuration of an [`AeronClient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Aeron directory of the media driver; `None` uses Aeron's default.
+    pub dir: Option<PathBuf>,
+    /// How long `connect` waits for a live media driver to appear.
+    pub connect_timeout: Duration,
+    /// How long registrations (publication, subscription, counter) may take.
+    pub resource_timeout: Duration,
+    /// Heartbeat age after which the client declares its driver dead (Aeron default 10 s).
+    pub driver_timeout: Option<Duration>,
+    /// Name the driver shows for this client.
+    pub client_name: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            connect_timeout: DEFAULT_TIMEOUT,
+            resource_timeout: DEFAULT_TIMEOUT,
+            driver_timeout: None,
+            client_name: None,
+        }
+    }
+}
+
+/// An Aeron client pumped by its owner's duty cycle, optionally owning an embedded driver.
+///
+/// Not `Send`: rusteron's handles are reference-counted with `Rc`, so the client and every
+/// publication, subscription and counter made from it stay on the thread that made them.
+/// Another thread needs its own client. Pump it regularly: its keepalives go out from
+/// `do_work` (every 500 ms by default), and the driver drops a client silent for longer than
+/// its client liveness timeout (10 s by default).
+pub struct AeronClient {
+    // Field order is drop order: the client closes before the driver it may own.
+    aeron: Aeron,
+    dir: PathBuf,
+    resource_timeout: Duration,
+    errors: Arc<AtomicU64>,
+    driver: Option<EmbeddedMediaDriver>,
+}
+
+impl AeronClient {
+    /// Connects to a media driver running in `dir` (external mode), waiting up to `timeout`.
+    pub fn connect(dir: impl AsRef<Path>, timeout: Duration) -> Result<Self, TransportError> {
+        Self::connect_with(&ClientOptions {
+            dir: Some(dir.as_ref().to_owned()),
+            connect_timeout: timeout,
+            ..ClientOptions::default()
+        })
+    }
+
+    /// Connects to a media driver as configured (external mode).
+    pub fn connect_with(options: &ClientOptions) -> Result<Self, TransportError> {
+        Self::build(options, None)
+    }
+
+    /// Starts an embedded driver and connects to it (embedded mode, default client options).
+    pub fn start_embedded(driver_options: &MediaDriverOptions) -> Result<Self, TransportError> {
+        let driver = EmbeddedMediaDriver::start(driver_options)?;
+        Self::with_embedded_driver(driver, &ClientOptions::default())
+    }
+
+    /// Connects to `driver` and takes ownership of it: [`AeronClient::do_work`] pumps both,
+    /// and the driver closes after the client. `options.dir` is ignored.
+    pub fn with_embedded_driver(
+        driver: EmbeddedMediaDriver,
+        options: &ClientOptions,
+    ) -> Result<Self, TransportError> {
+        let options = ClientOptions {
+            dir: Some(driver.dir().to_owned()),
+            ..options.clone()
+        };
+        Self::build(&options, Some(driver))
+    }
+
+    fn build(
+        options: &ClientOptions,
+        driver: Option<EmbeddedMediaDriver>,
+    ) -> Result<Self, TransportError> {
+        let context = AeronContext::new().or_aeron("create client context")?;
+        if let Some(dir) = &options.dir {
+            let dir = absolute(dir);
+            let dir = c_string("aeron directory", dir.as_os_str().as_bytes())?;
+            context.set_dir(&dir).or_aeron("set aeron directory")?;
+        }
+        context
+            .set_use_conductor_agent_invoker(true)
+            .or_aeron("set agent invoker mode")?;
+        if let Some(timeout) = options.driver_timeout {
+            context
+                .set_driver_timeout_ms(timeout.as_millis().max(1) as u64)
+                .or_aeron("set driver timeout")?;
+        }
+        if let Some(name) = &options.client_name {
+            let name = c_string("client name", name.as_bytes())?;
+            context.set_client_name(&name).or_aeron("set client name")?;
+        }
+        let errors = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&errors);
+        // Agent-invoker mode: Aeron calls this from our own do_work, on the owning thread.
+        context
+            .set_error_handler(Some(move |code: i32, message: &str| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(code, message, "aeron client error");
+            }))
+            .or_aeron("set error handler")?;
+
+        let dir = absolute(Path::new(context.get_dir()));
+        if driver.is_none() {
+            let driver_timeout_ms = context.get_driver_timeout_ms() as i64;
+            wait_for_driver(&dir, driver_timeout_ms, options.connect_timeout)?;
+        }
+        let aeron = Aeron::new(&context).map_err(|e| {
+            let message = e.get_last_err_message().to_owned();
+            tracing::error!(dir = %dir.display(), code = e.code, %message, "aeron client init failed");
+            TransportError::aeron("connect client", e.code, &message)
+        })?;
+        aeron.start().or_aeron("start client")?;
+        tracing::info!(
+            dir = %dir.display(),
+            client_id = aeron.client_id(),
+            embedded = driver.is_some(),
+            "aeron client connected"
+        );
+        Ok(Self {
+            aeron,
+            dir,
+            resource_timeout: options.resource_timeout,
+            errors,
+            driver,
+        })
+    }
+
+    /// One duty cycle: the embedded driver (if owned), then the client conductor; returns the
+    /// work done. Fails once the client is closed, e.g. after its driver stopped answering.
+    pub fn do_work(&self) -> Result<usize, TransportError> {
+        let mut work = match &self.driver {
+            Some(driver) => driver.do_work()?,
+            None => 0,
+        };
+        match self.aeron.main_do_work() {
+            Ok(n) => work += n.max(0) as usize,
+            Err(_) if self.aeron.is_closed() => return Err(TransportError::ClientClosed),
+            Err(e) => {
+                return Err(TransportError::aeron(
+                    "client duty cycle",
+                    e.code,
+                    e.get_last_err_message(),
+                ))
+            }
+        }
+        Ok(work)
+    }
+
+    /// The Aeron directory of the driver this client talks to (absolute).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The embedded driver this client owns and pumps, if any.
+    pub fn media_driver(&self) -> Option<&EmbeddedMediaDriver> {
+        self.driver.as_ref()
+    }
+
+    /// Whether the client has closed (it then does no more work).
+    pub fn is_closed(&self) -> bool {
+        self.aeron.is_closed()
+    }
+
+    /// Aeron's id for this client (also the owner id of its counters).
+    pub fn client_id(&self) -> i64 {
+        self.aeron.client_id()
+    }
+
+    /// Asynchronous errors Aeron reported to this client so far (each is also logged).
+    pub fn error_count(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// How long the blocking registration helpers wait.
+    pub fn resource_timeout(&self) -> Duration {
+        self.resource_timeout
+    }
+
+    /// The rusteron client, for the other transport modules.
+    pub(crate) fn aeron(&self) -> &Aeron {
+        &self.aeron
+    }
+
+    /// Pumps this client until `poll` yields a value, failing after the resource timeout.
+    pub(crate) fn pump_until<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        mut poll: impl FnMut() -> Result<Option<T>, TransportError>,
+    ) -> Result<T, TransportError> {
+        let deadline = Instant::now() + self.resource_timeout;
+        let mut idle = BackoffIdle::with_max_park(Duration::from_micros(100));
+        loop {
+            let work = self.do_work()?;
+            if let Some(value) = poll()? {
+                return Ok(value);
+            }
+            if Instant::now() >= deadline {
+                return Err(TransportError::Timeout {
+                    what: what(),
+                    timeout: self.resource_timeout,
+                });
+            }
+            idle.idle(work);
+        }
+    }
+}
+
+impl std::fmt::Debug for AeronClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AeronClient")
+            .field("dir", &self.dir)
+            .field("embedded", &self.driver.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Waits until Aeron's liveness check finds a driver in `dir`, or `timeout` passes.
+fn wait_for_driver(
+    dir: &Path,
+    driver_timeout_ms: i64,
+    timeout: Duration,
+) -> Result<(), TransportError> {
+    let c_dir = c_string("aeron directory", dir.as_os_str().as_bytes())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if Aeron::is_driver_active(&c_dir, driver_timeout_ms, Some(log_aeron)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            tracing::error!(dir = %dir.display(), ?timeout, "no active media driver");
+            return Err(TransportError::NoMediaDriver {
+                dir: dir.to_owned(),
+                timeout,
+            });
+        }
+        std::thread::sleep(CONNECT_RETRY_INTERVAL);
+    }
+}

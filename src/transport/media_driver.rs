@@ -1,0 +1,338 @@
+//! The Aeron C media driver embedded in this process, in INVOKER threading mode: it starts
+//! no thread of its own; whoever owns it pumps [`EmbeddedMediaDriver::do_work`] from their
+//! duty cycle (usually through [`super::AeronClient::do_work`]).
+//!
+//! Starting in a directory that already holds Aeron files follows Aeron's own liveness rule
+//! (the to-driver ring buffer's consumer heartbeat, `aeron_is_driver_active`): a driver whose
+//! heartbeat is older than the driver timeout is dead. Before Aeron touches anything we
+//! refuse when a driver is alive there ([`TransportError::DriverAlreadyRunning`]); when the
+//! files belong to a dead driver we log a warning and start, waiting first if the heartbeat
+//! is still fresh (a crashed driver) until it either moves (alive: refuse) or ages past the
+//! timeout (dead: start). Aeron then removes the old files and creates new ones.
+
+use std::ffi::{c_char, CStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rusteron_media_driver::bindings::aeron_threading_mode_enum;
+use rusteron_media_driver::{AeronDriver, AeronDriverContext};
+
+use super::error::{c_string, AeronResultExt, TransportError};
+
+/// How often a fresh heartbeat of a possibly dead driver is re-read.
+const HEARTBEAT_WATCH_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Aeron directories with an embedded driver alive in this process. The heartbeat test cannot
+/// see these when their owner is the very thread that is starting a second driver (an
+/// INVOKER driver's heartbeat only moves while it is pumped), so they are refused up front.
+static EMBEDDED_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Configuration of an [`EmbeddedMediaDriver`]; `None` keeps Aeron's default (which Aeron's
+/// `AERON_*` environment variables may already have changed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaDriverOptions {
+    /// Aeron directory; `None` uses Aeron's default (`AERON_DIR` or `/dev/shm/aeron-$USER`).
+    pub dir: Option<PathBuf>,
+    /// Let Aeron delete the directory on start without its own liveness re-check (the
+    /// liveness check described in the module docs runs either way).
+    pub dir_delete_on_start: bool,
+    /// Delete the directory when the driver closes.
+    pub dir_delete_on_shutdown: bool,
+    /// Use sparse files for term buffers (faster creation, page faults on first touch).
+    pub term_buffer_sparse_file: Option<bool>,
+    /// Term length of IPC publications that do not set `term-length` on their channel.
+    pub ipc_term_buffer_length: Option<usize>,
+    /// How long the driver keeps a silent client before closing its resources.
+    pub client_liveness_timeout: Option<Duration>,
+    /// Heartbeat age after which a driver counts as dead (Aeron default 10 s).
+    pub driver_timeout: Option<Duration>,
+}
+
+impl MediaDriverOptions {
+    /// Options for a driver in `dir`, everything else default.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: Some(dir.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// The Aeron C media driver running in-process, pumped by its owner (see the module docs).
+///
+/// `Send`, so it may be started on one thread and pumped by another, but it has one owner:
+/// only that owner calls [`EmbeddedMediaDriver::do_work`]. Dropping it closes the driver
+/// (and deletes the directory if `dir_delete_on_shutdown` was set).
+pub struct EmbeddedMediaDriver {
+    // Field order is drop order: the driver closes, then its context (which may delete the
+    // directory), and only then is the directory released for other drivers in this process.
+    driver: AeronDriver,
+    _context: AeronDriverContext,
+    claim: DirClaim,
+    driver_timeout: Duration,
+}
+
+impl EmbeddedMediaDriver {
+    /// Starts a driver as configured; refuses if a live driver owns the directory.
+    pub fn start(options: &MediaDriverOptions) -> Result<Self, TransportError> {
+        let context = AeronDriverContext::new().or_aeron("create media driver context")?;
+        if let Some(dir) = &options.dir {
+            let dir = absolute(dir);
+            let dir = c_string("aeron directory", dir.as_os_str().as_bytes())?;
+            context.set_dir(&dir).or_aeron("set aeron directory")?;
+        }
+        context
+            .set_threading_mode(aeron_threading_mode_enum::AERON_THREADING_MODE_INVOKER)
+            .or_aeron("set INVOKER threading mode")?;
+        // Aeron would print to stderr; the liveness check below logs through tracing instead.
+        context
+            .set_dir_warn_if_exists(false)
+            .or_aeron("set dir warn if exists")?;
+        context
+            .set_dir_delete_on_start(options.dir_delete_on_start)
+            .or_aeron("set dir delete on start")?;
+        context
+            .set_dir_delete_on_shutdown(options.dir_delete_on_shutdown)
+            .or_aeron("set dir delete on shutdown")?;
+        if let Some(sparse) = options.term_buffer_sparse_file {
+            context
+                .set_term_buffer_sparse_file(sparse)
+                .or_aeron("set term buffer sparse file")?;
+        }
+        if let Some(length) = options.ipc_term_buffer_length {
+            context
+                .set_ipc_term_buffer_length(length)
+                .or_aeron("set ipc term buffer length")?;
+        }
+        if let Some(timeout) = options.client_liveness_timeout {
+            context
+                .set_client_liveness_timeout_ns(duration_ns(timeout))
+                .or_aeron("set client liveness timeout")?;
+        }
+        if let Some(timeout) = options.driver_timeout {
+            context
+                .set_driver_timeout_ms(timeout.as_millis().max(1) as u64)
+                .or_aeron("set driver timeout")?;
+        }
+        let dir = absolute(Path::new(context.get_dir()));
+        let driver_timeout = Duration::from_millis(context.get_driver_timeout_ms());
+
+        let claim = DirClaim::new(dir)?;
+        Self::start_claimed(context, claim, driver_timeout)
+    }
+
+    fn start_claimed(
+        context: AeronDriverContext,
+        claim: DirClaim,
+        driver_timeout: Duration,
+    ) -> Result<Self, TransportError> {
+        let dir = claim.dir.as_path();
+        let c_dir = c_string("aeron directory", dir.as_os_str().as_bytes())?;
+        if let PreviousDriver::Dead { heartbeat_age } =
+            previous_driver(dir, &c_dir, driver_timeout)?
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                heartbeat_age_ms = heartbeat_age.map(|age| age.as_millis() as u64),
+                "the aeron directory holds files of a media driver that is no longer running; \
+                 starting a new driver (Aeron replaces the old files)"
+            );
+        }
+        let driver = AeronDriver::new(&context).map_err(|e| {
+            let message = e.get_last_err_message().to_owned();
+            // Lost a race with another process that started a driver after our check.
+            if message.contains("Active media driver") {
+                TransportError::DriverAlreadyRunning {
+                    dir: dir.to_owned(),
+                }
+            } else {
+                TransportError::aeron("start media driver", e.code, &message)
+            }
+        })?;
+        driver.start(true).or_aeron("start media driver")?;
+        tracing::info!(dir = %dir.display(), "embedded media driver started (INVOKER mode)");
+        Ok(Self {
+            driver,
+            _context: context,
+            claim,
+            driver_timeout,
+        })
+    }
+
+    /// One duty cycle of the driver's conductor (and, in INVOKER mode, sender and receiver);
+    /// returns the work done.
+    pub fn do_work(&self) -> Result<usize, TransportError> {
+        let work = self
+            .driver
+            .main_do_work()
+            .or_aeron("media driver duty cycle")?;
+        Ok(work.max(0) as usize)
+    }
+
+    /// The Aeron directory the driver serves (absolute).
+    pub fn dir(&self) -> &Path {
+        &self.claim.dir
+    }
+
+    /// Heartbeat age after which clients and other drivers consider this driver dead.
+    pub fn driver_timeout(&self) -> Duration {
+        self.driver_timeout
+    }
+}
+
+impl Drop for EmbeddedMediaDriver {
+    fn drop(&mut self) {
+        // The driver and its context close as the fields drop, right after this.
+        tracing::info!(dir = %self.dir().display(), "closing embedded media driver");
+    }
+}
+
+impl std::fmt::Debug for EmbeddedMediaDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedMediaDriver")
+            .field("dir", &self.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What was found in the directory before starting.
+enum PreviousDriver {
+    /// No CnC file: a fresh start.
+    None,
+    /// Files of a driver that is not running; `heartbeat_age` is `None` after a clean close.
+    Dead { heartbeat_age: Option<Duration> },
+}
+
+/// Applies the liveness rule in the module docs; errs if a driver is alive in `dir`.
+fn previous_driver(
+    dir: &Path,
+    c_dir: &CStr,
+    driver_timeout: Duration,
+) -> Result<PreviousDriver, TransportError> {
+    if !dir.join("cnc.dat").exists() {
+        return Ok(PreviousDriver::None);
+    }
+    let timeout_ms = driver_timeout.as_millis() as i64;
+    let cnc = match rusteron_client::AeronCnc::open(c_dir) {
+        Ok(cnc) => cnc,
+        Err(_) => {
+            // Not readable as a CnC file of this Aeron version: let Aeron's own check decide.
+            return if rusteron_client::Aeron::is_driver_active(c_dir, timeout_ms, Some(log_aeron)) {
+                Err(TransportError::DriverAlreadyRunning {
+                    dir: dir.to_owned(),
+                })
+            } else {
+                Ok(PreviousDriver::Dead {
+                    heartbeat_age: None,
+                })
+            };
+        }
+    };
+    // A cleanly closed driver leaves a negative heartbeat, which rusteron reports as an error.
+    let Ok(first) = cnc.get_to_driver_heartbeat_ms() else {
+        return Ok(PreviousDriver::Dead {
+            heartbeat_age: None,
+        });
+    };
+    let started = Instant::now();
+    let mut logged = false;
+    loop {
+        let now = rusteron_client::Aeron::epoch_clock();
+        let heartbeat = match cnc.get_to_driver_heartbeat_ms() {
+            Ok(heartbeat) => heartbeat,
+            Err(_) => {
+                return Ok(PreviousDriver::Dead {
+                    heartbeat_age: None,
+                })
+            }
+        };
+        if heartbeat != first {
+            tracing::debug!(dir = %dir.display(), "media driver heartbeat moved: driver is alive");
+            return Err(TransportError::DriverAlreadyRunning {
+                dir: dir.to_owned(),
+            });
+        }
+        let age_ms = now - heartbeat;
+        if age_ms > timeout_ms {
+            return Ok(PreviousDriver::Dead {
+                heartbeat_age: Some(Duration::from_millis(age_ms.max(0) as u64)),
+            });
+        }
+        if !logged {
+            logged = true;
+            tracing::info!(
+                dir = %dir.display(),
+                heartbeat_age_ms = age_ms,
+                driver_timeout_ms = timeout_ms,
+                "found a media driver with a fresh heartbeat; waiting to see whether it is alive"
+            );
+        }
+        // Belt and braces against a clock jump: never wait much longer than one timeout.
+        if started.elapsed() > driver_timeout * 2 {
+            return Err(TransportError::DriverAlreadyRunning {
+                dir: dir.to_owned(),
+            });
+        }
+        std::thread::sleep(HEARTBEAT_WATCH_INTERVAL);
+    }
+}
+
+/// Logs Aeron's diagnostic lines from `aeron_is_driver_active`.
+pub(crate) unsafe extern "C" fn log_aeron(message: *const c_char) {
+    if message.is_null() {
+        return;
+    }
+    // SAFETY: Aeron passes a NUL-terminated buffer that lives for the duration of the call.
+    let message = unsafe { CStr::from_ptr(message) };
+    tracing::debug!(message = %message.to_string_lossy(), "aeron driver activity check");
+}
+
+/// This process's claim on an Aeron directory, released on drop.
+struct DirClaim {
+    /// The directory as configured (absolute).
+    dir: PathBuf,
+    /// The same directory with symlinks resolved, so aliases of one directory collide.
+    key: PathBuf,
+}
+
+impl DirClaim {
+    fn new(dir: PathBuf) -> Result<Self, TransportError> {
+        let key = canonical(&dir);
+        let mut dirs = EMBEDDED_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        if dirs.contains(&key) {
+            return Err(TransportError::DriverAlreadyRunning { dir });
+        }
+        dirs.push(key.clone());
+        Ok(Self { dir, key })
+    }
+}
+
+impl Drop for DirClaim {
+    fn drop(&mut self) {
+        let mut dirs = EMBEDDED_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        dirs.retain(|d| *d != self.key);
+    }
+}
+
+/// `dir` with symlinks resolved as far as it exists (its parent, if it does not yet).
+fn canonical(dir: &Path) -> PathBuf {
+    if let Ok(dir) = std::fs::canonicalize(dir) {
+        return dir;
+    }
+    match (dir.parent().map(std::fs::canonicalize), dir.file_name()) {
+        (Some(Ok(parent)), Some(name)) => parent.join(name),
+        _ => dir.to_owned(),
+    }
+}
+
+/// `path` made absolute against the working directory (without resolving symlinks, as the
+/// directory may not exist yet).
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+fn duration_ns(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
