@@ -3,4 +3,5 @@
 
 pub mod agent;
 pub mod core;
+pub mod provision;
 pub mod wire;

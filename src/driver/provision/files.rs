@@ -1,0 +1,357 @@
+//! Directory and region-file creation: modes, exclusive creation, sizing, prefault,
+//! mlock and superblock initialisation (Wire Spec §6, §7.1, §15.10, §15.14, §15.21a.6;
+//! Driver Model §3, §9, §17 `prefault_shm` / `mlock_shm`).
+
+use super::fail;
+use crate::driver::core::ProvisionFailure;
+use crate::shm::layout::{encode_superblock, ExpectedRegion, ACTIVITY_TIMESTAMP_OFFSET};
+use memmap2::{MmapOptions, MmapRaw};
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// File and directory modes derived from `shm.permissions_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    /// Mode of every created file (exactly `shm.permissions_mode`).
+    pub file: u32,
+    /// Mode of every created directory (see [`dir_mode_for`]).
+    pub dir: u32,
+}
+
+impl Modes {
+    /// The modes for a configured file mode.
+    pub fn from_file_mode(file_mode: u32) -> Self {
+        Self {
+            file: file_mode & 0o7777,
+            dir: dir_mode_for(file_mode),
+        }
+    }
+}
+
+/// Directory mode for a file mode: the file's user and group bits plus the matching
+/// execute bits, never any "other" bit, always owner `rwx` (the driver creates and
+/// deletes inside), and the setgid bit kept (§15.21a.6 shared-group `2770`).
+/// `660` → `770`, `640` → `750`, `600` → `700`.
+pub fn dir_mode_for(file_mode: u32) -> u32 {
+    let group = file_mode & 0o070;
+    let group = if group != 0 { group | 0o010 } else { 0 };
+    0o700 | group | (file_mode & 0o2000)
+}
+
+/// Current `CLOCK_MONOTONIC` time in nanoseconds (0 if the clock cannot be read).
+pub fn monotonic_now_ns() -> u64 {
+    let mut ts = nix::libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// The OS page size (4096 if unknown).
+pub(super) fn os_page_size() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+        Ok(Some(n)) => u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096),
+        _ => 4096,
+    }
+}
+
+/// Block size of the filesystem holding `path` (the huge page size on hugetlbfs).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn fs_block_size(path: &Path) -> io::Result<u64> {
+    let st = nix::sys::statfs::statfs(path).map_err(io::Error::from)?;
+    #[allow(clippy::unnecessary_cast)]
+    let size = st.optimal_transfer_size() as u64;
+    Ok(size)
+}
+
+/// Block size of the filesystem holding `path` (unknown: the OS page size).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn fs_block_size(_path: &Path) -> io::Result<u64> {
+    Ok(os_page_size())
+}
+
+/// Sets `mode` on the directory at `path` without following a symlink (open
+/// `O_DIRECTORY | O_NOFOLLOW`, then `fchmod`), so umask never changes it.
+fn chmod_dir(path: &Path, mode: u32) -> Result<(), ProvisionFailure> {
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| fail("opening directory", path, e))?;
+    dir.set_permissions(Permissions::from_mode(mode))
+        .map_err(|e| fail("setting mode of", path, e))
+}
+
+/// Creates one directory with `mode` (umask-proof). An existing entry is an error
+/// (`File exists`), reported with the path.
+pub(super) fn create_dir(path: &Path, mode: u32) -> Result<(), ProvisionFailure> {
+    DirBuilder::new()
+        .mode(mode)
+        .create(path)
+        .map_err(|e| fail("creating", path, e))?;
+    chmod_dir(path, mode)
+}
+
+/// Ensures a directory below the base directory exists: creates it with `mode` if
+/// missing; an existing entry must be a real directory (a symlink is refused).
+/// Returns whether it was created.
+pub(super) fn ensure_dir(path: &Path, mode: u32) -> Result<bool, ProvisionFailure> {
+    match DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => {
+            chmod_dir(path, mode)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = fs::symlink_metadata(path).map_err(|e| fail("inspecting", path, e))?;
+            if meta.file_type().is_symlink() {
+                Err(ProvisionFailure(format!(
+                    "creating {}: a symlink is in the way (refusing to follow it)",
+                    path.display()
+                )))
+            } else if meta.is_dir() {
+                Ok(false)
+            } else {
+                Err(ProvisionFailure(format!(
+                    "creating {}: an entry that is not a directory is in the way",
+                    path.display()
+                )))
+            }
+        }
+        Err(e) => Err(fail("creating", path, e)),
+    }
+}
+
+/// Creates `path` and every missing ancestor with `mode` (the base directory may
+/// itself be, or sit below, a symlink the operator configured).
+pub(super) fn create_dir_levels(path: &Path, mode: u32) -> Result<(), ProvisionFailure> {
+    let mut missing: Vec<PathBuf> = Vec::new();
+    let mut cur = Some(path);
+    while let Some(p) = cur {
+        match fs::metadata(p) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => {
+                return Err(ProvisionFailure(format!(
+                    "creating {}: {} exists and is not a directory",
+                    path.display(),
+                    p.display()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(p.to_path_buf());
+                cur = p.parent();
+            }
+            Err(e) => return Err(fail("creating", p, e)),
+        }
+    }
+    for dir in missing.iter().rev() {
+        ensure_dir(dir, mode)?;
+    }
+    Ok(())
+}
+
+/// What to do to every region file after creating it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RegionOptions {
+    /// Exact file mode.
+    pub mode: u32,
+    /// Reserve the space and touch every page (`policies.prefault_shm`).
+    pub prefault: bool,
+    /// Distance between touched bytes.
+    pub touch_step: u64,
+    /// Lock the mapping in RAM (`policies.mlock_shm`).
+    pub mlock: bool,
+    /// Superblock `pid`.
+    pub pid: u64,
+    /// Superblock start and activity timestamps.
+    pub start_ns: u64,
+}
+
+/// One region of an epoch about to be created.
+#[derive(Debug, Clone)]
+pub(super) struct RegionPlan {
+    /// Absolute canonical-layout path.
+    pub path: PathBuf,
+    /// What its superblock says.
+    pub expected: ExpectedRegion,
+    /// Exact file length.
+    pub len: u64,
+}
+
+/// A created, mapped region of the current epoch of a stream.
+#[derive(Debug)]
+pub(super) struct OpenRegion {
+    /// Its path.
+    pub path: PathBuf,
+    map: MmapRaw,
+}
+
+impl OpenRegion {
+    /// Stores `now_ns` into the superblock's `activity_timestamp_ns` (Release).
+    pub fn store_activity(&self, now_ns: u64) {
+        if self.map.len() < ACTIVITY_TIMESTAMP_OFFSET + 8 {
+            return;
+        }
+        // SAFETY: the mapping is page-aligned and at least 64 bytes long (checked
+        // above), so offset 56 is in bounds and 8-byte aligned; it stays mapped for the
+        // lifetime of `self`; `AtomicU64` has the layout of `u64`, and every other
+        // writer or reader of this word uses atomic accesses.
+        let cell = unsafe {
+            &*(self
+                .map
+                .as_mut_ptr()
+                .add(ACTIVITY_TIMESTAMP_OFFSET)
+                .cast::<AtomicU64>())
+        };
+        cell.store(now_ns.to_le(), Ordering::Release);
+    }
+}
+
+/// Creates, sizes, maps and initialises one region file. The file must not exist
+/// (`O_CREAT | O_EXCL | O_NOFOLLOW`); its mode is set with `fchmod` after creation so
+/// the umask has no say.
+pub(super) fn create_region(
+    plan: &RegionPlan,
+    opts: RegionOptions,
+) -> Result<OpenRegion, ProvisionFailure> {
+    let path = plan.path.as_path();
+    let len = usize::try_from(plan.len).map_err(|_| {
+        ProvisionFailure(format!(
+            "sizing {}: {} bytes do not fit in the address space",
+            path.display(),
+            plan.len
+        ))
+    })?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(opts.mode)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| fail("creating", path, e))?;
+    file.set_permissions(Permissions::from_mode(opts.mode))
+        .map_err(|e| fail("setting mode of", path, e))?;
+    file.set_len(plan.len)
+        .map_err(|e| fail(&format!("sizing to {} bytes", plan.len), path, e))?;
+    if opts.prefault {
+        reserve(&file, path, plan.len)?;
+    }
+    let map = MmapOptions::new()
+        .len(len)
+        .map_raw(&file)
+        .map_err(|e| fail("mapping", path, e))?;
+    if opts.prefault {
+        touch_pages(&map, opts.touch_step);
+    }
+    let sb = plan.expected.superblock(opts.pid, opts.start_ns);
+    let bytes = encode_superblock(&sb);
+    if map.len() < bytes.len() {
+        return Err(ProvisionFailure(format!(
+            "mapping {}: {} bytes is shorter than the superblock",
+            path.display(),
+            map.len()
+        )));
+    }
+    // SAFETY: the mapping is at least `bytes.len()` long (checked above), writable, and
+    // nobody else knows the file yet (it was created exclusively and is not announced).
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_mut_ptr(), bytes.len()) };
+    map.flush_range(0, bytes.len())
+        .map_err(|e| fail("flushing the superblock of", path, e))?;
+    if opts.mlock {
+        map.lock().map_err(|e| fail("mlock of", path, e))?;
+    }
+    Ok(OpenRegion {
+        path: plan.path.clone(),
+        map,
+    })
+}
+
+/// Reserves the file's blocks so that running out of space is an `ENOSPC` error here
+/// rather than a `SIGBUS` when a page is first touched. Filesystems without
+/// `fallocate` are left sparse.
+#[cfg(target_os = "linux")]
+fn reserve(file: &File, path: &Path, len: u64) -> Result<(), ProvisionFailure> {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = nix::libc::off_t::try_from(len) else {
+        return Err(ProvisionFailure(format!(
+            "allocating {len} bytes for {}: size out of range",
+            path.display()
+        )));
+    };
+    match nix::fcntl::fallocate(
+        file.as_raw_fd(),
+        nix::fcntl::FallocateFlags::empty(),
+        0,
+        len,
+    ) {
+        Ok(()) | Err(nix::errno::Errno::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(fail(
+            &format!("allocating {len} bytes for"),
+            path,
+            io::Error::from(e),
+        )),
+    }
+}
+
+/// Space reservation is Linux-only; elsewhere the file stays sparse.
+#[cfg(not(target_os = "linux"))]
+fn reserve(_file: &File, _path: &Path, _len: u64) -> Result<(), ProvisionFailure> {
+    Ok(())
+}
+
+/// Writes a zero byte every `step` bytes of a fresh (all-zero) mapping, faulting every
+/// page in. Runs before the superblock is written, so it cannot disturb it.
+fn touch_pages(map: &MmapRaw, step: u64) {
+    let step = usize::try_from(step.max(1)).unwrap_or(4096);
+    let base = map.as_mut_ptr();
+    let mut off = 0usize;
+    while off < map.len() {
+        // SAFETY: `off < map.len()`, the mapping is writable and not yet shared.
+        unsafe { std::ptr::write_volatile(base.add(off), 0u8) };
+        off = match off.checked_add(step) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_modes_add_execute_bits_and_drop_other() {
+        assert_eq!(dir_mode_for(0o660), 0o770);
+        assert_eq!(dir_mode_for(0o640), 0o750);
+        assert_eq!(dir_mode_for(0o600), 0o700);
+        assert_eq!(dir_mode_for(0o666), 0o770);
+        assert_eq!(dir_mode_for(0o644), 0o750);
+        assert_eq!(dir_mode_for(0o2660), 0o2770);
+        assert_eq!(dir_mode_for(0o400), 0o700);
+        assert_eq!(Modes::from_file_mode(0o640).file, 0o640);
+    }
+
+    #[test]
+    fn monotonic_clock_moves_forward() {
+        let a = monotonic_now_ns();
+        let b = monotonic_now_ns();
+        assert!(a > 0);
+        assert!(b >= a);
+    }
+
+    #[test]
+    fn page_size_is_sane() {
+        let p = os_page_size();
+        assert!(p >= 4096 && p.is_power_of_two());
+    }
+}

@@ -1,0 +1,533 @@
+//! Real-file provisioning of stream epochs: [`ShmProvisioner`], the
+//! [`Provisioner`] the driver lends to its core.
+//!
+//! The SHM driver is the only party that creates, truncates or unlinks backing files
+//! (Driver Model §3). For every new epoch (§6, §10) it creates
+//!
+//! ```text
+//! <shm.base_dir>/tensorpool-<user>/<namespace>/<stream_id>/<epoch>/header.ring
+//! <shm.base_dir>/tensorpool-<user>/<namespace>/<stream_id>/<epoch>/<pool_id>.pool
+//! ```
+//!
+//! (Wire Spec §15.21a.3, Driver Model §15) with exact sizes (Wire Spec §6, §8.1, §9),
+//! writes the 64-byte superblock (Wire Spec §7.1; pid and `CLOCK_MONOTONIC` start and
+//! activity timestamps, §15.14) and returns `shm:file` region URIs (Wire Spec §15.22),
+//! with `require_hugepages=true` when the base directory is on hugetlbfs.
+//!
+//! Rules enforced here:
+//! - **Exclusive creation.** Files are created `O_CREAT | O_EXCL | O_NOFOLLOW`; the epoch
+//!   directory must not exist. An existing file or directory is an error, never reused.
+//! - **Modes** (Wire Spec §15.10, §15.21a.6): files get exactly `shm.permissions_mode`
+//!   via `fchmod` after creation (the umask has no say); every directory the
+//!   provisioner creates gets the matching directory mode (`660` → `770`, `600` →
+//!   `700`; never any "other" bit), see [`dir_mode_for`].
+//! - **Sizes** are exactly superblock + slots, except on hugetlbfs (Wire Spec §15.22),
+//!   which only accepts whole huge pages: there the file is rounded up to the next huge
+//!   page and the region occupies its start.
+//! - **Prefault / mlock** (Driver Model §17): with `prefault_shm` the file's space is
+//!   reserved (`fallocate`, so a full filesystem is an `ENOSPC` error, not a `SIGBUS`)
+//!   and every page is touched before the superblock is written; with `mlock_shm` the
+//!   mapping is locked and a failure is a [`ProvisionFailure`] (fatal per the spec).
+//! - **Liveness** (Wire Spec §7.1, §15.14; Driver Model §3): the mappings of each
+//!   stream's current epoch stay open so [`ShmProvisioner::refresh_activity`] can store
+//!   `activity_timestamp_ns` atomically.
+//! - **Epochs across restarts** (Driver Model §6, §10, §14): the highest epoch is the
+//!   maximum of the numeric directory names under the stream directory and the
+//!   high-water file [`HIGH_WATER_FILE`], written atomically (temporary file + rename)
+//!   before an epoch's files; `provision` refuses an epoch not above it.
+//! - **Cleanup**: a failed provision removes the partially created epoch directory;
+//!   epoch GC (`policies.epoch_gc_*`, Wire Spec §15.21a.7) and start-up
+//!   delete-and-recreate ([`ShmProvisioner::remove_existing_epochs`], Driver Model §14)
+//!   only delete real directories and regular files inside the canonical stream
+//!   directory, never through a symlink.
+//!
+//! Every failure message names the path and carries the OS error text, e.g.
+//! `creating /dev/shm/tensorpool/tensorpool-alice/default/10000/3/header.ring: No space
+//! left on device (os error 28)`.
+
+mod epochs;
+mod files;
+mod gc;
+
+pub use epochs::HIGH_WATER_FILE;
+pub use files::{dir_mode_for, monotonic_now_ns};
+pub use gc::GcReport;
+
+use crate::config::{DriverConfig, Profile};
+use crate::driver::core::{EpochLayout, PoolLayout, ProvisionFailure, Provisioner};
+use crate::shm::layout::{header_ring_len, is_valid_stride, payload_pool_len, ExpectedRegion};
+use crate::shm::open::is_hugetlbfs;
+use crate::shm::paths::CanonicalLayout;
+use crate::shm::uri::RegionUri;
+use files::{Modes, OpenRegion, RegionOptions, RegionPlan};
+use gc::{GcPolicy, StreamDir};
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// `"<what> <path>: <error>"`, the shape of every failure message.
+fn fail(what: &str, path: &Path, err: impl Display) -> ProvisionFailure {
+    ProvisionFailure(format!("{what} {}: {err}", path.display()))
+}
+
+/// The open mappings of a stream's current epoch.
+#[derive(Debug)]
+struct OpenEpoch {
+    epoch: u64,
+    regions: Vec<OpenRegion>,
+}
+
+/// Creates and retires the SHM files of stream epochs on the real filesystem.
+#[derive(Debug)]
+pub struct ShmProvisioner {
+    layout: CanonicalLayout,
+    modes: Modes,
+    hugetlbfs: bool,
+    huge_page_size: u64,
+    touch_step: u64,
+    prefault: bool,
+    mlock: bool,
+    gc: GcPolicy,
+    open: BTreeMap<u32, OpenEpoch>,
+    gc_errors: u64,
+}
+
+impl ShmProvisioner {
+    /// A provisioner for the effective user; creates `shm.base_dir` if missing.
+    pub fn new(config: &DriverConfig) -> Result<Self, ProvisionFailure> {
+        let layout = CanonicalLayout::new(&config.shm.base_dir, &config.shm.namespace)
+            .map_err(|e| ProvisionFailure(e.to_string()))?;
+        Self::with_layout(config, layout)
+    }
+
+    /// A provisioner for an explicit user name (sanitized); creates the base dir.
+    pub fn with_user(config: &DriverConfig, user: &str) -> Result<Self, ProvisionFailure> {
+        let layout = CanonicalLayout::with_user(&config.shm.base_dir, user, &config.shm.namespace)
+            .map_err(|e| ProvisionFailure(e.to_string()))?;
+        Self::with_layout(config, layout)
+    }
+
+    fn with_layout(
+        config: &DriverConfig,
+        layout: CanonicalLayout,
+    ) -> Result<Self, ProvisionFailure> {
+        let modes = Modes::from_file_mode(config.permissions_mode_bits());
+        let base = layout.base_dir();
+        files::create_dir_levels(base, modes.dir)?;
+        let hugetlbfs =
+            is_hugetlbfs(base).map_err(|e| fail("checking the filesystem of", base, e))?;
+        let (huge_page_size, page) = if hugetlbfs {
+            let size = files::fs_block_size(base)
+                .map_err(|e| fail("reading the huge page size of", base, e))?;
+            (size, size)
+        } else {
+            (0, files::os_page_size())
+        };
+        let configured = u64::from(config.shm.page_size_bytes);
+        let touch_step = if configured == 0 {
+            page
+        } else {
+            configured.min(page)
+        };
+        let policies = &config.policies;
+        Ok(Self {
+            layout,
+            modes,
+            hugetlbfs,
+            huge_page_size,
+            touch_step,
+            prefault: policies.prefault_shm,
+            mlock: policies.mlock_shm,
+            gc: GcPolicy {
+                enabled: policies.epoch_gc_enabled,
+                keep: policies.epoch_gc_keep,
+                min_age: Duration::from_nanos(policies.epoch_gc_min_age_ns),
+            },
+            open: BTreeMap::new(),
+            gc_errors: 0,
+        })
+    }
+
+    /// Whether the base directory is on hugetlbfs (pass it to the core's `CoreEnv`).
+    pub fn is_hugetlbfs(&self) -> bool {
+        self.hugetlbfs
+    }
+
+    /// The canonical directory layout files are created in.
+    pub fn layout(&self) -> &CanonicalLayout {
+        &self.layout
+    }
+
+    /// Mode given to every created file.
+    pub fn file_mode(&self) -> u32 {
+        self.modes.file
+    }
+
+    /// Mode given to every created directory.
+    pub fn dir_mode(&self) -> u32 {
+        self.modes.dir
+    }
+
+    /// The epoch whose mappings are held open for `stream_id`, if any.
+    pub fn current_epoch(&self, stream_id: u32) -> Option<u64> {
+        self.open.get(&stream_id).map(|e| e.epoch)
+    }
+
+    /// Drops the open mappings of `stream_id` (files stay on disk).
+    pub fn release(&mut self, stream_id: u32) {
+        self.open.remove(&stream_id);
+    }
+
+    /// Number of GC deletions that failed so far (each was logged).
+    pub fn gc_error_count(&self) -> u64 {
+        self.gc_errors
+    }
+
+    /// Stores `now_ns` into `activity_timestamp_ns` of every current epoch's
+    /// superblocks (atomic, Release); returns how many superblocks were written.
+    pub fn refresh_activity(&self, now_ns: u64) -> usize {
+        let mut written = 0;
+        for open in self.open.values() {
+            for region in &open.regions {
+                region.store_activity(now_ns);
+                written += 1;
+            }
+        }
+        written
+    }
+
+    /// Runs epoch GC for one stream whose current epoch is `current_epoch`, judging
+    /// directory ages against `now` (no-op when `epoch_gc_enabled` is false).
+    pub fn gc_stream(&mut self, stream_id: u32, current_epoch: u64, now: SystemTime) -> GcReport {
+        let mut report = GcReport::default();
+        if !self.gc.enabled {
+            return report;
+        }
+        match self.stream_dir(stream_id) {
+            Ok(Some(dir)) => self.gc_dir(&dir, current_epoch, now, &mut report),
+            Ok(None) => {}
+            Err(error) => {
+                report.errors += 1;
+                tracing::warn!(stream_id, %error, "epoch GC skipped");
+            }
+        }
+        self.gc_errors += report.errors as u64;
+        report
+    }
+
+    /// Start-up GC (`policies.epoch_gc_on_startup`): collects every stream directory
+    /// under the namespace, treating its highest epoch as current (no-op when
+    /// `epoch_gc_enabled` is false).
+    pub fn gc_all(&mut self, now: SystemTime) -> GcReport {
+        let mut report = GcReport::default();
+        if !self.gc.enabled {
+            return report;
+        }
+        let ns_dir = self.layout.namespace_dir();
+        let entries = match std::fs::read_dir(&ns_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return report,
+            Err(error) => {
+                report.errors += 1;
+                self.gc_errors += 1;
+                tracing::warn!(path = %ns_dir.display(), %error, "epoch GC: cannot read namespace directory");
+                return report;
+            }
+        };
+        let mut streams: Vec<u32> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().and_then(parse_stream_id))
+            .collect();
+        streams.sort_unstable();
+        for stream_id in streams {
+            let dir = match self.stream_dir(stream_id) {
+                Ok(Some(dir)) => dir,
+                Ok(None) => continue,
+                Err(error) => {
+                    report.errors += 1;
+                    tracing::warn!(stream_id, %error, "epoch GC skipped");
+                    continue;
+                }
+            };
+            let current = match dir.epochs() {
+                Ok(epochs) => epochs.iter().copied().max().unwrap_or(0),
+                Err(error) => {
+                    report.errors += 1;
+                    tracing::warn!(stream_id, %error, "epoch GC skipped");
+                    continue;
+                }
+            };
+            let current = current.max(self.current_epoch(stream_id).unwrap_or(0));
+            self.gc_dir(&dir, current, now, &mut report);
+        }
+        self.gc_errors += report.errors as u64;
+        report
+    }
+
+    /// Start-up delete-and-recreate (Driver Model §14): deletes every epoch directory
+    /// of `stream_id` but first records the highest epoch in the high-water file, so
+    /// the next epoch is still greater. Fails only if that record cannot be kept.
+    pub fn remove_existing_epochs(&mut self, stream_id: u32) -> Result<GcReport, ProvisionFailure> {
+        self.open.remove(&stream_id);
+        let highest = self.highest_epoch(stream_id)?;
+        let mut report = GcReport::default();
+        let dir = match self.stream_dir(stream_id) {
+            Ok(Some(dir)) => dir,
+            Ok(None) => return Ok(report),
+            Err(e) => return Err(ProvisionFailure(e)),
+        };
+        if highest > 0 {
+            epochs::write_high_water(&self.layout.stream_dir(stream_id), highest, self.modes.file)?;
+        }
+        let epochs = dir.epochs().map_err(ProvisionFailure)?;
+        for epoch in epochs {
+            dir.delete_epoch(epoch, None, &mut report);
+        }
+        self.gc_errors += report.errors as u64;
+        Ok(report)
+    }
+
+    fn stream_dir(&self, stream_id: u32) -> Result<Option<StreamDir>, String> {
+        StreamDir::open(
+            self.layout.base_dir(),
+            &self.layout.stream_dir(stream_id),
+            stream_id,
+        )
+    }
+
+    fn gc_dir(&self, dir: &StreamDir, current: u64, now: SystemTime, report: &mut GcReport) {
+        let epochs = match dir.epochs() {
+            Ok(epochs) => epochs,
+            Err(error) => {
+                report.errors += 1;
+                tracing::warn!(%error, "epoch GC skipped");
+                return;
+            }
+        };
+        for epoch in gc::select_candidates(&epochs, current, self.gc.keep) {
+            dir.delete_epoch(epoch, Some((self.gc.min_age, now)), report);
+        }
+    }
+
+    /// The files of an epoch with their sizes and superblocks; checks the geometry
+    /// (and, on hugetlbfs, whole huge pages) before anything is created.
+    fn plan(
+        &self,
+        stream_id: u32,
+        epoch: u64,
+        layout_version: u32,
+        profile: &Profile,
+    ) -> Result<Vec<RegionPlan>, ProvisionFailure> {
+        let nslots = profile.header_nslots;
+        if nslots == 0 || profile.payload_pools.is_empty() {
+            return Err(ProvisionFailure(format!(
+                "stream {stream_id}: profile needs header_nslots > 0 and at least one payload pool"
+            )));
+        }
+        let header_path = self.layout.header_ring_path(stream_id, epoch);
+        let too_big = |path: &Path| {
+            ProvisionFailure(format!("sizing {}: size overflows u64", path.display()))
+        };
+        let mut plans = vec![RegionPlan {
+            len: header_ring_len(nslots).ok_or_else(|| too_big(&header_path))?,
+            expected: ExpectedRegion::header_ring(layout_version, epoch, stream_id, nslots),
+            path: header_path,
+        }];
+        for pool in &profile.payload_pools {
+            let path = self
+                .layout
+                .payload_pool_path(stream_id, epoch, pool.pool_id);
+            if !is_valid_stride(pool.stride_bytes) {
+                return Err(ProvisionFailure(format!(
+                    "sizing {}: stride_bytes {} is not a power-of-two multiple of 64",
+                    path.display(),
+                    pool.stride_bytes
+                )));
+            }
+            plans.push(RegionPlan {
+                len: payload_pool_len(nslots, pool.stride_bytes).ok_or_else(|| too_big(&path))?,
+                expected: ExpectedRegion::payload_pool(
+                    layout_version,
+                    epoch,
+                    stream_id,
+                    pool.pool_id,
+                    nslots,
+                    pool.stride_bytes,
+                ),
+                path,
+            });
+        }
+        if self.hugetlbfs && self.huge_page_size > 0 {
+            // hugetlbfs only accepts whole huge pages; the region occupies the start of
+            // the file and clients require the file to be at least the region's length.
+            for p in &mut plans {
+                p.len = p
+                    .len
+                    .checked_next_multiple_of(self.huge_page_size)
+                    .ok_or_else(|| too_big(&p.path))?;
+            }
+        }
+        Ok(plans)
+    }
+
+    /// Creates every region of an epoch whose directory already exists.
+    fn create_regions(&self, plans: &[RegionPlan]) -> Result<Vec<OpenRegion>, ProvisionFailure> {
+        let opts = RegionOptions {
+            mode: self.modes.file,
+            prefault: self.prefault,
+            touch_step: self.touch_step,
+            mlock: self.mlock,
+            pid: u64::from(std::process::id()),
+            start_ns: monotonic_now_ns(),
+        };
+        plans
+            .iter()
+            .map(|p| files::create_region(p, opts))
+            .collect()
+    }
+
+    fn region_uri(&self, path: &Path) -> Result<String, ProvisionFailure> {
+        RegionUri::from_path(path, self.hugetlbfs)
+            .map(|uri| uri.to_string())
+            .map_err(|e| fail("building the region URI of", path, e))
+    }
+
+    /// Removes a partially created epoch directory after a failure (best effort).
+    fn discard_epoch(&self, stream_id: u32, epoch: u64) {
+        let result = self.stream_dir(stream_id).and_then(|dir| match dir {
+            Some(dir) => {
+                let mut report = GcReport::default();
+                dir.delete_epoch(epoch, None, &mut report);
+                if report.errors > 0 || report.skipped > 0 {
+                    Err("see previous warning".to_owned())
+                } else {
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        });
+        if let Err(error) = result {
+            tracing::warn!(stream_id, epoch, %error, "could not remove a partially created epoch");
+        }
+    }
+}
+
+/// Parses a stream directory name (canonical decimal u32).
+fn parse_stream_id(name: &str) -> Option<u32> {
+    let n = epochs::parse_epoch_canonical(name)?;
+    u32::try_from(n).ok()
+}
+
+impl Provisioner for ShmProvisioner {
+    fn highest_epoch(&mut self, stream_id: u32) -> Result<u64, ProvisionFailure> {
+        epochs::highest_epoch(&self.layout.stream_dir(stream_id))
+    }
+
+    fn provision(
+        &mut self,
+        stream_id: u32,
+        epoch: u64,
+        layout_version: u32,
+        profile: &Profile,
+    ) -> Result<EpochLayout, ProvisionFailure> {
+        // The stream moves off its previous epoch whatever happens next.
+        self.open.remove(&stream_id);
+        let plans = self.plan(stream_id, epoch, layout_version, profile)?;
+        files::ensure_dir(&self.layout.user_dir(), self.modes.dir)?;
+        files::ensure_dir(&self.layout.namespace_dir(), self.modes.dir)?;
+        let stream_dir = self.layout.stream_dir(stream_id);
+        files::ensure_dir(&stream_dir, self.modes.dir)?;
+        let highest = epochs::highest_epoch(&stream_dir)?;
+        if epoch <= highest {
+            return Err(ProvisionFailure(format!(
+                "creating {}: epoch {epoch} is not greater than epoch {highest} already used \
+                 under {}",
+                self.layout.epoch_dir(stream_id, epoch).display(),
+                stream_dir.display()
+            )));
+        }
+        epochs::write_high_water(&stream_dir, epoch, self.modes.file)?;
+        files::create_dir(&self.layout.epoch_dir(stream_id, epoch), self.modes.dir)?;
+        let regions = match self.create_regions(&plans) {
+            Ok(regions) => regions,
+            Err(failure) => {
+                self.discard_epoch(stream_id, epoch);
+                return Err(failure);
+            }
+        };
+        let uris: Result<Vec<String>, ProvisionFailure> =
+            regions.iter().map(|r| self.region_uri(&r.path)).collect();
+        let uris = match uris {
+            Ok(uris) => uris,
+            Err(failure) => {
+                drop(regions);
+                self.discard_epoch(stream_id, epoch);
+                return Err(failure);
+            }
+        };
+        let pools = profile
+            .payload_pools
+            .iter()
+            .zip(uris.iter().skip(1))
+            .map(|(pool, uri)| PoolLayout {
+                pool_id: pool.pool_id,
+                nslots: profile.header_nslots,
+                stride_bytes: pool.stride_bytes,
+                region_uri: uri.clone(),
+            })
+            .collect();
+        let header_region_uri = uris.first().cloned().unwrap_or_default();
+        self.open.insert(stream_id, OpenEpoch { epoch, regions });
+        Ok(EpochLayout {
+            stream_id,
+            epoch,
+            layout_version,
+            header_nslots: profile.header_nslots,
+            header_region_uri,
+            pools,
+        })
+    }
+
+    fn retire_older(&mut self, stream_id: u32, current_epoch: u64) {
+        let report = self.gc_stream(stream_id, current_epoch, SystemTime::now());
+        if !report.removed.is_empty() || report.errors > 0 {
+            tracing::debug!(
+                stream_id,
+                current_epoch,
+                removed = report.removed.len(),
+                errors = report.errors,
+                "epoch GC"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provisioner_can_move_to_the_driver_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<ShmProvisioner>();
+    }
+
+    #[test]
+    fn stream_dir_names() {
+        assert_eq!(parse_stream_id("10000"), Some(10000));
+        assert_eq!(parse_stream_id("010000"), None);
+        assert_eq!(parse_stream_id("4294967296"), None);
+        assert_eq!(parse_stream_id("x"), None);
+    }
+
+    #[test]
+    fn failure_messages_name_path_and_os_error() {
+        let e = std::io::Error::from_raw_os_error(28);
+        let f = fail("creating", Path::new("/dev/shm/x/header.ring"), e);
+        assert_eq!(
+            f.0,
+            "creating /dev/shm/x/header.ring: No space left on device (os error 28)"
+        );
+    }
+}
