@@ -1,0 +1,82 @@
+//! The driver's Aeron counters: protocol and agent counts in the media driver's counters
+//! file, so Aeron's own tools (`AeronStat`) show them.
+
+use super::agent::AgentCounters;
+use super::core::{CoreCounters, DriverCore};
+use crate::transport::{AeronClient, Counter, TransportError};
+
+/// Aeron counter type id of every tensorpool driver counter.
+pub const COUNTER_TYPE_ID: i32 = 4_100;
+
+/// One counter per figure an operator asks about.
+pub struct DriverCounters {
+    counters: Vec<(Counter, Reader)>,
+}
+
+/// What the counters are read from.
+pub struct Snapshot<'a> {
+    /// Protocol counts.
+    pub core: &'a CoreCounters,
+    /// Agent counts.
+    pub agent: &'a AgentCounters,
+    /// Live producer leases.
+    pub producer_leases: usize,
+    /// Live consumer leases.
+    pub consumer_leases: usize,
+}
+
+type Reader = fn(&Snapshot<'_>) -> u64;
+
+const COUNTERS: &[(&str, Reader)] = &[
+    ("active producer leases", |s| s.producer_leases as u64),
+    ("active consumer leases", |s| s.consumer_leases as u64),
+    ("attaches ok", |s| s.core.attaches_ok),
+    ("attaches rejected UNSUPPORTED", |s| s.core.attaches_unsupported),
+    ("attaches rejected INVALID_PARAMS", |s| s.core.attaches_invalid_params),
+    ("attaches rejected REJECTED", |s| s.core.attaches_rejected),
+    ("attaches rejected INTERNAL_ERROR", |s| s.core.attaches_internal_error),
+    ("keepalives", |s| s.core.keepalives),
+    ("keepalives ignored", |s| s.core.keepalives_ignored),
+    ("lease expiries", |s| s.core.expiries),
+    ("lease revocations", |s| s.core.revocations),
+    ("epoch bumps", |s| s.core.epoch_bumps),
+    ("provisioning failures", |s| s.core.provision_failures),
+    ("announces sent", |s| s.core.announces),
+    ("malformed messages", |s| s.agent.malformed_total()),
+    ("offer retries", |s| s.agent.offer_retries),
+    ("publish failures", |s| s.agent.publish_failures),
+    ("shutdown requests ignored", |s| s.core.shutdown_requests_ignored),
+];
+
+impl DriverCounters {
+    /// Allocates every counter, labelled `tp-driver[<instance>]: <name>`.
+    pub fn new(client: &AeronClient, instance_id: &str) -> Result<Self, TransportError> {
+        let counters = COUNTERS
+            .iter()
+            .map(|(name, read)| {
+                let label = format!("tp-driver[{instance_id}]: {name}");
+                Counter::new(client, COUNTER_TYPE_ID, &label).map(|c| (c, *read))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { counters })
+    }
+
+    /// Writes the current figures.
+    pub fn update(&self, core: &DriverCore, agent: &AgentCounters) {
+        let (producer_leases, consumer_leases) = core.lease_counts();
+        let snapshot = Snapshot {
+            core: core.counters(),
+            agent,
+            producer_leases,
+            consumer_leases,
+        };
+        for (counter, read) in &self.counters {
+            counter.set(read(&snapshot));
+        }
+    }
+
+    /// Labels of every counter, for documentation and tests.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        COUNTERS.iter().map(|(name, _)| *name)
+    }
+}
