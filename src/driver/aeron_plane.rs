@@ -5,7 +5,9 @@
 use super::agent::{ControlPlane, PublishError, PublishOutcome};
 use super::wire::Destination;
 use crate::config::DriverConfig;
-use crate::transport::{AeronClient, OutboundQueue, Publication, SendOutcome, Subscription, TransportError};
+use crate::transport::{
+    AeronClient, OutboundQueue, Publication, SendOutcome, Subscription, TransportError,
+};
 
 /// Messages waiting per stream while its subscribers are back-pressured.
 const QUEUE_CAPACITY: usize = 256;
@@ -71,7 +73,11 @@ impl ControlPlane for AeronControlPlane {
         }
     }
 
-    fn publish(&mut self, destination: Destination, bytes: &[u8]) -> Result<PublishOutcome, PublishError> {
+    fn publish(
+        &mut self,
+        destination: Destination,
+        bytes: &[u8],
+    ) -> Result<PublishOutcome, PublishError> {
         let (publication, queue) = match (&mut self.announce, destination) {
             (Some((publication, queue)), Destination::Announce) => (&*publication, queue),
             _ => (&self.control_pub, &mut self.control_queue),

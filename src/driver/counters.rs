@@ -31,10 +31,16 @@ const COUNTERS: &[(&str, Reader)] = &[
     ("active producer leases", |s| s.producer_leases as u64),
     ("active consumer leases", |s| s.consumer_leases as u64),
     ("attaches ok", |s| s.core.attaches_ok),
-    ("attaches rejected UNSUPPORTED", |s| s.core.attaches_unsupported),
-    ("attaches rejected INVALID_PARAMS", |s| s.core.attaches_invalid_params),
+    ("attaches rejected UNSUPPORTED", |s| {
+        s.core.attaches_unsupported
+    }),
+    ("attaches rejected INVALID_PARAMS", |s| {
+        s.core.attaches_invalid_params
+    }),
     ("attaches rejected REJECTED", |s| s.core.attaches_rejected),
-    ("attaches rejected INTERNAL_ERROR", |s| s.core.attaches_internal_error),
+    ("attaches rejected INTERNAL_ERROR", |s| {
+        s.core.attaches_internal_error
+    }),
     ("keepalives", |s| s.core.keepalives),
     ("keepalives ignored", |s| s.core.keepalives_ignored),
     ("lease expiries", |s| s.core.expiries),
@@ -45,7 +51,9 @@ const COUNTERS: &[(&str, Reader)] = &[
     ("malformed messages", |s| s.agent.malformed_total()),
     ("offer retries", |s| s.agent.offer_retries),
     ("publish failures", |s| s.agent.publish_failures),
-    ("shutdown requests ignored", |s| s.core.shutdown_requests_ignored),
+    ("shutdown requests ignored", |s| {
+        s.core.shutdown_requests_ignored
+    }),
 ];
 
 impl DriverCounters {

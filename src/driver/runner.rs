@@ -9,7 +9,9 @@ use super::counters::DriverCounters;
 use super::provision::{monotonic_now_ns, ShmProvisioner};
 use crate::config::{DriverConfig, MediaDriverMode};
 use crate::protocol::driver::ShutdownReason;
-use crate::transport::{AeronClient, BackoffIdle, ClientOptions, MediaDriverOptions, TransportError};
+use crate::transport::{
+    AeronClient, BackoffIdle, ClientOptions, MediaDriverOptions, TransportError,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -45,7 +47,11 @@ extern "C" fn request_stop(_signal: nix::libc::c_int) {
 
 fn install_signal_handlers() -> Result<(), nix::Error> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(SigHandler::Handler(request_stop), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(request_stop),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { sigaction(signal, &action) }?;
@@ -107,7 +113,12 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
     core.start(monotonic_now_ns(), &mut provisioner)?;
     let plane = AeronControlPlane::new(&client, config)?;
     let counters = DriverCounters::new(&client, &config.driver.instance_id)?;
-    let mut agent = DriverAgent::new(core, provisioner, plane, config.policies.announce_period_ns());
+    let mut agent = DriverAgent::new(
+        core,
+        provisioner,
+        plane,
+        config.policies.announce_period_ns(),
+    );
     tracing::info!(
         instance_id = %config.driver.instance_id,
         aeron_dir = %client.dir().display(),
