@@ -8,6 +8,7 @@
 //!   URIs, canonical paths, safe mapping).
 //! - [`config`]: driver configuration (TOML + environment overrides + validation).
 
+pub mod client;
 pub mod config;
 pub mod driver;
 pub mod protocol;

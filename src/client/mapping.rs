@@ -1,0 +1,250 @@
+//! Mapping the regions of a lease grant (Wire Spec §7, §8, §9, §15.1, §15.21a.5, §15.22):
+//! every file is opened through the containment and identity checks of `shm::open`, its
+//! superblock is validated against the grant, and only then is it used.
+//!
+//! The mapped memory is shared with other processes that write it concurrently (the
+//! producer writes while consumers read). Slot headers are copied out word by word with
+//! volatile reads, and payload views handed to applications are only trusted after the
+//! seqlock re-check (Wire Spec §8.3).
+
+use super::grant::{LeaseGrant, PoolGrant};
+use crate::protocol::control::RegionType;
+use crate::shm::layout::{
+    decode_superblock, header_slot_offset, payload_slot_offset, ExpectedRegion, SuperblockError,
+    HEADER_SLOT_BYTES, SUPERBLOCK_SIZE,
+};
+use crate::shm::open::{map_region, open_region, Access, AllowedBaseDirs, OpenError};
+use crate::shm::seqlock::SeqCommit;
+use memmap2::MmapRaw;
+use std::path::PathBuf;
+
+/// Why a region could not be mapped; nothing of the grant is used then.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// The file failed the open checks (containment, type, identity, hugepages).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The file is shorter than the region it should hold.
+    #[error("{path} is {len} bytes, the region needs {needed}")]
+    TooSmall {
+        /// File.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// Bytes the region needs.
+        needed: u64,
+    },
+    /// The superblock disagrees with the grant.
+    #[error("{path}: {source}")]
+    Superblock {
+        /// File.
+        path: PathBuf,
+        /// What disagrees.
+        source: SuperblockError,
+    },
+}
+
+/// One mapped payload pool.
+pub struct MappedPool {
+    /// What the driver granted.
+    pub grant: PoolGrant,
+    map: MmapRaw,
+}
+
+impl MappedPool {
+    /// Pointer to the start of payload slot `slot` (checked against the slot count).
+    pub fn slot_ptr(&self, slot: u32) -> Option<*mut u8> {
+        if slot >= self.grant.nslots {
+            return None;
+        }
+        let offset = payload_slot_offset(slot, self.grant.stride_bytes) as usize;
+        // In bounds: the file was checked to hold nslots * stride after the superblock.
+        Some(self.map.as_mut_ptr().wrapping_add(offset))
+    }
+
+    /// The first `len` bytes of payload slot `slot`, or `None` when out of range.
+    ///
+    /// The bytes live in shared memory another process may be overwriting: treat the
+    /// view as valid only once the frame's seqlock re-check succeeded.
+    pub fn slot_bytes(&self, slot: u32, len: usize) -> Option<&[u8]> {
+        if len > self.grant.stride_bytes as usize {
+            return None;
+        }
+        let ptr = self.slot_ptr(slot)?;
+        // SAFETY: ptr..ptr+len lies inside the mapping (slot < nslots, len <= stride), the
+        // mapping lives as long as `self`, and u8 has no invalid bit patterns.
+        Some(unsafe { std::slice::from_raw_parts(ptr, len) })
+    }
+
+    /// Mutable view of payload slot `slot` (producer only; the mapping is read-write).
+    ///
+    /// # Safety
+    /// The caller must be the stream's single writer and hold no other view of the slot.
+    // The memory is shared with other processes, not owned through `&self`; exclusivity
+    // is the single-writer contract above, which the borrow checker cannot see.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slot_bytes_mut(&self, slot: u32, len: usize) -> Option<&mut [u8]> {
+        if len > self.grant.stride_bytes as usize {
+            return None;
+        }
+        let ptr = self.slot_ptr(slot)?;
+        // SAFETY: bounds as in `slot_bytes`; exclusivity is the caller's contract.
+        Some(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+    }
+}
+
+/// Every region of one epoch of a stream, mapped and validated.
+pub struct MappedEpoch {
+    grant: LeaseGrant,
+    header: MmapRaw,
+    pools: Vec<MappedPool>,
+}
+
+impl MappedEpoch {
+    /// Opens and maps the header ring and every pool of `grant` (read-only for
+    /// consumers, read-write for producers) and checks each superblock.
+    pub fn map(
+        grant: &LeaseGrant,
+        allowed: &AllowedBaseDirs,
+        access: Access,
+    ) -> Result<Self, MapError> {
+        let expected = ExpectedRegion::header_ring(
+            grant.layout_version,
+            grant.epoch,
+            grant.stream_id,
+            grant.header_nslots,
+        );
+        let header = map_checked(&grant.header_uri, &expected, allowed, access)?;
+        let mut pools = Vec::with_capacity(grant.pools.len());
+        for pool in &grant.pools {
+            let expected = ExpectedRegion::payload_pool(
+                grant.layout_version,
+                grant.epoch,
+                grant.stream_id,
+                pool.pool_id,
+                pool.nslots,
+                pool.stride_bytes,
+            );
+            let map = map_checked(&pool.uri, &expected, allowed, access)?;
+            pools.push(MappedPool {
+                grant: pool.clone(),
+                map,
+            });
+        }
+        Ok(Self {
+            grant: grant.clone(),
+            header,
+            pools,
+        })
+    }
+
+    /// The grant these regions belong to.
+    pub fn grant(&self) -> &LeaseGrant {
+        &self.grant
+    }
+
+    /// Epoch of the mapping.
+    pub fn epoch(&self) -> u64 {
+        self.grant.epoch
+    }
+
+    /// Header ring slot count.
+    pub fn header_nslots(&self) -> u32 {
+        self.grant.header_nslots
+    }
+
+    /// Pools, smallest stride first.
+    pub fn pools(&self) -> &[MappedPool] {
+        &self.pools
+    }
+
+    /// A pool by id.
+    pub fn pool(&self, pool_id: u16) -> Option<&MappedPool> {
+        self.pools.iter().find(|p| p.grant.pool_id == pool_id)
+    }
+
+    /// The smallest pool whose stride fits `len` bytes (Wire Spec §9).
+    pub fn pool_for_len(&self, len: usize) -> Option<&MappedPool> {
+        self.pools
+            .iter()
+            .find(|p| p.grant.stride_bytes as usize >= len)
+    }
+
+    fn slot_ptr(&self, index: u32) -> *mut u8 {
+        let index = index & (self.grant.header_nslots - 1);
+        // In bounds: index < nslots and the file holds nslots slots after the superblock.
+        self.header
+            .as_mut_ptr()
+            .wrapping_add(header_slot_offset(index) as usize)
+    }
+
+    /// The `seq_commit` word of header slot `index` (masked to the ring).
+    pub fn seq_commit(&self, index: u32) -> SeqCommit<'_> {
+        // SAFETY: slot offsets are 64 + i*256 from a page-aligned mapping, so 8-byte
+        // aligned; the word lives as long as `self`; it is only accessed atomically.
+        unsafe { SeqCommit::from_ptr(self.slot_ptr(index).cast::<u64>()) }
+    }
+
+    /// Copies header slot `index` into `out`, word by word with volatile reads (the
+    /// producer may be writing it; the seqlock decides whether the copy is usable).
+    pub fn read_slot(&self, index: u32, out: &mut [u8; HEADER_SLOT_BYTES]) {
+        let src = self.slot_ptr(index).cast::<u64>();
+        for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+            // SAFETY: src..src+32 words lies inside the slot, 8-byte aligned.
+            let word = unsafe { std::ptr::read_volatile(src.add(i)) };
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+    }
+
+    /// Writes bytes 8..256 of header slot `index` from `image` (everything but
+    /// `seq_commit`, which only the seqlock stores touch). Producer only.
+    pub fn write_slot_body(&self, index: u32, image: &[u8; HEADER_SLOT_BYTES]) {
+        let dst = self.slot_ptr(index).cast::<u64>();
+        for (i, chunk) in image.chunks_exact(8).enumerate().skip(1) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            // SAFETY: dst..dst+32 words lies inside the slot, 8-byte aligned; the mapping
+            // is read-write for producers (a read-only mapping would fault, and only the
+            // producer, which maps read-write, calls this).
+            unsafe { std::ptr::write_volatile(dst.add(i), u64::from_ne_bytes(word)) };
+        }
+    }
+}
+
+fn map_checked(
+    uri: &crate::shm::uri::RegionUri,
+    expected: &ExpectedRegion,
+    allowed: &AllowedBaseDirs,
+    access: Access,
+) -> Result<MmapRaw, MapError> {
+    let opened = open_region(uri, allowed, access)?;
+    let needed = expected.region_len().unwrap_or(u64::MAX);
+    if opened.len < needed {
+        return Err(MapError::TooSmall {
+            path: opened.canonical_path.clone(),
+            len: opened.len,
+            needed,
+        });
+    }
+    let map = map_region(&opened, access)?;
+    let mut superblock = [0u8; SUPERBLOCK_SIZE];
+    // SAFETY: the mapping is at least `needed` >= 64 bytes long.
+    unsafe {
+        std::ptr::copy_nonoverlapping(map.as_ptr(), superblock.as_mut_ptr(), SUPERBLOCK_SIZE)
+    };
+    let sb = decode_superblock(&superblock).map_err(|source| MapError::Superblock {
+        path: opened.canonical_path.clone(),
+        source,
+    })?;
+    expected
+        .validate(&sb)
+        .map_err(|source| MapError::Superblock {
+            path: opened.canonical_path.clone(),
+            source,
+        })?;
+    debug_assert!(matches!(
+        sb.region_type,
+        RegionType::HeaderRing | RegionType::PayloadPool
+    ));
+    Ok(map)
+}
