@@ -114,6 +114,7 @@ impl DriverConfig {
         writeln!(out, "epoch_gc_keep = {}", pol.epoch_gc_keep)?;
         writeln!(out, "epoch_gc_min_age_ns = {}", pol.epoch_gc_min_age_ns)?;
         writeln!(out, "epoch_gc_on_startup = {}", pol.epoch_gc_on_startup)?;
+        writeln!(out, "delete_shm_on_startup = {}", pol.delete_shm_on_startup)?;
         writeln!(out, "shutdown_timeout_ms = {}", pol.shutdown_timeout_ms)?;
         let token = match (&pol.shutdown_token, redact) {
             (None, _) => "",

@@ -212,6 +212,10 @@ pub struct PoliciesSection {
     pub epoch_gc_min_age_ns: u64,
     /// `policies.epoch_gc_on_startup`: run epoch GC at driver startup (default `false`).
     pub epoch_gc_on_startup: bool,
+    /// `policies.delete_shm_on_startup`: delete the existing epoch directories of every
+    /// static stream at start-up before provisioning it afresh (Driver Model §14); the
+    /// epoch high-water mark is kept, so new epochs stay above old ones (default `false`).
+    pub delete_shm_on_startup: bool,
     /// `policies.shutdown_timeout_ms`: drain period before shutdown completes (default `2000`).
     pub shutdown_timeout_ms: u32,
     /// `policies.shutdown_token`: admin shutdown token; `None` (written `""`) = disabled.
@@ -233,6 +237,7 @@ impl Default for PoliciesSection {
             epoch_gc_keep: DEFAULT_EPOCH_GC_KEEP,
             epoch_gc_min_age_ns: Self::derived_epoch_gc_min_age_ns(DEFAULT_ANNOUNCE_PERIOD_MS),
             epoch_gc_on_startup: false,
+            delete_shm_on_startup: false,
             shutdown_timeout_ms: DEFAULT_SHUTDOWN_TIMEOUT_MS,
             shutdown_token: None,
         }

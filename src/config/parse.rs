@@ -58,6 +58,7 @@ pub const POLICIES_KEYS: &[&str] = &[
     "epoch_gc_keep",
     "epoch_gc_min_age_ns",
     "epoch_gc_on_startup",
+    "delete_shm_on_startup",
     "shutdown_timeout_ms",
     "shutdown_token",
 ];
@@ -337,6 +338,9 @@ fn parse_policies(
         epoch_gc_on_startup: s
             .get("epoch_gc_on_startup")?
             .unwrap_or(d.epoch_gc_on_startup),
+        delete_shm_on_startup: s
+            .get("delete_shm_on_startup")?
+            .unwrap_or(d.delete_shm_on_startup),
         shutdown_timeout_ms: s
             .get("shutdown_timeout_ms")?
             .unwrap_or(d.shutdown_timeout_ms),

@@ -105,6 +105,16 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
         let report = provisioner.gc_all(SystemTime::now());
         tracing::info!(?report, "start-up epoch GC done");
     }
+    if config.policies.delete_shm_on_startup {
+        for stream in config.streams.values() {
+            let report = provisioner.remove_existing_epochs(stream.stream_id)?;
+            tracing::info!(
+                stream_id = stream.stream_id,
+                removed = report.removed.len(),
+                "existing epochs deleted at start-up"
+            );
+        }
+    }
     let env = CoreEnv {
         lease_id_seed: lease_id_seed(),
         base_is_hugetlbfs: provisioner.is_hugetlbfs(),

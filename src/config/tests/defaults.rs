@@ -47,6 +47,7 @@ fn minimal_file_yields_every_default() {
     assert_eq!(p.epoch_gc_keep, 2);
     assert_eq!(p.epoch_gc_min_age_ns, 3_000_000_000);
     assert!(!p.epoch_gc_on_startup);
+    assert!(!p.delete_shm_on_startup);
     assert_eq!(p.shutdown_timeout_ms, 2000);
     assert_eq!(p.shutdown_token, None);
     assert!(!p.shutdown_token_enabled());

@@ -100,6 +100,7 @@ fn every_policies_key() {
             ("POLICIES_EPOCH_GC_KEEP", "5"),
             ("POLICIES_EPOCH_GC_MIN_AGE_NS", "123456789012"),
             ("POLICIES_EPOCH_GC_ON_STARTUP", "true"),
+            ("POLICIES_DELETE_SHM_ON_STARTUP", "true"),
             ("POLICIES_SHUTDOWN_TIMEOUT_MS", "7000"),
             ("POLICIES_SHUTDOWN_TOKEN", "s3cret"),
         ],
@@ -116,6 +117,7 @@ fn every_policies_key() {
     assert_eq!(p.epoch_gc_keep, 5);
     assert_eq!(p.epoch_gc_min_age_ns, 123_456_789_012);
     assert!(p.epoch_gc_on_startup);
+    assert!(p.delete_shm_on_startup);
     assert_eq!(p.shutdown_timeout_ms, 7000);
     assert_eq!(p.shutdown_token.as_deref(), Some("s3cret"));
     assert_eq!(cfg.lease_expiry_ns(), 1_000_000_000);
@@ -262,5 +264,5 @@ fn env_override_list_is_complete() {
     ] {
         assert!(vars.iter().any(|x| x == v), "{v} missing");
     }
-    assert_eq!(vars.len(), 12 + 6 + 13);
+    assert_eq!(vars.len(), 12 + 6 + 14);
 }

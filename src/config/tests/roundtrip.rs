@@ -39,6 +39,7 @@ epoch_gc_enabled = false
 epoch_gc_keep = 3
 epoch_gc_min_age_ns = 42
 epoch_gc_on_startup = true
+delete_shm_on_startup = true
 shutdown_timeout_ms = 1
 shutdown_token = "tok\\en"
 
