@@ -1,0 +1,282 @@
+//! System tests of the `tp-driver` binary (Driver Model §4.8, §4.13, §6, §10, §14, §17):
+//! kill -9 and restart over the same directories, SIGTERM, an external media driver, and
+//! the command line. Every process is killed by pid when its handle drops.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use support::*;
+use tensorpool::config::REDACTED;
+use tensorpool::protocol::driver::{ResponseCode, Role, ShutdownReason};
+use tensorpool::transport::{BackoffIdle, EmbeddedMediaDriver, MediaDriverOptions};
+
+/// A restarted embedded media driver waits until the dead one's heartbeat is older than
+/// Aeron's driver timeout (10 s by default) before it takes over the directory.
+const RESTART_DEADLINE: Duration = Duration::from_secs(20);
+/// How long external mode may look for a media driver before giving up (about 10 s).
+const EXTERNAL_GIVE_UP: Duration = Duration::from_secs(20);
+
+/// Writes the test configuration and returns its path.
+fn write_config(env: &TestEnv, settings: &DriverSettings) -> PathBuf {
+    env.write("driver.toml", &settings.toml(env))
+}
+
+/// Sends SIGTERM and asserts a clean exit.
+fn terminate(driver: &mut ProcessDriver) {
+    driver.signal(Signal::SIGTERM);
+    let status = driver
+        .wait(DEADLINE)
+        .expect("tp-driver exits after SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status}; stderr:\n{}",
+        driver.stderr()
+    );
+}
+
+#[test]
+fn restart_after_kill_9_bumps_the_epoch_and_forgets_old_leases() {
+    let env = TestEnv::new();
+    let settings = DriverSettings::shared_announce();
+    let config = write_config(&env, &settings);
+
+    let mut first = ProcessDriver::start(&env, "first", &config, &[]);
+    first.wait_running(DEADLINE);
+    let old = {
+        let mut client = TestClient::for_settings(&env.aeron_dir(), &settings);
+        client.attach_ok(STATIC_STREAM, 7, Role::Producer)
+    };
+    first.kill();
+
+    let restarting = Instant::now();
+    let mut second = ProcessDriver::start(&env, "second", &config, &[]);
+    second.wait_running(RESTART_DEADLINE);
+    eprintln!(
+        "restart over the killed driver's files took {:?}",
+        restarting.elapsed()
+    );
+
+    let mut client = TestClient::for_settings(&env.aeron_dir(), &settings);
+    let new = client.attach_ok(STATIC_STREAM, 7, Role::Producer);
+    assert!(
+        new.epoch > old.epoch,
+        "epoch {} after restart, {} before",
+        new.epoch,
+        old.epoch
+    );
+    assert_ne!(new.lease_id, old.lease_id);
+
+    client.keepalive(&old);
+    let ignored = settings.counter_label("keepalives ignored");
+    assert_eq!(client.wait_for_counter(&ignored, |v| v >= 1), 1);
+    let stale = client.detach(&old);
+    assert_eq!(
+        (stale.code, stale.error_message.as_str()),
+        (ResponseCode::Rejected, "unknown lease"),
+        "{stale:?}"
+    );
+    assert_eq!(client.detach(&new).code, ResponseCode::Ok);
+    drop(client);
+    terminate(&mut second);
+}
+
+#[test]
+fn sigterm_sends_normal_shutdown_and_exits_zero() {
+    let env = TestEnv::new();
+    let settings = DriverSettings::separate_announce();
+    let config = write_config(&env, &settings);
+    let mut driver = ProcessDriver::start(&env, "driver", &config, &[]);
+    driver.wait_running(DEADLINE);
+
+    let mut client = TestClient::for_settings(&env.aeron_dir(), &settings);
+    client.attach_ok(STATIC_STREAM, 8, Role::Consumer);
+    driver.signal(Signal::SIGTERM);
+    let notice = client.wait_for("ShmDriverShutdown", OwnedMessage::is_shutdown);
+    assert_eq!(
+        notice,
+        OwnedMessage::Shutdown {
+            reason: ShutdownReason::Normal,
+            error_message: String::new()
+        }
+    );
+    let status = driver
+        .wait(DEADLINE)
+        .expect("tp-driver exits after SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status}; stderr:\n{}",
+        driver.stderr()
+    );
+}
+
+/// A media driver owned and pumped by a thread of the test process.
+struct MediaDriverThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MediaDriverThread {
+    fn start(dir: &Path) -> Self {
+        let options = MediaDriverOptions {
+            term_buffer_sparse_file: Some(true),
+            ..MediaDriverOptions::in_dir(dir)
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let (started, outcome) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let driver = match EmbeddedMediaDriver::start(&options) {
+                Ok(driver) => {
+                    let _ = started.send(Ok(()));
+                    driver
+                }
+                Err(e) => {
+                    let _ = started.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
+            while !flag.load(Ordering::SeqCst) {
+                let work = driver.do_work().expect("media driver duty cycle");
+                idle.idle(work);
+            }
+        });
+        match outcome.recv_timeout(DEADLINE) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("starting the media driver: {e}"),
+            Err(e) => panic!("the media driver did not start: {e}"),
+        }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MediaDriverThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn external_mode_uses_a_running_media_driver() {
+    let env = TestEnv::new();
+    let settings = DriverSettings::shared_announce();
+    let config = write_config(&env, &settings);
+    let aeron_dir = env.aeron_dir();
+    let _media_driver = MediaDriverThread::start(&aeron_dir);
+
+    let dir = aeron_dir.to_str().unwrap();
+    let overrides = [
+        ("DRIVER_MEDIA_DRIVER", "external"),
+        ("DRIVER_AERON_DIR", dir),
+    ];
+    let mut driver = ProcessDriver::start(&env, "external", &config, &overrides);
+    driver.wait_running(DEADLINE);
+    let mut client = TestClient::for_settings(&aeron_dir, &settings);
+    let lease = client.attach_ok(STATIC_STREAM, 9, Role::Producer);
+    assert_eq!(client.detach(&lease).code, ResponseCode::Ok);
+    drop(client);
+    terminate(&mut driver);
+}
+
+#[test]
+fn external_mode_without_a_media_driver_fails_naming_the_directory() {
+    let env = TestEnv::new();
+    let config = write_config(&env, &DriverSettings::shared_announce());
+    let missing = env.path().join("no-driver-here");
+    let dir = missing.to_str().unwrap();
+    let overrides = [
+        ("DRIVER_MEDIA_DRIVER", "external"),
+        ("DRIVER_AERON_DIR", dir),
+    ];
+    let args = ["--config", config.to_str().unwrap()];
+    let run = ProcessDriver::run(&env, "no-media-driver", &args, &overrides, EXTERNAL_GIVE_UP);
+    eprintln!("external mode gave up after {:?}", run.elapsed);
+    assert!(!run.status.success(), "exited with {}", run.status);
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("tp-driver: ") && l.contains(dir)),
+        "no final error line naming {dir}:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(15),
+        "gave up after {:?}, expected about 10 s",
+        run.elapsed
+    );
+}
+
+#[test]
+fn print_config_shows_env_overrides_and_hides_the_token() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        shutdown_token: "do-not-print-me".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let config = write_config(&env, &settings);
+    let args = ["--config", config.to_str().unwrap(), "--print-config"];
+    let run = ProcessDriver::run(
+        &env,
+        "print",
+        &args,
+        &[("DRIVER_CONTROL_STREAM_ID", "2345")],
+        DEADLINE,
+    );
+    assert!(run.status.success(), "{run:?}");
+    let printed: toml::Table = run
+        .stdout
+        .parse()
+        .unwrap_or_else(|e| panic!("not TOML ({e}):\n{}", run.stdout));
+    assert_eq!(
+        printed["driver"]["control_stream_id"].as_integer(),
+        Some(2345),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        printed["policies"]["shutdown_token"].as_str(),
+        Some(REDACTED),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("do-not-print-me"),
+        "token printed:\n{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn unknown_config_key_exits_2_naming_the_key() {
+    let env = TestEnv::new();
+    let text = DriverSettings::shared_announce()
+        .toml(&env)
+        .replace("[driver]\n", "[driver]\nbogus_knob = 1\n");
+    let config = env.write("bad.toml", &text);
+    let run = ProcessDriver::run(
+        &env,
+        "bad",
+        &["--config", config.to_str().unwrap()],
+        &[],
+        DEADLINE,
+    );
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("bogus_knob"),
+        "stderr does not name the key:\n{}",
+        run.stderr
+    );
+}
