@@ -915,3 +915,17 @@ fn core_start_provisions_static_streams_through_the_provisioner() {
     core.start(2, &mut p).expect("restart");
     assert_eq!(p.current_epoch(STREAM), Some(2));
 }
+
+#[test]
+fn the_driver_agent_path_refreshes_activity_through_the_trait() {
+    let _g = shared();
+    let base = base_tempdir();
+    let cfg = config(base.path(), &Opts::default());
+    let mut p = provisioner(&cfg);
+    let layout = next_epoch(&mut p, &cfg, STREAM);
+    Provisioner::refresh_activity(&mut p, 0x0A0B_0C0D_0E0F_1011);
+    for r in regions(&layout) {
+        let b = fs::read(&r.0).expect("read");
+        assert_eq!(&b[56..64], &0x0A0B_0C0D_0E0F_1011u64.to_le_bytes());
+    }
+}

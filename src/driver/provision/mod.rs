@@ -424,6 +424,11 @@ impl Provisioner for ShmProvisioner {
         epochs::highest_epoch(&self.layout.stream_dir(stream_id))
     }
 
+    fn refresh_activity(&mut self, now_ns: u64) {
+        // The inherent method (which also reports how many superblocks it wrote).
+        ShmProvisioner::refresh_activity(self, now_ns);
+    }
+
     fn provision(
         &mut self,
         stream_id: u32,
