@@ -9,8 +9,10 @@ use crate::transport::{
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Default IPC channel of every stream.
-pub const DEFAULT_CHANNEL: &str = "aeron:ipc";
+/// Default IPC channel of every stream: the channel `config/driver.toml` uses. The term
+/// length only shapes this client's own publications (Aeron's IPC default is 64 MiB per
+/// publication); subscriptions match any IPC publication of the stream.
+pub const DEFAULT_CHANNEL: &str = "aeron:ipc?term-length=4m";
 /// Default control stream (driver requests, responses, notices).
 pub const DEFAULT_CONTROL_STREAM_ID: u32 = 1000;
 /// Default announce stream (`ShmPoolAnnounce`).

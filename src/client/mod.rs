@@ -12,3 +12,5 @@ pub use grant::{LeaseGrant, PoolGrant, ProtocolError};
 pub use link::{ClientStreams, ControlLink, LinkError};
 pub use mapping::{MapError, MappedEpoch, MappedPool};
 pub use session::{DriverSession, Request, SessionConfig, SessionEvent};
+pub mod producer;
+pub mod tensor;

@@ -258,7 +258,7 @@ fn wait_for_driver(
             return Ok(());
         }
         if Instant::now() >= deadline {
-            tracing::error!(dir = %dir.display(), ?timeout, "no active media driver");
+            tracing::debug!(dir = %dir.display(), ?timeout, "no active media driver");
             return Err(TransportError::NoMediaDriver {
                 dir: dir.to_owned(),
                 timeout,

@@ -1,0 +1,340 @@
+//! Publishes frames on a tensorpool stream through a running SHM driver (`tp-driver`).
+//!
+//! ```sh
+//! cargo run --release --example producer -- --aeron-dir /dev/shm/aeron-root \
+//!     --stream-id 10000 --frames 10000 --payload-bytes 65536 --rate 1000
+//! ```
+//!
+//! It connects to the media driver in `--aeron-dir` and attaches as the stream's producer,
+//! retrying both until the driver is up (at most `--timeout-s`), then publishes `--frames`
+//! frames at `--rate` per second (`0` = as fast as possible), filling each payload slot
+//! in place (claim, fill, commit).
+//!
+//! Payload pattern, for consumers to verify: byte `i` of the frame with sequence number
+//! `s` is `(s + i) mod 251`. Sequence numbers restart at 0 in every epoch and the pattern
+//! follows them, so frames stay verifiable across a reattach. Every frame is described as
+//! a one-dimensional UINT8 tensor with `dims[0]` = the payload length.
+//!
+//! At the end it keeps its lease for `--linger-ms` (so consumers can read the last frames
+//! before the epoch ends), detaches, and prints one JSON line on stdout:
+//!
+//! ```text
+//! {"role":"producer","frames_sent":10000,"frames_too_large":0,"descriptors_dropped":0,
+//!  "epoch_changes":0,"elapsed_s":10.001,"frames_per_s":999.9,"mib_per_s":62.49}
+//! ```
+//!
+//! (on one line). The exit status is 0 when all frames were published, 1 otherwise.
+//! Logs go to stderr; set `RUST_LOG` (e.g. `RUST_LOG=info`) for more.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tensorpool::client::producer::{
+    monotonic_now_ns, Producer, ProducerConfig, ProducerEvent, PublishError,
+    DEFAULT_ALLOWED_BASE_DIR,
+};
+use tensorpool::client::tensor::bytes_header;
+use tensorpool::client::ClientStreams;
+use tensorpool::protocol::control::TensorHeader;
+use tensorpool::protocol::driver::PublishMode;
+use tensorpool::transport::BackoffIdle;
+
+/// The pattern's period: byte `i` of frame `s` is `(s + i) mod PATTERN_PERIOD`.
+const PATTERN_PERIOD: usize = 251;
+/// Most lag behind `--rate` made up by publishing faster.
+const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    about = "Publish test frames on a tensorpool stream",
+    long_about = "Publish test frames on a tensorpool stream through a running tp-driver.\n\
+                  Byte i of the frame with sequence s is (s + i) mod 251. Prints one JSON \
+                  line with the results and exits 0 when every frame was published."
+)]
+struct Args {
+    /// Aeron directory of the media driver (the driver's `driver.aeron_dir`).
+    #[arg(long)]
+    aeron_dir: PathBuf,
+    /// Stream to produce.
+    #[arg(long, default_value_t = 10000)]
+    stream_id: u32,
+    /// Frames to publish.
+    #[arg(long, default_value_t = 1000)]
+    frames: u64,
+    /// Payload bytes per frame (must fit the stream's largest pool stride).
+    #[arg(long, default_value_t = 4096)]
+    payload_bytes: usize,
+    /// Frames per second; 0 publishes as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Aeron channel of the control, announce, descriptor and QoS streams.
+    #[arg(long, default_value = "aeron:ipc?term-length=4m")]
+    channel: String,
+    /// Control stream id (the driver's `driver.control_stream_id`).
+    #[arg(long, default_value_t = 1000)]
+    control_stream_id: u32,
+    /// Announce stream id (the driver's `driver.announce_stream_id`).
+    #[arg(long, default_value_t = 1001)]
+    announce_stream_id: u32,
+    /// Shared descriptor stream id (consumers subscribe to it).
+    #[arg(long, default_value_t = 1100)]
+    descriptor_stream_id: u32,
+    /// QoS stream id (the driver's `driver.qos_stream_id`).
+    #[arg(long, default_value_t = 1200)]
+    qos_stream_id: u32,
+    /// Directory the driver's SHM files must lie in (the driver's `shm.base_dir`);
+    /// repeat for several.
+    #[arg(long = "allowed-base-dir", default_value = DEFAULT_ALLOWED_BASE_DIR)]
+    allowed_base_dirs: Vec<PathBuf>,
+    /// Client id; 0 picks a random one.
+    #[arg(long, default_value_t = 0)]
+    client_id: u32,
+    /// Let the driver create the stream if it is not configured (EXISTING_OR_CREATE).
+    #[arg(long)]
+    create: bool,
+    /// Keepalive interval in ms (the driver's `policies.lease_keepalive_interval_ms`).
+    #[arg(long, default_value_t = 1000)]
+    keepalive_ms: u64,
+    /// Longest wait, in seconds, for the driver: to connect, to attach, and to reattach
+    /// while publishing.
+    #[arg(long, default_value_t = 30)]
+    timeout_s: u64,
+    /// How long to keep the lease after the last frame, in ms.
+    #[arg(long, default_value_t = 500)]
+    linger_ms: u64,
+}
+
+/// What the run achieved.
+#[derive(Debug, Default)]
+struct Report {
+    frames_sent: u64,
+    frames_too_large: u64,
+    descriptors_dropped: u64,
+    epoch_changes: u64,
+    elapsed: Duration,
+    payload_bytes: usize,
+}
+
+impl Report {
+    fn json(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let (fps, mibps) = if secs > 0.0 {
+            let fps = self.frames_sent as f64 / secs;
+            (fps, fps * self.payload_bytes as f64 / (1024.0 * 1024.0))
+        } else {
+            (0.0, 0.0)
+        };
+        format!(
+            "{{\"role\":\"producer\",\"frames_sent\":{},\"frames_too_large\":{},\
+             \"descriptors_dropped\":{},\"epoch_changes\":{},\"elapsed_s\":{:.6},\
+             \"frames_per_s\":{:.3},\"mib_per_s\":{:.3}}}",
+            self.frames_sent,
+            self.frames_too_large,
+            self.descriptors_dropped,
+            self.epoch_changes,
+            secs,
+            fps,
+            mibps
+        )
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut report = Report {
+        payload_bytes: args.payload_bytes,
+        ..Report::default()
+    };
+    if let Err(error) = run(&args, &mut report) {
+        eprintln!("producer: {error}");
+    }
+    println!("{}", report.json());
+    if report.frames_sent == args.frames {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn config(args: &Args) -> ProducerConfig {
+    let streams = ClientStreams {
+        aeron_dir: Some(args.aeron_dir.clone()),
+        control_channel: args.channel.clone(),
+        control_stream_id: args.control_stream_id,
+        announce_channel: args.channel.clone(),
+        announce_stream_id: args.announce_stream_id,
+        descriptor_channel: args.channel.clone(),
+        descriptor_stream_id: args.descriptor_stream_id,
+        qos_channel: args.channel.clone(),
+        qos_stream_id: args.qos_stream_id,
+        connect_timeout: Duration::from_secs(1),
+    };
+    let config = ProducerConfig::new(args.stream_id)
+        .streams(streams)
+        .client_id(args.client_id)
+        .allowed_base_dirs(args.allowed_base_dirs.iter().cloned())
+        .keepalive_interval(Duration::from_millis(args.keepalive_ms.max(1)));
+    if args.create {
+        config.publish_mode(PublishMode::ExistingOrCreate)
+    } else {
+        config
+    }
+}
+
+/// Connects, retrying until the media driver answers or `deadline` passes.
+fn connect(args: &Args, deadline: Instant) -> Result<Producer, String> {
+    loop {
+        match Producer::new(config(args)) {
+            Ok(producer) => return Ok(producer),
+            Err(error) if Instant::now() >= deadline => {
+                return Err(format!("no media driver in time: {error}"))
+            }
+            Err(error) => {
+                tracing::info!(%error, "media driver not reachable yet; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Runs the duty cycle, handling events, until `done` holds or `deadline` passes.
+fn pump_until(
+    producer: &mut Producer,
+    report: &mut Report,
+    deadline: Instant,
+    mut done: impl FnMut(&Producer) -> bool,
+) -> Result<bool, String> {
+    let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
+    loop {
+        let work = duty_cycle(producer, report)?;
+        if done(producer) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        idle.idle(work);
+    }
+}
+
+fn duty_cycle(producer: &mut Producer, report: &mut Report) -> Result<usize, String> {
+    let work = producer
+        .do_work(monotonic_now_ns())
+        .map_err(|e| format!("duty cycle: {e}"))?;
+    for event in producer.events() {
+        match event {
+            ProducerEvent::Attached { stream_id, epoch } => {
+                tracing::info!(stream_id, epoch, "attached")
+            }
+            ProducerEvent::Reattached { epoch } => {
+                report.epoch_changes += 1;
+                tracing::info!(epoch, "reattached");
+            }
+            other => tracing::warn!(event = ?other, "producer event"),
+        }
+    }
+    Ok(work)
+}
+
+fn run(args: &Args, report: &mut Report) -> Result<(), String> {
+    let timeout = Duration::from_secs(args.timeout_s);
+    let mut producer = connect(args, Instant::now() + timeout)?;
+    if !pump_until(&mut producer, report, Instant::now() + timeout, |p| {
+        p.is_attached()
+    })? {
+        return Err(format!("not attached to stream {} in time", args.stream_id));
+    }
+    let tensor = bytes_header(args.payload_bytes).map_err(|e| e.to_string())?;
+    let table: Vec<u8> = (0..2 * PATTERN_PERIOD)
+        .map(|i| (i % PATTERN_PERIOD) as u8)
+        .collect();
+
+    let start = Instant::now();
+    let result = publish_all(args, &mut producer, report, &tensor, &table);
+    report.elapsed = start.elapsed();
+    report.descriptors_dropped = producer.counters().descriptors_dropped;
+    result?;
+
+    let linger = Instant::now() + Duration::from_millis(args.linger_ms);
+    pump_until(&mut producer, report, linger, |_| false)?;
+    report.descriptors_dropped = producer.counters().descriptors_dropped;
+    Ok(())
+}
+
+/// Publishes `--frames` frames at `--rate`, waiting through reattaches (each wait at most
+/// `--timeout-s`).
+fn publish_all(
+    args: &Args,
+    producer: &mut Producer,
+    report: &mut Report,
+    tensor: &TensorHeader,
+    table: &[u8],
+) -> Result<(), String> {
+    let timeout = Duration::from_secs(args.timeout_s);
+    let period = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
+    let mut next_due = Instant::now();
+    let mut last_progress = next_due;
+    let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
+    let mut attempted = 0u64;
+    while attempted < args.frames {
+        let work = duty_cycle(producer, report)?;
+        let now = Instant::now();
+        if period.is_some() && now < next_due {
+            idle.idle(work);
+            continue;
+        }
+        match producer.claim(args.payload_bytes) {
+            Ok(mut claim) => {
+                let seq = claim.seq();
+                fill(claim.payload_mut(), seq, table);
+                claim
+                    .commit(tensor, monotonic_now_ns())
+                    .map_err(|e| format!("commit: {e}"))?;
+                report.frames_sent += 1;
+                last_progress = now;
+                idle.reset();
+            }
+            Err(PublishError::NotAttached) => {
+                if now.duration_since(last_progress) >= timeout {
+                    return Err("lease lost and not regained in time".into());
+                }
+                idle.idle(work);
+                continue;
+            }
+            Err(error @ PublishError::FrameTooLarge { .. }) => {
+                if report.frames_too_large == 0 {
+                    tracing::error!(%error, "frames do not fit the stream's pools");
+                }
+                report.frames_too_large += 1;
+            }
+            Err(error) => return Err(format!("publish: {error}")),
+        }
+        attempted += 1;
+        if let Some(period) = period {
+            next_due += period;
+            // After a stall (e.g. a reattach) resume the rate instead of bursting to catch up.
+            if now.saturating_duration_since(next_due) > MAX_CATCH_UP {
+                next_due = now;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the documented pattern for frame `seq`: byte `i` is `(seq + i) mod 251`.
+fn fill(payload: &mut [u8], seq: u64, table: &[u8]) {
+    let first = (seq % PATTERN_PERIOD as u64) as usize;
+    let period = &table[first..first + PATTERN_PERIOD];
+    for chunk in payload.chunks_mut(PATTERN_PERIOD) {
+        chunk.copy_from_slice(&period[..chunk.len()]);
+    }
+}

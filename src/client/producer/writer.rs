@@ -1,0 +1,235 @@
+//! The producer's side of the seqlock protocol over one mapped epoch (Wire Spec §8.3,
+//! §9, §15.18): choose the slot and pool, mark the slot IN-PROGRESS, let the payload be
+//! written, write the full header, mark it COMMITTED. No allocation, no syscalls.
+
+use super::error::PublishError;
+use crate::client::mapping::MappedEpoch;
+use crate::protocol::control::TensorHeader;
+use crate::shm::layout::{encode_slot, header_index, SlotContents};
+
+/// A slot taken for one frame: its sequence is used, its `seq_commit` is IN-PROGRESS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SlotClaim {
+    /// Logical sequence of the frame.
+    pub(super) seq: u64,
+    /// Header (and payload) slot index.
+    pub(super) index: u32,
+    /// Position of the chosen pool in [`MappedEpoch::pools`].
+    pub(super) pool: usize,
+    /// Payload length.
+    pub(super) len: usize,
+}
+
+/// Writes frames into one epoch's header ring and pools; owns the mapping.
+pub(super) struct EpochWriter {
+    epoch: MappedEpoch,
+    next_seq: u64,
+    max_len: usize,
+}
+
+impl EpochWriter {
+    /// Takes over a read-write mapping; sequence numbers restart at 0 (Wire Spec §15.2).
+    pub(super) fn new(epoch: MappedEpoch) -> Self {
+        // Pools are sorted by stride when the grant is validated, so the last is the widest.
+        let max_len = epoch
+            .pools()
+            .iter()
+            .map(|p| p.grant.stride_bytes as usize)
+            .max()
+            .unwrap_or(0);
+        Self {
+            epoch,
+            next_seq: 0,
+            max_len,
+        }
+    }
+
+    /// The mapping.
+    pub(super) fn epoch(&self) -> &MappedEpoch {
+        &self.epoch
+    }
+
+    /// The sequence the next frame gets.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Largest payload any pool holds.
+    pub(super) fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Fails with [`PublishError::FrameTooLarge`] unless some pool fits `len`.
+    pub(super) fn pool_for(&self, len: usize) -> Result<usize, PublishError> {
+        self.epoch
+            .pools()
+            .iter()
+            .position(|p| p.grant.stride_bytes as usize >= len)
+            .ok_or(PublishError::FrameTooLarge {
+                len,
+                max: self.max_len,
+            })
+    }
+
+    /// Steps 1–3 of §15.18 for a frame of `len` bytes in pool `pool` (from
+    /// [`EpochWriter::pool_for`]): takes the next sequence and stores IN-PROGRESS.
+    pub(super) fn begin(&mut self, len: usize, pool: usize) -> SlotClaim {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let index = header_index(seq, self.epoch.header_nslots());
+        self.epoch.seq_commit(index).store_in_progress(seq);
+        SlotClaim {
+            seq,
+            index,
+            pool,
+            len,
+        }
+    }
+
+    /// The payload bytes of `claim` (step 4 writes them).
+    pub(super) fn payload_mut(&mut self, claim: &SlotClaim) -> &mut [u8] {
+        let pool = &self.epoch.pools()[claim.pool];
+        // SAFETY: this producer holds the stream's exclusive producer lease, so it is the
+        // only writer of the slot, and `&mut self` keeps this the only view of it.
+        let bytes = unsafe { pool.slot_bytes_mut(claim.index, claim.len) };
+        bytes.expect("the slot is in range: pools have header_nslots slots (checked with the grant) and len fits the stride (checked by pool_for)")
+    }
+
+    /// Steps 5–7: writes the whole header for `claim`, then stores COMMITTED.
+    pub(super) fn commit(&mut self, claim: &SlotClaim, tensor: &TensorHeader, timestamp_ns: u64) {
+        let pool_id = self.epoch.pools()[claim.pool].grant.pool_id;
+        let contents = SlotContents {
+            // Fits: len <= stride_bytes, a u32.
+            values_len_bytes: claim.len as u32,
+            payload_slot: claim.index,
+            pool_id,
+            payload_offset: 0,
+            timestamp_ns,
+            meta_version: 0,
+            tensor: *tensor,
+        };
+        // seq_commit in the image is not written: only the seqlock stores touch it.
+        self.epoch
+            .write_slot_body(claim.index, &encode_slot(0, &contents));
+        self.epoch
+            .seq_commit(claim.index)
+            .store_committed(claim.seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::grant::{LeaseGrant, PoolGrant};
+    use crate::client::tensor::bytes_header;
+    use crate::config::{DriverConfig, NoEnv};
+    use crate::driver::core::Provisioner;
+    use crate::driver::provision::ShmProvisioner;
+    use crate::shm::layout::{decode_slot, LAYOUT_VERSION};
+    use crate::shm::open::{Access, AllowedBaseDirs};
+    use crate::shm::seqlock::{committed, in_progress};
+    use crate::shm::uri::RegionUri;
+
+    fn base() -> tempfile::TempDir {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("tp-writer-");
+        std::path::Path::new("/dev/shm")
+            .is_dir()
+            .then(|| builder.tempdir_in("/dev/shm").ok())
+            .flatten()
+            .unwrap_or_else(|| builder.tempdir().expect("temp dir"))
+    }
+
+    fn grant(dir: &std::path::Path) -> LeaseGrant {
+        let config = DriverConfig::from_toml_str(
+            &format!(
+                "[shm]\nbase_dir = \"{}\"\n[policies]\nprefault_shm = false\n[profiles.p]\nheader_nslots = 4\npayload_pools = [{{ pool_id = 1, stride_bytes = 64 }}, {{ pool_id = 2, stride_bytes = 4096 }}]\n",
+                dir.display()
+            ),
+            &NoEnv,
+        )
+        .expect("config");
+        let mut prov = ShmProvisioner::with_user(&config, "tester").expect("provisioner");
+        let profile = config.profile("p").expect("profile").clone();
+        let layout = prov
+            .provision(10000, 1, LAYOUT_VERSION, &profile)
+            .expect("provision");
+        LeaseGrant {
+            lease_id: 1,
+            stream_id: layout.stream_id,
+            epoch: layout.epoch,
+            layout_version: layout.layout_version,
+            header_nslots: layout.header_nslots,
+            header_uri: RegionUri::parse(&layout.header_region_uri).expect("uri"),
+            pools: layout
+                .pools
+                .iter()
+                .map(|p| PoolGrant {
+                    pool_id: p.pool_id,
+                    nslots: p.nslots,
+                    stride_bytes: p.stride_bytes,
+                    uri: RegionUri::parse(&p.region_uri).expect("uri"),
+                })
+                .collect(),
+            lease_expiry_ns: None,
+            node_id: None,
+        }
+    }
+
+    #[test]
+    fn frames_go_to_the_smallest_fitting_pool_under_the_seqlock() {
+        let dir = base();
+        let grant = grant(dir.path());
+        let allowed = AllowedBaseDirs::new([dir.path()]).expect("allowed");
+        let mapped = MappedEpoch::map(&grant, &allowed, Access::ReadWrite).expect("maps");
+        let reader = MappedEpoch::map(&grant, &allowed, Access::ReadOnly).expect("maps");
+        let mut writer = EpochWriter::new(mapped);
+        assert_eq!(writer.max_len(), 4096);
+        assert_eq!(
+            writer.pool_for(4097),
+            Err(PublishError::FrameTooLarge {
+                len: 4097,
+                max: 4096
+            })
+        );
+
+        for (expected_seq, len) in [(0u64, 64usize), (1, 65), (2, 0), (3, 10), (4, 4096)] {
+            let pool = writer.pool_for(len).expect("fits");
+            let claim = writer.begin(len, pool);
+            assert_eq!(claim.seq, expected_seq);
+            assert_eq!(claim.index, (expected_seq % 4) as u32);
+            assert_eq!(
+                reader.seq_commit(claim.index).load(),
+                in_progress(expected_seq)
+            );
+            writer
+                .payload_mut(&claim)
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b = (i as u64 + expected_seq) as u8);
+            let tensor = bytes_header(len).expect("tensor");
+            writer.commit(&claim, &tensor, 100 + expected_seq);
+
+            let mut image = [0u8; 256];
+            reader.read_slot(claim.index, &mut image);
+            let (word, contents) = decode_slot(&image).expect("well-formed");
+            assert_eq!(word, committed(expected_seq));
+            assert_eq!(contents.values_len_bytes as usize, len);
+            assert_eq!(contents.payload_slot, claim.index);
+            assert_eq!(contents.pool_id, if len <= 64 { 1 } else { 2 });
+            assert_eq!(contents.payload_offset, 0);
+            assert_eq!(contents.timestamp_ns, 100 + expected_seq);
+            assert_eq!(contents.tensor, tensor);
+            let payload = reader
+                .pool(contents.pool_id)
+                .and_then(|p| p.slot_bytes(claim.index, len))
+                .expect("payload");
+            assert!(payload
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == (i as u64 + expected_seq) as u8));
+        }
+        assert_eq!(writer.next_seq(), 5);
+        assert_eq!(writer.epoch().epoch(), 1);
+    }
+}
