@@ -14,3 +14,4 @@ pub use mapping::{MapError, MappedEpoch, MappedPool};
 pub use session::{DriverSession, Request, SessionConfig, SessionEvent};
 pub mod producer;
 pub mod tensor;
+pub mod consumer;

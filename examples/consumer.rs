@@ -1,0 +1,311 @@
+//! Reads frames from a tensorpool stream through a running SHM driver (`tp-driver`).
+//!
+//! ```sh
+//! cargo run --release --example consumer -- --aeron-dir /dev/shm/aeron-root \
+//!     --stream-id 10000 --frames 10000 --timeout-s 30 --verify
+//! ```
+//!
+//! It connects to the media driver in `--aeron-dir` and attaches as a consumer of the
+//! stream, retrying both until the driver is up (at most `--timeout-s`), then reads frames
+//! until `--frames` were delivered or the timeout passes. The consumer id is random unless
+//! `--consumer-id` is given, and a new random one is picked if the driver reports a
+//! collision, so several consumers never share one.
+//!
+//! With `--verify` every delivered frame is checked against the producer example's
+//! pattern: a one-dimensional UINT8 tensor with `dims[0]` = the payload length, and byte
+//! `i` of the frame with sequence `s` equal to `(s + i) mod 251`.
+//!
+//! At the end it prints one JSON line on stdout:
+//!
+//! ```text
+//! {"role":"consumer","frames_received":10000,"frames_verified":10000,"verify_failures":0,
+//!  "drops_gap":0,"drops_late":0,"epoch_changes":0,"elapsed_s":10.001,
+//!  "frames_per_s":999.9,"mib_per_s":62.49}
+//! ```
+//!
+//! (on one line). `elapsed_s` runs from the first delivered frame to the last; the rates
+//! are over that window. The exit status is 0 when `--frames` frames were received and,
+//! with `--verify`, every one verified; 1 otherwise. Logs go to stderr; set `RUST_LOG`
+//! (e.g. `RUST_LOG=info`) for more.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tensorpool::client::consumer::{
+    monotonic_now_ns, Consumer, ConsumerConfig, ConsumerEvent, Frame, FramePoll,
+};
+use tensorpool::client::ClientStreams;
+use tensorpool::protocol::control::Dtype;
+use tensorpool::transport::BackoffIdle;
+
+/// The pattern's period: byte `i` of frame `s` is `(s + i) mod PATTERN_PERIOD`.
+const PATTERN_PERIOD: u64 = 251;
+/// Frames read per duty cycle before the next `do_work`.
+const FRAMES_PER_CYCLE: usize = 64;
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    about = "Read frames from a tensorpool stream",
+    long_about = "Read frames from a tensorpool stream through a running tp-driver.\n\
+                  With --verify, byte i of the frame with sequence s must be (s + i) mod 251 \
+                  (the producer example's pattern). Prints one JSON line with the results \
+                  and exits 0 when --frames frames were received (and verified)."
+)]
+struct Args {
+    /// Aeron directory of the media driver (the driver's `driver.aeron_dir`).
+    #[arg(long)]
+    aeron_dir: PathBuf,
+    /// Stream to consume.
+    #[arg(long, default_value_t = 10000)]
+    stream_id: u32,
+    /// Frames to receive before stopping.
+    #[arg(long, default_value_t = 1000)]
+    frames: u64,
+    /// Longest run, in seconds, connecting and attaching included.
+    #[arg(long, default_value_t = 30.0)]
+    timeout_s: f64,
+    /// Check every frame against the producer example's byte pattern.
+    #[arg(long)]
+    verify: bool,
+    /// Aeron channel of the control, announce, descriptor and QoS streams.
+    #[arg(long, default_value = "aeron:ipc?term-length=4m")]
+    channel: String,
+    /// Control stream id (the driver's `driver.control_stream_id`).
+    #[arg(long, default_value_t = 1000)]
+    control_stream_id: u32,
+    /// Announce stream id (the driver's `driver.announce_stream_id`).
+    #[arg(long, default_value_t = 1001)]
+    announce_stream_id: u32,
+    /// Shared descriptor stream id (the producer publishes there).
+    #[arg(long, default_value_t = 1100)]
+    descriptor_stream_id: u32,
+    /// QoS stream id (the driver's `driver.qos_stream_id`).
+    #[arg(long, default_value_t = 1200)]
+    qos_stream_id: u32,
+    /// Directory the driver's SHM files must lie in (the driver's `shm.base_dir`);
+    /// repeat for several.
+    #[arg(long = "allowed-base-dir", default_value = "/dev/shm/tensorpool")]
+    allowed_base_dirs: Vec<PathBuf>,
+    /// Consumer id; 0 picks a random one (and a new one on collision).
+    #[arg(long, default_value_t = 0)]
+    consumer_id: u32,
+    /// Ask for a descriptor stream of this consumer's own, as CHANNEL:STREAM_ID
+    /// (e.g. `aeron:ipc:31000`); the shared stream is kept if the driver declines.
+    #[arg(long, value_parser = parse_channel_and_id)]
+    per_consumer_descriptor: Option<(String, u32)>,
+    /// The driver's announce period in ms (`policies.announce_period_ms`).
+    #[arg(long, default_value_t = 1000)]
+    announce_period_ms: u64,
+    /// Keepalive interval in ms (the driver's `policies.lease_keepalive_interval_ms`).
+    #[arg(long, default_value_t = 1000)]
+    keepalive_ms: u64,
+}
+
+/// Splits `CHANNEL:ID` at the last colon (channels contain colons themselves).
+fn parse_channel_and_id(text: &str) -> Result<(String, u32), String> {
+    let (channel, id) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not CHANNEL:STREAM_ID"))?;
+    let id: u32 = id
+        .parse()
+        .map_err(|e| format!("stream id {id:?} in {text:?}: {e}"))?;
+    if channel.is_empty() || id == 0 {
+        return Err(format!("{text:?} needs a channel and a non-zero stream id"));
+    }
+    Ok((channel.to_string(), id))
+}
+
+/// What the run achieved.
+#[derive(Debug, Default)]
+struct Report {
+    frames_received: u64,
+    frames_verified: u64,
+    verify_failures: u64,
+    drops_gap: u64,
+    drops_late: u64,
+    epoch_changes: u64,
+    bytes_received: u64,
+    first_frame: Option<Instant>,
+    last_frame: Option<Instant>,
+}
+
+impl Report {
+    fn json(&self) -> String {
+        let secs = match (self.first_frame, self.last_frame) {
+            (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
+            _ => 0.0,
+        };
+        let (fps, mibps) = if secs > 0.0 {
+            (
+                self.frames_received as f64 / secs,
+                self.bytes_received as f64 / secs / (1024.0 * 1024.0),
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        format!(
+            "{{\"role\":\"consumer\",\"frames_received\":{},\"frames_verified\":{},\
+             \"verify_failures\":{},\"drops_gap\":{},\"drops_late\":{},\"epoch_changes\":{},\
+             \"elapsed_s\":{:.6},\"frames_per_s\":{:.3},\"mib_per_s\":{:.3}}}",
+            self.frames_received,
+            self.frames_verified,
+            self.verify_failures,
+            self.drops_gap,
+            self.drops_late,
+            self.epoch_changes,
+            secs,
+            fps,
+            mibps
+        )
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut report = Report::default();
+    if let Err(error) = run(&args, &mut report) {
+        eprintln!("consumer: {error}");
+    }
+    println!("{}", report.json());
+    let verified = !args.verify
+        || (report.verify_failures == 0 && report.frames_verified == report.frames_received);
+    if report.frames_received >= args.frames && verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn config(args: &Args) -> ConsumerConfig {
+    let streams = ClientStreams {
+        aeron_dir: Some(args.aeron_dir.clone()),
+        control_channel: args.channel.clone(),
+        control_stream_id: args.control_stream_id,
+        announce_channel: args.channel.clone(),
+        announce_stream_id: args.announce_stream_id,
+        descriptor_channel: args.channel.clone(),
+        descriptor_stream_id: args.descriptor_stream_id,
+        qos_channel: args.channel.clone(),
+        qos_stream_id: args.qos_stream_id,
+        connect_timeout: Duration::from_secs(1),
+    };
+    ConsumerConfig {
+        consumer_id: args.consumer_id,
+        allowed_base_dirs: args.allowed_base_dirs.clone(),
+        request_per_consumer_descriptor: args.per_consumer_descriptor.clone(),
+        announce_period: Duration::from_millis(args.announce_period_ms.max(1)),
+        keepalive_interval: Duration::from_millis(args.keepalive_ms.max(1)),
+        client_name: "tensorpool-consumer-example".into(),
+        ..ConsumerConfig::new(streams, args.stream_id)
+    }
+}
+
+/// Connects, retrying until the media driver answers or `deadline` passes.
+fn connect(args: &Args, deadline: Instant) -> Result<Consumer, String> {
+    loop {
+        match Consumer::connect(config(args)) {
+            Ok(consumer) => return Ok(consumer),
+            Err(error) if Instant::now() >= deadline => {
+                return Err(format!("no media driver in time: {error}"))
+            }
+            Err(error) => {
+                tracing::info!(%error, "media driver not reachable yet; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Whether `frame` is the producer example's frame `seq` (no allocation: a running
+/// counter instead of a table).
+fn matches_pattern(frame: &Frame<'_>) -> bool {
+    let tensor = frame.tensor();
+    let payload = frame.payload();
+    if tensor.dtype != Dtype::Uint8
+        || tensor.ndims != 1
+        || usize::try_from(tensor.dims[0]).ok() != Some(payload.len())
+    {
+        return false;
+    }
+    let mut expected = (frame.seq() % PATTERN_PERIOD) as u8;
+    for byte in payload {
+        if *byte != expected {
+            return false;
+        }
+        expected = if u64::from(expected) + 1 == PATTERN_PERIOD {
+            0
+        } else {
+            expected + 1
+        };
+    }
+    true
+}
+
+fn run(args: &Args, report: &mut Report) -> Result<(), String> {
+    let timeout = Duration::try_from_secs_f64(args.timeout_s)
+        .map_err(|e| format!("--timeout-s {}: {e}", args.timeout_s))?;
+    let deadline = Instant::now() + timeout;
+    let mut consumer = connect(args, deadline)?;
+    let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
+    let verify = args.verify;
+    while report.frames_received < args.frames && Instant::now() < deadline {
+        let mut work = consumer
+            .do_work(monotonic_now_ns())
+            .map_err(|e| format!("duty cycle: {e}"))?;
+        for event in consumer.events() {
+            match event {
+                ConsumerEvent::Attached { epoch } => tracing::info!(epoch, "attached"),
+                ConsumerEvent::EpochChanged { epoch } => tracing::info!(epoch, "epoch changed"),
+                other => tracing::warn!(event = ?other, "consumer event"),
+            }
+        }
+        for _ in 0..FRAMES_PER_CYCLE {
+            let poll = consumer
+                .poll_frame(|frame| (frame.payload().len(), verify && matches_pattern(frame)))
+                .map_err(|e| format!("reading frames: {e}"))?;
+            match poll {
+                FramePoll::Empty => break,
+                FramePoll::Delivered((len, ok)) => {
+                    let now = Instant::now();
+                    report.first_frame.get_or_insert(now);
+                    report.last_frame = Some(now);
+                    report.frames_received += 1;
+                    report.bytes_received += len as u64;
+                    if verify {
+                        if ok {
+                            report.frames_verified += 1;
+                        } else {
+                            report.verify_failures += 1;
+                        }
+                    }
+                    if report.frames_received >= args.frames {
+                        break;
+                    }
+                }
+                FramePoll::Dropped(_) | FramePoll::Ignored => {}
+            }
+            work += 1;
+        }
+        let counters = consumer.counters();
+        report.drops_gap = counters.drops_gap;
+        report.drops_late = counters.drops_late;
+        report.epoch_changes = counters.epoch_changes;
+        idle.idle(work);
+    }
+    if report.frames_received < args.frames {
+        return Err(format!(
+            "received {} of {} frames before the timeout",
+            report.frames_received, args.frames
+        ));
+    }
+    Ok(())
+}

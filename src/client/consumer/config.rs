@@ -1,0 +1,101 @@
+//! How a consumer finds its stream and paces its housekeeping (Wire Spec §10.1.1
+//! freshness window, §10.1.2 per-consumer streams, §10.4.1 QoS cadence, §15.4
+//! `max_outstanding_seq_gap`; Driver Model §4.4 keepalives, §4.9 revoke wait).
+
+use crate::client::link::ClientStreams;
+use crate::config::DEFAULT_SHM_BASE_DIR;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Longest channel string a `ConsumerHello` may carry (keeps the encode buffer fixed).
+pub const MAX_CHANNEL_LEN: usize = 512;
+
+/// Settings of a [`Consumer`](super::Consumer). Start from [`ConsumerConfig::new`] and
+/// change fields as needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Where the driver and the data streams are.
+    pub streams: ClientStreams,
+    /// Stream to consume.
+    pub stream_id: u32,
+    /// Consumer id (= the session's client id); 0 picks a random non-zero id, and a new
+    /// one when the driver reports a collision.
+    pub consumer_id: u32,
+    /// Directories the granted regions must lie in (Wire Spec §15.21a.5).
+    pub allowed_base_dirs: Vec<PathBuf>,
+    /// Ask the driver for a descriptor stream of our own: `(channel, stream_id)`.
+    pub request_per_consumer_descriptor: Option<(String, u32)>,
+    /// The driver's announce period: announces older than 3× are stale, and a producer
+    /// revoke waits at most 3× for the epoch-bumped announce.
+    pub announce_period: Duration,
+    /// Lease keepalive interval (the driver's `lease_keepalive_interval_ms`).
+    pub keepalive_interval: Duration,
+    /// How long to wait for an attach response before retrying.
+    pub attach_timeout: Duration,
+    /// `QosConsumer` period.
+    pub qos_interval: Duration,
+    /// When the producer is more than this many frames ahead of the descriptor being
+    /// read, skip to the newest frame (Wire Spec §15.4); `None` never skips.
+    pub max_outstanding_seq_gap: Option<u64>,
+    /// Name the media driver shows for this client.
+    pub client_name: String,
+}
+
+impl ConsumerConfig {
+    /// Defaults for consuming `stream_id` over `streams`: auto consumer id, the default
+    /// SHM base directory, shared descriptor stream, 1 s announce period, keepalive and
+    /// QoS interval, resync beyond 256 outstanding frames.
+    pub fn new(streams: ClientStreams, stream_id: u32) -> Self {
+        Self {
+            streams,
+            stream_id,
+            consumer_id: 0,
+            allowed_base_dirs: vec![PathBuf::from(DEFAULT_SHM_BASE_DIR)],
+            request_per_consumer_descriptor: None,
+            announce_period: Duration::from_secs(1),
+            keepalive_interval: Duration::from_secs(1),
+            attach_timeout: Duration::from_secs(1),
+            qos_interval: Duration::from_secs(1),
+            max_outstanding_seq_gap: Some(256),
+            client_name: "tensorpool-consumer".into(),
+        }
+    }
+
+    /// Checks the settings that would otherwise fail later or silently.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.allowed_base_dirs.is_empty() {
+            return Err("allowed_base_dirs is empty");
+        }
+        if self.announce_period.is_zero() {
+            return Err("announce_period is zero");
+        }
+        if self.keepalive_interval.is_zero() {
+            return Err("keepalive_interval is zero");
+        }
+        if self.qos_interval.is_zero() {
+            return Err("qos_interval is zero");
+        }
+        if let Some((channel, stream_id)) = &self.request_per_consumer_descriptor {
+            // §10.1.2: a request names both a channel and a non-zero stream id.
+            if channel.trim().is_empty() || *stream_id == 0 {
+                return Err(
+                    "per-consumer descriptor request needs a channel and a non-zero stream id",
+                );
+            }
+            if channel.len() > MAX_CHANNEL_LEN {
+                return Err("per-consumer descriptor channel is longer than 512 bytes");
+            }
+        }
+        Ok(())
+    }
+
+    /// The freshness window of announces and the producer-revoke wait: 3× the period.
+    pub(crate) fn three_periods_ns(&self) -> u64 {
+        duration_ns(self.announce_period).saturating_mul(3)
+    }
+}
+
+/// A duration in nanoseconds, saturating.
+pub(crate) fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}

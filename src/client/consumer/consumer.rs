@@ -1,0 +1,717 @@
+//! The consumer agent (Driver Model §4.9, §4.12.3, §4.13; Wire Spec §10.1–§10.4, §15.18,
+//! §15.21): a duty cycle over a driver session, the announce state of its stream, the
+//! mapped epoch and the descriptor, hello and QoS streams.
+
+use super::announce::{AnnounceOutcome, AnnounceTracker};
+use super::config::{duration_ns, ConsumerConfig, MAX_CHANNEL_LEN};
+use super::counters::{ConsumerCounters, DropReason};
+use super::descriptors::{DescriptorFeed, DescriptorStream};
+use super::events::{ConsumerEvent, EventQueue, UnmapReason};
+use super::frame::{
+    decode_descriptor, read_frame, DescriptorMessage, Frame, FramePoll, SeqTracker,
+};
+use super::ConsumerError;
+use crate::client::grant::{LeaseGrant, ProtocolError};
+use crate::client::link::{stream_i32, ControlLink};
+use crate::client::mapping::MappedEpoch;
+use crate::client::session::{DriverSession, SessionConfig, SessionEvent};
+use crate::driver::provision::monotonic_now_ns;
+use crate::protocol::codec::{get_u32, MessageHeader, MESSAGE_HEADER_LEN};
+use crate::protocol::control::{
+    self, consumer_config, shm_pool_announce, Bool, ConsumerConfigDecoder, ConsumerHello, Mode,
+    QosConsumer, ShmPoolAnnounceDecoder,
+};
+use crate::protocol::driver::{self, Role};
+use crate::shm::open::{Access, AllowedBaseDirs};
+use crate::transport::{OfferOutcome, Publication};
+use std::time::SystemTime;
+
+/// Fragments read per stream per duty cycle.
+const CONTROL_POLL_LIMIT: usize = 16;
+/// Room for a `ConsumerHello` with the longest allowed channel, or a `QosConsumer`.
+const SEND_BUFFER_LEN: usize = 2 * MAX_CHANNEL_LEN;
+
+/// A control-plane message decoded inside the poll callback, acted on after it.
+#[derive(Debug)]
+enum Inbound {
+    Session(SessionEvent),
+    Announce(AnnounceOutcome),
+    Assignment(Option<DescriptorStream>),
+}
+
+/// A consumer of one stream: attaches through the driver, maps the granted regions
+/// read-only, follows epoch changes, and reads frames with [`Consumer::poll_frame`].
+///
+/// Drive it with [`Consumer::do_work`] (CLOCK_MONOTONIC nanoseconds, e.g. from
+/// [`monotonic_now_ns`](super::monotonic_now_ns)) and read frames between calls. Not
+/// `Send`: it owns an Aeron client.
+pub struct Consumer {
+    config: ConsumerConfig,
+    session: DriverSession,
+    /// The session is not polled before this time (back-off after a failed mapping or an
+    /// epoch wait that timed out).
+    session_resume_ns: u64,
+    /// Protocol errors of sessions replaced by a restart.
+    retired_protocol_errors: u64,
+    allowed: Option<AllowedBaseDirs>,
+    mapped: Option<MappedEpoch>,
+    /// Deadline of the wait for a higher epoch after a producer revoke.
+    awaiting_epoch_until: Option<u64>,
+    stream_id: u32,
+    announces: AnnounceTracker,
+    seqs: SeqTracker,
+    counters: ConsumerCounters,
+    events: EventQueue,
+    inbox: Vec<Inbound>,
+    hello_due: bool,
+    next_qos_ns: u64,
+    send_buf: [u8; SEND_BUFFER_LEN],
+    // Aeron objects last, the link (which owns the client) after everything made from it.
+    descriptors: DescriptorFeed,
+    hello_pub: Publication,
+    qos_pub: Publication,
+    link: ControlLink,
+}
+
+impl Consumer {
+    /// Connects to the media driver (external mode) and sets up every stream; the attach
+    /// starts on the first [`Consumer::do_work`].
+    pub fn connect(config: ConsumerConfig) -> Result<Self, ConsumerError> {
+        config.validate().map_err(ConsumerError::InvalidConfig)?;
+        let link = ControlLink::connect(&config.streams, &config.client_name)?;
+        // The announce subscription exists now: earlier MONOTONIC announces are replays.
+        let join_time_ns = monotonic_now_ns();
+        let streams = &config.streams;
+        let hello_pub = Publication::add(
+            link.client(),
+            &streams.control_channel,
+            stream_i32(streams.control_stream_id)?,
+        )?;
+        let qos_pub = Publication::add(
+            link.client(),
+            &streams.qos_channel,
+            stream_i32(streams.qos_stream_id)?,
+        )?;
+        let descriptors = DescriptorFeed::new(
+            link.client(),
+            DescriptorStream {
+                channel: streams.descriptor_channel.clone(),
+                stream_id: streams.descriptor_stream_id,
+            },
+        )?;
+        Ok(Self {
+            session: DriverSession::new(session_config(&config)),
+            session_resume_ns: 0,
+            retired_protocol_errors: 0,
+            allowed: None,
+            mapped: None,
+            awaiting_epoch_until: None,
+            stream_id: config.stream_id,
+            announces: AnnounceTracker::new(
+                config.stream_id,
+                config.three_periods_ns(),
+                join_time_ns,
+            ),
+            seqs: SeqTracker::new(config.max_outstanding_seq_gap),
+            counters: ConsumerCounters::default(),
+            events: EventQueue::new(),
+            inbox: Vec::with_capacity(CONTROL_POLL_LIMIT * 2),
+            hello_due: false,
+            next_qos_ns: 0,
+            send_buf: [0; SEND_BUFFER_LEN],
+            descriptors,
+            hello_pub,
+            qos_pub,
+            link,
+            config,
+        })
+    }
+
+    /// One duty cycle: pumps Aeron, handles control messages and announces, sends due
+    /// requests, hellos and QoS. `now_ns` is CLOCK_MONOTONIC. Returns the work done.
+    pub fn do_work(&mut self, now_ns: u64) -> Result<usize, ConsumerError> {
+        let mut work = self.link.do_work()?;
+        let realtime_ns = realtime_now_ns();
+        let ids = (self.stream_id, self.session.client_id());
+        work += self.link.poll_control(
+            |bytes| {
+                classify(
+                    bytes,
+                    now_ns,
+                    realtime_ns,
+                    ids,
+                    &mut self.session,
+                    &mut self.announces,
+                    &mut self.inbox,
+                )
+            },
+            CONTROL_POLL_LIMIT,
+        )?;
+        work += self.link.poll_announce(
+            |bytes| {
+                classify(
+                    bytes,
+                    now_ns,
+                    realtime_ns,
+                    ids,
+                    &mut self.session,
+                    &mut self.announces,
+                    &mut self.inbox,
+                )
+            },
+            CONTROL_POLL_LIMIT,
+        )?;
+        let mut inbox = std::mem::take(&mut self.inbox);
+        for inbound in inbox.drain(..) {
+            self.on_inbound(inbound, now_ns)?;
+        }
+        self.inbox = inbox;
+        work += self.poll_session(now_ns)?;
+        work += self.check_epoch_wait(now_ns)?;
+        work += self.descriptors.do_work()?;
+        work += self.send_hello()?;
+        work += self.send_qos(now_ns)?;
+        Ok(work)
+    }
+
+    /// Reads at most one descriptor. A descriptor of this stream is either delivered
+    /// (`f` ran on a frame that passed every check before and after it ran) or dropped
+    /// and counted; `f`'s result is discarded if the slot was overwritten while it ran.
+    /// Allocates nothing.
+    pub fn poll_frame<R>(
+        &mut self,
+        f: impl FnOnce(&Frame<'_>) -> R,
+    ) -> Result<FramePoll<R>, ConsumerError> {
+        let mut message = None;
+        let fragments = self
+            .descriptors
+            .poll(|bytes| message = Some(decode_descriptor(bytes)), 1)?;
+        let descriptor = match message {
+            None if fragments == 0 => return Ok(FramePoll::Empty),
+            None | Some(DescriptorMessage::Other) => return Ok(FramePoll::Ignored),
+            Some(DescriptorMessage::Malformed) => {
+                self.counters.malformed_descriptors += 1;
+                return Ok(FramePoll::Ignored);
+            }
+            Some(DescriptorMessage::Descriptor(d)) => d,
+        };
+        if descriptor.stream_id != self.stream_id {
+            self.counters.descriptors_other_stream += 1;
+            return Ok(FramePoll::Ignored);
+        }
+        self.counters.descriptors_received += 1;
+        let result = match &self.mapped {
+            None => Err(DropReason::Unmapped),
+            Some(_) if self.awaiting_epoch_until.is_some() => Err(DropReason::AwaitingEpoch),
+            Some(mapped) => read_frame(mapped, &descriptor, &mut self.seqs, &mut self.counters, f),
+        };
+        Ok(match result {
+            Ok(r) => {
+                self.counters.frames_delivered += 1;
+                FramePoll::Delivered(r)
+            }
+            Err(reason) => {
+                self.counters.record_drop(reason);
+                FramePoll::Dropped(reason)
+            }
+        })
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<ConsumerEvent> {
+        self.events.pop()
+    }
+
+    /// Drains the queued events.
+    pub fn events(&mut self) -> impl Iterator<Item = ConsumerEvent> + '_ {
+        std::iter::from_fn(|| self.events.pop())
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> ConsumerCounters {
+        let session_errors: u64 = self.session.protocol_errors().iter().sum();
+        ConsumerCounters {
+            protocol_errors: self.retired_protocol_errors + session_errors,
+            events_dropped: self.events.dropped(),
+            ..self.counters
+        }
+    }
+
+    /// The settings the consumer runs with.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// The consumer id (the session's client id; it changes if an auto-assigned id
+    /// collided).
+    pub fn consumer_id(&self) -> u32 {
+        self.session.client_id()
+    }
+
+    /// The stream consumed (the granted id once attached to a dynamic stream).
+    pub fn stream_id(&self) -> u32 {
+        self.stream_id
+    }
+
+    /// The live lease id, if attached.
+    pub fn lease_id(&self) -> Option<u64> {
+        self.session.grant().map(|g| g.lease_id)
+    }
+
+    /// The mapped epoch, if any.
+    pub fn mapped_epoch(&self) -> Option<u64> {
+        self.mapped.as_ref().map(MappedEpoch::epoch)
+    }
+
+    /// Whether frames are being accepted (mapped, and not waiting for a new epoch).
+    pub fn is_ready(&self) -> bool {
+        self.mapped.is_some() && self.awaiting_epoch_until.is_none()
+    }
+
+    /// Whether the producer was revoked and the consumer waits for a higher epoch.
+    pub fn is_awaiting_epoch(&self) -> bool {
+        self.awaiting_epoch_until.is_some()
+    }
+
+    /// Client id of the producer in the highest announced epoch (0 = none attached).
+    pub fn producer_id(&self) -> Option<u32> {
+        self.announces.latest().map(|l| l.producer_id)
+    }
+
+    /// The stream descriptors are read from.
+    pub fn descriptor_stream(&self) -> &DescriptorStream {
+        self.descriptors.current()
+    }
+
+    /// The highest sequence seen in the mapped epoch.
+    pub fn last_seq_seen(&self) -> Option<u64> {
+        self.seqs.last_seq()
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound, now_ns: u64) -> Result<(), ConsumerError> {
+        match inbound {
+            Inbound::Session(event) => self.on_session_event(event, now_ns)?,
+            Inbound::Announce(outcome) => self.on_announce(outcome, now_ns)?,
+            Inbound::Assignment(stream) => {
+                self.counters.consumer_configs += 1;
+                tracing::debug!(?stream, "descriptor stream assignment");
+                self.descriptors.switch_to(self.link.client(), stream)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_session(&mut self, now_ns: u64) -> Result<usize, ConsumerError> {
+        if now_ns < self.session_resume_ns {
+            return Ok(0);
+        }
+        let (request, event) = self.session.poll(now_ns);
+        let mut work = 0;
+        if let Some(event) = event {
+            work += 1;
+            self.on_session_event(event, now_ns)?;
+        }
+        if let Some(request) = request {
+            work += 1;
+            if !self.link.send(&request)? {
+                // A lost keepalive ends the lease (§4.4); a lost attach is retried.
+                if let Some(event) = self.session.send_failed(now_ns) {
+                    self.on_session_event(event, now_ns)?;
+                }
+            }
+        }
+        Ok(work)
+    }
+
+    fn on_session_event(&mut self, event: SessionEvent, now_ns: u64) -> Result<(), ConsumerError> {
+        match event {
+            SessionEvent::Attached(grant) => self.on_attached(grant, now_ns)?,
+            SessionEvent::AttachRefused { code, message } => {
+                tracing::debug!(%code, %message, stream_id = self.stream_id, "attach refused; retrying");
+            }
+            SessionEvent::AttachTimedOut => {
+                tracing::debug!(stream_id = self.stream_id, "attach timed out; retrying");
+            }
+            SessionEvent::ProtocolError(e) => {
+                tracing::warn!(error = %e, "attach response refused; reattaching");
+                self.unmap(UnmapReason::LeaseLost);
+                self.lease_ended()?;
+            }
+            SessionEvent::Revoked(reason) => {
+                tracing::info!(%reason, stream_id = self.stream_id, "consumer lease revoked");
+                self.events.push(ConsumerEvent::Revoked(reason));
+                self.unmap(UnmapReason::LeaseRevoked);
+                self.lease_ended()?;
+            }
+            SessionEvent::LeaseLost => {
+                tracing::warn!(stream_id = self.stream_id, "consumer lease lost");
+                self.unmap(UnmapReason::LeaseLost);
+                self.lease_ended()?;
+            }
+            SessionEvent::DriverShutdown(reason) => {
+                tracing::info!(%reason, "driver shutting down");
+                self.events.push(ConsumerEvent::DriverShutdown(reason));
+                self.unmap(UnmapReason::DriverShutdown);
+                self.lease_ended()?;
+            }
+            SessionEvent::OtherLeaseRevoked {
+                stream_id,
+                role: Role::Producer,
+                ..
+            } if stream_id == self.stream_id => self.on_producer_revoked(now_ns),
+            SessionEvent::OtherLeaseRevoked { .. } | SessionEvent::Closed => {}
+        }
+        Ok(())
+    }
+
+    fn on_attached(&mut self, grant: LeaseGrant, now_ns: u64) -> Result<(), ConsumerError> {
+        self.counters.attaches += 1;
+        self.stream_id = grant.stream_id;
+        self.announces.set_stream(grant.stream_id);
+        // A fresh announce of a higher epoch may have overtaken the response (announces
+        // and responses travel on different streams): map the newer epoch then.
+        let grant = match self.announces.latest() {
+            Some(layout) if layout.epoch > grant.epoch => {
+                layout.to_grant(grant.lease_id, grant.node_id)
+            }
+            _ => grant,
+        };
+        self.announces.note_epoch(grant.epoch);
+        tracing::info!(
+            lease_id = grant.lease_id,
+            stream_id = grant.stream_id,
+            epoch = grant.epoch,
+            consumer_id = self.session.client_id(),
+            "consumer attached"
+        );
+        if self.map(&grant) {
+            self.events
+                .push(ConsumerEvent::Attached { epoch: grant.epoch });
+            self.hello_due = true;
+        } else {
+            self.events.push(ConsumerEvent::Unmapped {
+                reason: UnmapReason::MapFailed,
+            });
+            self.restart_session(now_ns)?;
+        }
+        Ok(())
+    }
+
+    fn on_announce(&mut self, outcome: AnnounceOutcome, now_ns: u64) -> Result<(), ConsumerError> {
+        let epoch = match outcome {
+            AnnounceOutcome::OtherStream => return Ok(()),
+            AnnounceOutcome::Stale => {
+                self.counters.announces_ignored_stale += 1;
+                return Ok(());
+            }
+            AnnounceOutcome::BeforeJoin => {
+                self.counters.announces_ignored_before_join += 1;
+                return Ok(());
+            }
+            AnnounceOutcome::LowerEpoch => {
+                self.counters.announces_ignored_lower_epoch += 1;
+                return Ok(());
+            }
+            AnnounceOutcome::Invalid(e) => {
+                self.counters.announces_invalid += 1;
+                tracing::warn!(error = %e, stream_id = self.stream_id, "invalid announce ignored");
+                return Ok(());
+            }
+            AnnounceOutcome::Accepted { epoch, .. } => {
+                self.counters.announces_accepted += 1;
+                epoch
+            }
+        };
+        let Some(mapped_epoch) = self.mapped_epoch() else {
+            return Ok(());
+        };
+        let (Some(lease), Some(layout)) = (self.session.grant(), self.announces.latest()) else {
+            return Ok(());
+        };
+        if epoch <= mapped_epoch || layout.epoch != epoch {
+            return Ok(());
+        }
+        // §15.21: a higher epoch is a hard boundary. Nothing is buffered, so dropping the
+        // mapping and the sequence state drops every in-flight frame.
+        let grant = layout.to_grant(lease.lease_id, lease.node_id);
+        self.counters.epoch_changes += 1;
+        tracing::info!(
+            stream_id = self.stream_id,
+            from = mapped_epoch,
+            to = epoch,
+            "epoch changed; remapping"
+        );
+        self.mapped = None;
+        if self.map(&grant) {
+            self.counters.remaps += 1;
+            self.events.push(ConsumerEvent::EpochChanged { epoch });
+        } else {
+            self.events.push(ConsumerEvent::Unmapped {
+                reason: UnmapReason::MapFailed,
+            });
+            self.restart_session(now_ns)?;
+        }
+        Ok(())
+    }
+
+    /// Driver Model §4.9: the producer's lease ended; keep the mapping but accept nothing
+    /// until an announce with a higher epoch arrives (or 3× the announce period passes).
+    fn on_producer_revoked(&mut self, now_ns: u64) {
+        let Some(mapped_epoch) = self.mapped_epoch() else {
+            return;
+        };
+        if self.awaiting_epoch_until.is_some() {
+            return;
+        }
+        // The epoch-bumped announce (which names no producer) may have overtaken the
+        // revoke on its own stream: then the consumer already sits on the new epoch.
+        if self
+            .announces
+            .latest()
+            .is_some_and(|l| l.epoch == mapped_epoch && l.producer_id == 0)
+        {
+            return;
+        }
+        tracing::info!(
+            stream_id = self.stream_id,
+            epoch = mapped_epoch,
+            "producer revoked; awaiting a new epoch"
+        );
+        self.awaiting_epoch_until = Some(now_ns.saturating_add(self.config.three_periods_ns()));
+        self.events.push(ConsumerEvent::ProducerRevoked);
+    }
+
+    fn check_epoch_wait(&mut self, now_ns: u64) -> Result<usize, ConsumerError> {
+        match self.awaiting_epoch_until {
+            Some(deadline) if now_ns >= deadline => {
+                tracing::warn!(
+                    stream_id = self.stream_id,
+                    "no new epoch announced after the producer revoke; reattaching"
+                );
+                self.unmap(UnmapReason::EpochWaitTimedOut);
+                self.restart_session(now_ns)?;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Maps `grant` read-only; on failure counts it and leaves nothing mapped.
+    fn map(&mut self, grant: &LeaseGrant) -> bool {
+        self.mapped = None;
+        self.awaiting_epoch_until = None;
+        self.seqs.reset();
+        if self.allowed.is_none() {
+            // Built on first use: the base directory appears when the driver starts.
+            match AllowedBaseDirs::new(&self.config.allowed_base_dirs) {
+                Ok(allowed) => self.allowed = Some(allowed),
+                Err(e) => {
+                    self.counters.map_failures += 1;
+                    tracing::warn!(error = %e, "allowed base directories unusable");
+                    return false;
+                }
+            }
+        }
+        let Some(allowed) = &self.allowed else {
+            return false;
+        };
+        match MappedEpoch::map(grant, allowed, Access::ReadOnly) {
+            Ok(mapped) => {
+                self.mapped = Some(mapped);
+                true
+            }
+            Err(e) => {
+                self.counters.map_failures += 1;
+                tracing::warn!(error = %e, epoch = grant.epoch, stream_id = grant.stream_id, "mapping refused");
+                false
+            }
+        }
+    }
+
+    fn unmap(&mut self, reason: UnmapReason) {
+        self.awaiting_epoch_until = None;
+        self.seqs.reset();
+        if self.mapped.take().is_some() {
+            self.events.push(ConsumerEvent::Unmapped { reason });
+        }
+    }
+
+    /// The lease is gone: per-consumer streams end with it (§10.1.3), so return to the
+    /// shared descriptor stream until the next `ConsumerConfig`.
+    fn lease_ended(&mut self) -> Result<(), ConsumerError> {
+        self.hello_due = false;
+        self.descriptors.switch_to(self.link.client(), None)?;
+        Ok(())
+    }
+
+    /// Detaches (best effort) and starts a fresh session after one announce period
+    /// (Driver Model §4.12.3 `Backoff`).
+    fn restart_session(&mut self, now_ns: u64) -> Result<(), ConsumerError> {
+        self.lease_ended()?;
+        if let Some(detach) = self.session.close(now_ns) {
+            self.link.send(&detach)?;
+        }
+        self.retired_protocol_errors += self.session.protocol_errors().iter().sum::<u64>();
+        self.session = DriverSession::new(session_config(&self.config));
+        self.session_resume_ns = now_ns.saturating_add(duration_ns(self.config.announce_period));
+        Ok(())
+    }
+
+    fn send_hello(&mut self) -> Result<usize, ConsumerError> {
+        if !self.hello_due {
+            return Ok(0);
+        }
+        let Some(grant) = self.session.grant() else {
+            self.hello_due = false;
+            return Ok(0);
+        };
+        let (channel, descriptor_stream_id) = self
+            .config
+            .request_per_consumer_descriptor
+            .as_ref()
+            .map_or((&[][..], 0), |(c, id)| (c.as_bytes(), *id));
+        let hello = ConsumerHello {
+            stream_id: grant.stream_id,
+            consumer_id: self.session.client_id(),
+            supports_shm: Bool::True,
+            supports_progress: Bool::False,
+            mode: Mode::Stream,
+            max_rate_hz: 0,
+            expected_layout_version: grant.layout_version,
+            progress_interval_us: None,
+            progress_bytes_delta: None,
+            progress_major_delta_units: None,
+            descriptor_stream_id,
+            control_stream_id: 0,
+            descriptor_channel: channel,
+            control_channel: &[],
+        };
+        let len = hello.encode(&mut self.send_buf)?;
+        if self.hello_pub.offer(&self.send_buf[..len])?.is_published() {
+            self.hello_due = false;
+            self.counters.hellos_sent += 1;
+            return Ok(1);
+        }
+        Ok(0)
+    }
+
+    fn send_qos(&mut self, now_ns: u64) -> Result<usize, ConsumerError> {
+        if now_ns < self.next_qos_ns {
+            return Ok(0);
+        }
+        self.next_qos_ns = now_ns.saturating_add(duration_ns(self.config.qos_interval));
+        let Some(grant) = self.session.grant() else {
+            return Ok(0);
+        };
+        let qos = QosConsumer {
+            stream_id: grant.stream_id,
+            consumer_id: self.session.client_id(),
+            epoch: self.mapped_epoch().unwrap_or(grant.epoch),
+            last_seq_seen: self.seqs.last_seq().unwrap_or(0),
+            drops_gap: self.counters.drops_gap,
+            drops_late: self.counters.qos_drops_late(),
+            mode: Mode::Stream,
+        };
+        let len = qos.encode(&mut self.send_buf)?;
+        match self.qos_pub.offer(&self.send_buf[..len])? {
+            OfferOutcome::Published { .. } => self.counters.qos_sent += 1,
+            // Nobody listens to QoS: nothing lost.
+            OfferOutcome::NotConnected => {}
+            OfferOutcome::BackPressured | OfferOutcome::AdminAction => {
+                self.counters.qos_send_failures += 1
+            }
+        }
+        Ok(1)
+    }
+}
+
+impl Drop for Consumer {
+    /// Best-effort detach (Driver Model §4.9); the lease would otherwise expire.
+    fn drop(&mut self) {
+        self.mapped = None;
+        if let Some(detach) = self.session.close(monotonic_now_ns()) {
+            if let Err(e) = self.link.send(&detach) {
+                tracing::debug!(error = %e, "detach not sent");
+            }
+            let _ = self.link.do_work();
+        }
+    }
+}
+
+/// Session settings for a consumer.
+fn session_config(config: &ConsumerConfig) -> SessionConfig {
+    SessionConfig {
+        client_id: config.consumer_id,
+        keepalive_interval: config.keepalive_interval,
+        attach_timeout: config.attach_timeout,
+        ..SessionConfig::new(config.stream_id, Role::Consumer)
+    }
+}
+
+/// Wall-clock nanoseconds (for REALTIME_SYNCED announces only).
+fn realtime_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Decodes one control-stream or announce-stream message into what the consumer acts
+/// on: driver notices and responses (through the session), announces of its stream, and
+/// `ConsumerConfig` for its consumer id.
+fn classify(
+    bytes: &[u8],
+    now_ns: u64,
+    realtime_ns: u64,
+    (stream_id, consumer_id): (u32, u32),
+    session: &mut DriverSession,
+    announces: &mut AnnounceTracker,
+    inbox: &mut Vec<Inbound>,
+) {
+    let Ok(header) = MessageHeader::read(bytes) else {
+        return;
+    };
+    if header.schema_id == driver::SCHEMA_ID {
+        if let Some(event) = session.on_message(bytes, now_ns) {
+            inbox.push(Inbound::Session(event));
+        }
+        return;
+    }
+    if header.schema_id != control::SCHEMA_ID {
+        return;
+    }
+    match header.template_id {
+        shm_pool_announce::TEMPLATE_ID => {
+            let outcome = match ShmPoolAnnounceDecoder::wrap(bytes) {
+                Ok(announce) => announces.on_announce(&announce, now_ns, realtime_ns),
+                // Judge a malformed announce only if it claims to be for our stream.
+                Err(e) if get_u32(bytes, MESSAGE_HEADER_LEN) == stream_id => {
+                    AnnounceOutcome::Invalid(ProtocolError::Malformed(e))
+                }
+                Err(_) => AnnounceOutcome::OtherStream,
+            };
+            if outcome != AnnounceOutcome::OtherStream {
+                inbox.push(Inbound::Announce(outcome));
+            }
+        }
+        consumer_config::TEMPLATE_ID => {
+            let Ok(config) = ConsumerConfigDecoder::wrap(bytes) else {
+                return;
+            };
+            if config.stream_id() == stream_id && config.consumer_id() == consumer_id {
+                inbox.push(Inbound::Assignment(assigned_descriptor_stream(&config)));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The per-consumer descriptor stream a `ConsumerConfig` assigns, if any: a channel and
+/// a non-zero id together, anything else is a decline (§10.1.3).
+fn assigned_descriptor_stream(config: &ConsumerConfigDecoder<'_>) -> Option<DescriptorStream> {
+    let channel = std::str::from_utf8(config.descriptor_channel()).ok()?;
+    let stream_id = config.descriptor_stream_id();
+    (!channel.trim().is_empty() && stream_id != 0).then(|| DescriptorStream {
+        channel: channel.to_string(),
+        stream_id,
+    })
+}

@@ -1,0 +1,97 @@
+//! What happened to the consumer's lease and mapping (Driver Model §4.9, §4.12.3,
+//! §4.13), queued for the application to drain.
+
+use crate::protocol::driver::{LeaseRevokeReason, ShutdownReason};
+use std::collections::VecDeque;
+
+/// How many events wait before the oldest is discarded.
+pub const EVENT_QUEUE_CAPACITY: usize = 64;
+
+/// Why the mapping was given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnmapReason {
+    /// The driver revoked this consumer's lease.
+    LeaseRevoked,
+    /// The lease was given up locally (keepalive not sent, hard expiry passed).
+    LeaseLost,
+    /// The driver announced shutdown.
+    DriverShutdown,
+    /// The producer was revoked and no higher epoch was announced within 3× the
+    /// announce period.
+    EpochWaitTimedOut,
+    /// The regions of a grant or announce failed the containment or superblock checks.
+    MapFailed,
+}
+
+/// A change of the consumer's lease or mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerEvent {
+    /// A lease was granted and its regions mapped.
+    Attached {
+        /// The mapped epoch.
+        epoch: u64,
+    },
+    /// A higher epoch was announced and its regions mapped.
+    EpochChanged {
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// The driver revoked this consumer's lease; the consumer reattaches.
+    Revoked(LeaseRevokeReason),
+    /// The stream's producer lease ended; frames wait for the next epoch.
+    ProducerRevoked,
+    /// The driver is shutting down; the consumer reattaches when it is back.
+    DriverShutdown(ShutdownReason),
+    /// The regions were unmapped.
+    Unmapped {
+        /// Why.
+        reason: UnmapReason,
+    },
+}
+
+/// A bounded queue that keeps the newest events.
+#[derive(Debug)]
+pub(crate) struct EventQueue {
+    events: VecDeque<ConsumerEvent>,
+    dropped: u64,
+}
+
+impl EventQueue {
+    pub(crate) fn new() -> Self {
+        Self {
+            events: VecDeque::with_capacity(EVENT_QUEUE_CAPACITY),
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, event: ConsumerEvent) {
+        if self.events.len() == EVENT_QUEUE_CAPACITY {
+            self.events.pop_front();
+            self.dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<ConsumerEvent> {
+        self.events.pop_front()
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_keeps_the_newest_events() {
+        let mut q = EventQueue::new();
+        for epoch in 0..EVENT_QUEUE_CAPACITY as u64 + 3 {
+            q.push(ConsumerEvent::EpochChanged { epoch });
+        }
+        assert_eq!(q.dropped(), 3);
+        assert_eq!(q.pop(), Some(ConsumerEvent::EpochChanged { epoch: 3 }));
+    }
+}

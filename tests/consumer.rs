@@ -1,0 +1,1151 @@
+//! Consumer integration tests (Wire Spec §8.3, §10.1.1, §10.2.1, §15.4, §15.21; Driver
+//! Model §4.9): the SHM driver runs `run_until` on a thread with its embedded media
+//! driver and a private base directory; a minimal producer written here (session, link,
+//! read-write mapping, seqlock writes, descriptors) and the consumer run on the test
+//! thread. Every wait is bounded; the driver thread stops when its handle drops.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tensorpool::client::consumer::{
+    monotonic_now_ns, Consumer, ConsumerConfig, ConsumerCounters, ConsumerEvent, DescriptorStream,
+    DropReason, Frame, FramePoll, UnmapReason,
+};
+use tensorpool::client::{
+    ClientStreams, ControlLink, DriverSession, MappedEpoch, Request, SessionConfig, SessionEvent,
+};
+use tensorpool::config::{DriverConfig, NoEnv};
+use tensorpool::driver::runner::{run_until, RunError};
+use tensorpool::protocol::control::{
+    ClockDomain, Dtype, FrameDescriptor, MajorOrder, ProgressUnit, ShmPoolAnnounce,
+    ShmPoolAnnouncePayloadPools, TensorHeader,
+};
+use tensorpool::protocol::driver::{LeaseRevokeReason, Role, ShmLeaseRevoked};
+use tensorpool::shm::layout::{encode_slot, header_index, SlotContents, HEADER_SLOT_BYTES};
+use tensorpool::shm::open::{Access, AllowedBaseDirs};
+use tensorpool::shm::seqlock::{committed, in_progress};
+use tensorpool::transport::{AeronClient, Publication};
+
+/// Failsafe for every wait (each finishes far sooner).
+const DEADLINE: Duration = Duration::from_secs(10);
+/// IPC with the smallest term Aeron allows.
+const CHANNEL: &str = "aeron:ipc?term-length=64k";
+const CONTROL_STREAM: u32 = 1000;
+const ANNOUNCE_STREAM: u32 = 1001;
+const DESCRIPTOR_STREAM: u32 = 1100;
+const QOS_STREAM: u32 = 1200;
+/// First per-consumer descriptor stream the driver assigns.
+const PER_CONSUMER_DESCRIPTOR: u32 = 31000;
+const STREAM: u32 = 10000;
+const NSLOTS: u32 = 8;
+const ANNOUNCE_PERIOD: Duration = Duration::from_millis(200);
+const KEEPALIVE: Duration = Duration::from_millis(100);
+
+/// Counts heap allocations per thread, to pin the allocation-free frame path.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the count is a thread-local without drop glue.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// A private directory under /dev/shm with `aeron/` and `shm/`, removed on drop.
+struct Env {
+    dir: TempDir,
+    announce_stream: u32,
+}
+
+impl Env {
+    /// Announces on a stream of their own.
+    fn new() -> Self {
+        Self::with_announce_stream(ANNOUNCE_STREAM)
+    }
+
+    /// Announces on the control stream, which keeps revokes and announces in order.
+    fn shared_announce() -> Self {
+        Self::with_announce_stream(CONTROL_STREAM)
+    }
+
+    fn with_announce_stream(announce_stream: u32) -> Self {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("tp-consumer-test-");
+        let dir = builder
+            .tempdir_in("/dev/shm")
+            .or_else(|_| builder.tempdir())
+            .expect("creating a temporary directory");
+        std::fs::create_dir(dir.path().join("shm")).expect("creating shm/");
+        Self {
+            dir,
+            announce_stream,
+        }
+    }
+
+    fn aeron_dir(&self) -> PathBuf {
+        self.dir.path().join("aeron")
+    }
+
+    fn shm_dir(&self) -> PathBuf {
+        self.dir.path().join("shm")
+    }
+
+    fn driver_config(&self) -> DriverConfig {
+        let toml = format!(
+            r#"[driver]
+instance_id = "tp-consumer-test"
+media_driver = "embedded"
+aeron_dir = "{aeron}"
+control_channel = "{CHANNEL}"
+control_stream_id = {CONTROL_STREAM}
+announce_channel = "{CHANNEL}"
+announce_stream_id = {announce_stream}
+qos_channel = "{CHANNEL}"
+qos_stream_id = {QOS_STREAM}
+descriptor_stream_id_range = "{PER_CONSUMER_DESCRIPTOR}-31003"
+control_stream_id_range = "32000-32003"
+
+[shm]
+base_dir = "{shm}"
+namespace = "test"
+
+[policies]
+announce_period_ms = {announce}
+lease_keepalive_interval_ms = {keepalive}
+lease_expiry_grace_intervals = 3
+prefault_shm = false
+
+[profiles.small]
+header_nslots = {NSLOTS}
+payload_pools = [{{ pool_id = 1, stride_bytes = 4096 }}, {{ pool_id = 2, stride_bytes = 65536 }}]
+
+[streams.fixed]
+stream_id = {STREAM}
+profile = "small"
+"#,
+            aeron = self.aeron_dir().display(),
+            shm = self.shm_dir().display(),
+            announce = ANNOUNCE_PERIOD.as_millis(),
+            keepalive = KEEPALIVE.as_millis(),
+            announce_stream = self.announce_stream,
+        );
+        DriverConfig::from_toml_str(&toml, &NoEnv).expect("valid test configuration")
+    }
+
+    fn streams(&self) -> ClientStreams {
+        ClientStreams {
+            aeron_dir: Some(self.aeron_dir()),
+            control_channel: CHANNEL.into(),
+            control_stream_id: CONTROL_STREAM,
+            announce_channel: CHANNEL.into(),
+            announce_stream_id: self.announce_stream,
+            descriptor_channel: CHANNEL.into(),
+            descriptor_stream_id: DESCRIPTOR_STREAM,
+            qos_channel: CHANNEL.into(),
+            qos_stream_id: QOS_STREAM,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn consumer_config(&self) -> ConsumerConfig {
+        ConsumerConfig {
+            allowed_base_dirs: vec![self.shm_dir()],
+            announce_period: ANNOUNCE_PERIOD,
+            keepalive_interval: KEEPALIVE,
+            attach_timeout: Duration::from_millis(500),
+            qos_interval: Duration::from_millis(100),
+            client_name: "consumer-under-test".into(),
+            ..ConsumerConfig::new(self.streams(), STREAM)
+        }
+    }
+}
+
+/// The SHM driver on a thread of its own; stopped and joined on drop.
+struct Driver {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), RunError>>>,
+}
+
+impl Driver {
+    fn start(env: &Env) -> Self {
+        let config = env.driver_config();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("tp-driver".into())
+            .spawn(move || run_until(&config, &flag))
+            .expect("spawning the driver thread");
+        let driver = Self {
+            stop,
+            thread: Some(thread),
+        };
+        let deadline = Instant::now() + DEADLINE;
+        let aeron_dir = env.aeron_dir();
+        while !(aeron_dir.join("cnc.dat").exists()
+            && AeronClient::connect(&aeron_dir, Duration::from_millis(200)).is_ok())
+        {
+            assert!(
+                driver.thread.as_ref().is_some_and(|t| !t.is_finished()),
+                "the driver thread ended during start-up"
+            );
+            assert!(Instant::now() < deadline, "the driver did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        driver
+    }
+
+    /// Asks the driver to stop (it sends `ShmDriverShutdown` first).
+    fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let deadline = Instant::now() + DEADLINE;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// A producer just capable enough to drive the consumer: attaches, maps read-write,
+/// writes slots exactly as told (valid or not), publishes descriptors.
+struct TestProducer {
+    session: DriverSession,
+    active: bool,
+    keepalives: bool,
+    mapped: Option<MappedEpoch>,
+    allowed: AllowedBaseDirs,
+    inbox: Vec<SessionEvent>,
+    descriptors: Publication,
+    control: Publication,
+    announces: Publication,
+    link: ControlLink,
+}
+
+/// What to write into a slot.
+#[derive(Clone, Copy)]
+struct SlotWrite {
+    contents: SlotContents,
+    /// The final `seq_commit` word.
+    word: u64,
+    /// Changes to the encoded image (corrupting the embedded header).
+    corrupt: Option<fn(&mut [u8; HEADER_SLOT_BYTES])>,
+}
+
+fn pattern(seq: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((seq + i as u64) % 251) as u8).collect()
+}
+
+fn uint8_tensor(len: usize) -> TensorHeader {
+    let mut dims = [0; 8];
+    dims[0] = len as i32;
+    TensorHeader {
+        dtype: Dtype::Uint8,
+        major_order: MajorOrder::Row,
+        ndims: 1,
+        pad_align: 0,
+        progress_unit: ProgressUnit::None,
+        progress_stride_bytes: 0,
+        dims,
+        strides: [0; 8],
+        pad: [0; 109],
+    }
+}
+
+/// A valid slot for `seq` holding `len` pattern bytes.
+fn valid_slot(seq: u64, len: usize) -> SlotWrite {
+    SlotWrite {
+        contents: SlotContents {
+            values_len_bytes: len as u32,
+            payload_slot: header_index(seq, NSLOTS),
+            pool_id: if len <= 4096 { 1 } else { 2 },
+            payload_offset: 0,
+            timestamp_ns: 1_000 + seq,
+            meta_version: 0,
+            tensor: uint8_tensor(len),
+        },
+        word: committed(seq),
+        corrupt: None,
+    }
+}
+
+impl TestProducer {
+    fn connect(env: &Env) -> Self {
+        let link = ControlLink::connect(&env.streams(), "test-producer").expect("producer link");
+        let descriptors =
+            Publication::add(link.client(), CHANNEL, DESCRIPTOR_STREAM as i32).expect("pub");
+        let control = Publication::add(link.client(), CHANNEL, CONTROL_STREAM as i32).expect("pub");
+        let announces =
+            Publication::add(link.client(), CHANNEL, ANNOUNCE_STREAM as i32).expect("pub");
+        Self {
+            session: DriverSession::new(Self::session_config()),
+            active: true,
+            keepalives: true,
+            mapped: None,
+            allowed: AllowedBaseDirs::new([env.shm_dir()]).expect("allowed dirs"),
+            inbox: Vec::new(),
+            descriptors,
+            control,
+            announces,
+            link,
+        }
+    }
+
+    fn session_config() -> SessionConfig {
+        SessionConfig {
+            keepalive_interval: KEEPALIVE,
+            attach_timeout: Duration::from_millis(500),
+            ..SessionConfig::new(STREAM, Role::Producer)
+        }
+    }
+
+    fn pump(&mut self) {
+        let now = monotonic_now_ns();
+        self.link.do_work().expect("producer client");
+        let (session, inbox) = (&mut self.session, &mut self.inbox);
+        self.link
+            .poll_control(
+                |bytes| {
+                    if let Some(e) = session.on_message(bytes, now) {
+                        inbox.push(e)
+                    }
+                },
+                16,
+            )
+            .expect("producer poll");
+        for event in std::mem::take(&mut self.inbox) {
+            match event {
+                SessionEvent::Attached(grant) => {
+                    self.mapped = Some(
+                        MappedEpoch::map(&grant, &self.allowed, Access::ReadWrite)
+                            .expect("producer maps its grant"),
+                    );
+                }
+                SessionEvent::Revoked(_)
+                | SessionEvent::LeaseLost
+                | SessionEvent::DriverShutdown(_) => self.mapped = None,
+                _ => {}
+            }
+        }
+        if !self.active {
+            return;
+        }
+        let (request, _) = self.session.poll(now);
+        let request = request.filter(|r| self.keepalives || !matches!(r, Request::Keepalive(_)));
+        if let Some(request) = request {
+            if !self.link.send(&request).expect("producer send") {
+                self.session.send_failed(now);
+            }
+        }
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        self.mapped.as_ref().map(MappedEpoch::epoch)
+    }
+
+    fn mapped(&self) -> &MappedEpoch {
+        self.mapped.as_ref().expect("the producer is mapped")
+    }
+
+    /// Writes `slot` for `seq` with the seqlock protocol and the payload pattern.
+    fn write(&self, seq: u64, slot: &SlotWrite) {
+        let m = self.mapped();
+        let index = header_index(seq, NSLOTS);
+        let seq_commit = m.seq_commit(index);
+        seq_commit.store_in_progress(seq);
+        let len = slot.contents.values_len_bytes as usize;
+        let pool = m.pool(slot.contents.pool_id).unwrap_or(&m.pools()[0]);
+        let len = len.min(pool.grant.stride_bytes as usize);
+        // SAFETY: the test producer is the single writer of this slot.
+        if let Some(bytes) = unsafe { pool.slot_bytes_mut(index, len) } {
+            bytes.copy_from_slice(&pattern(seq, len));
+        }
+        let mut image = encode_slot(0, &slot.contents);
+        if let Some(corrupt) = slot.corrupt {
+            corrupt(&mut image);
+        }
+        m.write_slot_body(index, &image);
+        seq_commit.as_atomic().store(slot.word, Ordering::Release);
+    }
+
+    /// Publishes the descriptor of `seq` in `epoch`.
+    fn publish_in(&self, seq: u64, epoch: u64) {
+        let d = FrameDescriptor {
+            stream_id: STREAM,
+            epoch,
+            seq,
+            timestamp_ns: None,
+            meta_version: None,
+            trace_id: None,
+        };
+        let mut buf = [0u8; 64];
+        let len = d.encode(&mut buf).expect("descriptor encodes");
+        let deadline = Instant::now() + DEADLINE;
+        while !self
+            .descriptors
+            .offer(&buf[..len])
+            .expect("offer")
+            .is_published()
+        {
+            assert!(Instant::now() < deadline, "descriptor not published");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn publish(&self, seq: u64) {
+        self.publish_in(seq, self.epoch().expect("mapped"));
+    }
+
+    /// Sends a detach and stops the session.
+    fn detach(&mut self) {
+        if let Some(request) = self.session.close(monotonic_now_ns()) {
+            assert!(self.link.send(&request).expect("detach sent"));
+        }
+        self.active = false;
+        self.mapped = None;
+    }
+
+    /// A fresh session attaching again.
+    fn reattach(&mut self) {
+        self.session = DriverSession::new(Self::session_config());
+        self.active = true;
+    }
+}
+
+/// Runs both duty cycles until `done` holds.
+fn pump_until(
+    consumer: &mut Consumer,
+    producer: &mut TestProducer,
+    what: &str,
+    mut done: impl FnMut(&mut Consumer, &TestProducer) -> bool,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        consumer
+            .do_work(monotonic_now_ns())
+            .expect("consumer duty cycle");
+        producer.pump();
+        if done(consumer, producer) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; counters {:?}",
+            consumer.counters()
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// Pumps until the consumer reads the next descriptor of its stream.
+fn next_frame<R>(
+    consumer: &mut Consumer,
+    producer: &mut TestProducer,
+    mut f: impl FnMut(&Frame<'_>) -> R,
+) -> FramePoll<R> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match consumer.poll_frame(|frame| f(frame)).expect("poll_frame") {
+            FramePoll::Empty | FramePoll::Ignored => {}
+            outcome => return outcome,
+        }
+        consumer
+            .do_work(monotonic_now_ns())
+            .expect("consumer duty cycle");
+        producer.pump();
+        assert!(Instant::now() < deadline, "no descriptor arrived");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Whether the frame carries exactly the bytes the producer wrote for it.
+fn frame_is_intact(frame: &Frame<'_>) -> bool {
+    let t = frame.tensor();
+    frame.payload() == pattern(frame.seq(), frame.payload().len()).as_slice()
+        && t.dtype == Dtype::Uint8
+        && t.ndims == 1
+        && t.dims[0] as usize == frame.payload().len()
+}
+
+/// Driver, producer attached and mapped, consumer mapped on the producer's epoch.
+struct Setup {
+    consumer: Consumer,
+    producer: TestProducer,
+    driver: Driver,
+    _env: Env,
+}
+
+impl Setup {
+    fn start() -> Self {
+        Self::start_in(Env::new(), |c| c)
+    }
+
+    fn start_in(env: Env, adjust: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> Self {
+        let driver = Driver::start(&env);
+        let consumer = Consumer::connect(adjust(env.consumer_config())).expect("consumer connects");
+        let producer = TestProducer::connect(&env);
+        let mut setup = Self {
+            consumer,
+            producer,
+            driver,
+            _env: env,
+        };
+        setup.wait_ready();
+        setup
+    }
+
+    fn wait_ready(&mut self) {
+        pump_until(
+            &mut self.consumer,
+            &mut self.producer,
+            "producer and consumer on the same epoch",
+            |c, p| {
+                p.epoch().is_some()
+                    && c.mapped_epoch() == p.epoch()
+                    && c.is_ready()
+                    && p.descriptors.is_connected()
+            },
+        );
+    }
+
+    /// Writes and publishes `slot` for `seq`, then reads the next descriptor.
+    fn send(&mut self, seq: u64, slot: &SlotWrite) -> FramePoll<bool> {
+        self.producer.write(seq, slot);
+        self.producer.publish(seq);
+        next_frame(&mut self.consumer, &mut self.producer, frame_is_intact)
+    }
+}
+
+#[test]
+fn valid_frames_are_delivered_with_the_producers_bytes() {
+    let mut s = Setup::start();
+    let epoch = s.producer.epoch().expect("mapped");
+    let lens = [0usize, 1, 100, 4096, 4097, 65536, 777, 3000, 12, 64];
+    for (seq, len) in lens.iter().enumerate() {
+        let seq = seq as u64;
+        s.producer.write(seq, &valid_slot(seq, *len));
+        s.producer.publish(seq);
+        let seen = next_frame(&mut s.consumer, &mut s.producer, |f| {
+            (
+                f.seq(),
+                f.epoch(),
+                f.stream_id(),
+                f.pool_id(),
+                f.timestamp_ns(),
+                f.payload().len(),
+                frame_is_intact(f),
+            )
+        });
+        let pool = if *len <= 4096 { 1 } else { 2 };
+        assert_eq!(
+            seen,
+            FramePoll::Delivered((seq, epoch, STREAM, pool, 1_000 + seq, *len, true)),
+            "frame {seq}"
+        );
+    }
+    pump_until(
+        &mut s.consumer,
+        &mut s.producer,
+        "an announce of the epoch",
+        |c, _| c.producer_id().is_some(),
+    );
+    let c = s.consumer.counters();
+    assert_eq!(c.frames_delivered, lens.len() as u64);
+    assert_eq!(c.descriptors_received, lens.len() as u64);
+    assert_eq!((c.frame_drops(), c.drops_gap), (0, 0), "{c:?}");
+    assert_eq!(s.consumer.last_seq_seen(), Some(lens.len() as u64 - 1));
+    assert!(c.hellos_sent >= 1, "a hello follows the attach: {c:?}");
+    let events: Vec<_> = s.consumer.events().collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ConsumerEvent::Attached { .. })),
+        "{events:?}"
+    );
+    assert_eq!(s.consumer.producer_id().map(|id| id != 0), Some(true));
+}
+
+/// Writes a slot that breaks one rule, then a valid one: the first is dropped for
+/// `reason` and counted only there, the second is delivered.
+fn assert_rule(reason: DropReason, seq_offset: u64, make: impl FnOnce(u64) -> (SlotWrite, u64)) {
+    let mut s = Setup::start();
+    let epoch = s.producer.epoch().expect("mapped");
+    assert_eq!(s.send(0, &valid_slot(0, 64)), FramePoll::Delivered(true));
+    let seq = 1 + seq_offset;
+    let (slot, descriptor_epoch) = make(seq);
+    let slot_epoch = if descriptor_epoch == 0 {
+        epoch
+    } else {
+        descriptor_epoch
+    };
+    let before = s.consumer.counters();
+    s.producer.write(seq, &slot);
+    s.producer.publish_in(seq, slot_epoch);
+    let outcome = next_frame(&mut s.consumer, &mut s.producer, frame_is_intact);
+    assert_eq!(outcome, FramePoll::Dropped(reason));
+    let after = s.consumer.counters();
+    assert_eq!(after.drops(reason), before.drops(reason) + 1, "{after:?}");
+    assert_eq!(
+        after.frame_drops(),
+        before.frame_drops() + 1,
+        "only {reason:?} counted"
+    );
+    assert_eq!(after.frames_delivered, before.frames_delivered);
+    let next = seq + 1;
+    assert_eq!(
+        s.send(next, &valid_slot(next, 64)),
+        FramePoll::Delivered(true)
+    );
+    let end = s.consumer.counters();
+    assert_eq!(
+        end.descriptors_received,
+        end.frames_delivered + end.frame_drops()
+    );
+}
+
+/// A valid slot for `seq` with one change.
+fn tweaked(seq: u64, change: impl FnOnce(&mut SlotWrite)) -> (SlotWrite, u64) {
+    let mut slot = valid_slot(seq, 64);
+    change(&mut slot);
+    (slot, 0)
+}
+
+#[test]
+fn a_descriptor_from_another_epoch_is_dropped() {
+    assert_rule(DropReason::Epoch, 0, |seq| (valid_slot(seq, 64), 999_999));
+}
+
+#[test]
+fn an_uncommitted_slot_is_dropped() {
+    assert_rule(DropReason::NotCommitted, 0, |seq| {
+        tweaked(seq, |s| s.word = in_progress(seq))
+    });
+}
+
+#[test]
+fn a_slot_holding_an_older_sequence_is_dropped_as_stale() {
+    // Descriptor seq 9 names slot 1, which still holds seq 1.
+    assert_rule(DropReason::Stale, 8, |seq| {
+        tweaked(seq, |s| s.word = committed(seq - NSLOTS as u64))
+    });
+}
+
+#[test]
+fn a_slot_already_overwritten_is_dropped_as_late() {
+    assert_rule(DropReason::Late, 0, |seq| {
+        tweaked(seq, |s| s.word = committed(seq + NSLOTS as u64))
+    });
+}
+
+#[test]
+fn a_wrong_embedded_header_length_is_dropped() {
+    assert_rule(DropReason::HeaderFormat, 0, |seq| {
+        tweaked(seq, |s| s.corrupt = Some(|image| image[60] = 191))
+    });
+}
+
+#[test]
+fn a_wrong_embedded_header_schema_or_version_is_dropped() {
+    assert_rule(DropReason::HeaderFormat, 0, |seq| {
+        // Embedded message header at 64: block length, template, schema, version.
+        tweaked(seq, |s| s.corrupt = Some(|image| image[70] = 2))
+    });
+}
+
+#[test]
+fn a_payload_slot_other_than_the_header_index_is_dropped() {
+    assert_rule(DropReason::PayloadSlot, 0, |seq| {
+        tweaked(seq, |s| {
+            s.contents.payload_slot = (header_index(seq, NSLOTS) + 1) % NSLOTS
+        })
+    });
+}
+
+#[test]
+fn an_unknown_pool_is_dropped() {
+    assert_rule(DropReason::Pool, 0, |seq| {
+        tweaked(seq, |s| s.contents.pool_id = 99)
+    });
+}
+
+#[test]
+fn a_length_beyond_the_pool_stride_is_dropped() {
+    assert_rule(DropReason::Length, 0, |seq| {
+        tweaked(seq, |s| {
+            s.contents.values_len_bytes = 4097;
+            s.contents.tensor = uint8_tensor(4097);
+        })
+    });
+}
+
+#[test]
+fn a_non_zero_payload_offset_is_dropped() {
+    assert_rule(DropReason::PayloadOffset, 0, |seq| {
+        tweaked(seq, |s| s.contents.payload_offset = 64)
+    });
+}
+
+#[test]
+fn a_tensor_of_rank_zero_is_dropped() {
+    assert_rule(DropReason::Tensor, 0, |seq| {
+        tweaked(seq, |s| s.contents.tensor.ndims = 0)
+    });
+}
+
+#[test]
+fn a_tensor_of_rank_nine_is_dropped() {
+    assert_rule(DropReason::Tensor, 0, |seq| {
+        tweaked(seq, |s| s.contents.tensor.ndims = 9)
+    });
+}
+
+#[test]
+fn an_unknown_dtype_is_dropped() {
+    assert_rule(DropReason::Tensor, 0, |seq| {
+        tweaked(seq, |s| s.contents.tensor.dtype = Dtype::from_raw(99))
+    });
+}
+
+#[test]
+fn a_tensor_larger_than_its_payload_is_dropped() {
+    assert_rule(DropReason::Tensor, 0, |seq| {
+        tweaked(seq, |s| s.contents.tensor.dims[0] = 65)
+    });
+}
+
+#[test]
+fn overwrite_while_the_application_reads_is_reported_late() {
+    let mut s = Setup::start();
+    s.producer.write(0, &valid_slot(0, 256));
+    s.producer.publish(0);
+    let producer = &mut s.producer;
+    let deadline = Instant::now() + DEADLINE;
+    let outcome = loop {
+        let outcome = s
+            .consumer
+            .poll_frame(|frame| {
+                // The producer laps the ring while the application holds the view.
+                let overwritten = NSLOTS as u64;
+                producer.write(overwritten, &valid_slot(overwritten, 256));
+                frame.payload().len()
+            })
+            .expect("poll_frame");
+        if !matches!(outcome, FramePoll::Empty | FramePoll::Ignored) {
+            break outcome;
+        }
+        s.consumer.do_work(monotonic_now_ns()).expect("duty cycle");
+        assert!(Instant::now() < deadline, "no descriptor arrived");
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    assert_eq!(outcome, FramePoll::Dropped(DropReason::Late));
+    let c = s.consumer.counters();
+    assert_eq!((c.drops_late, c.frames_delivered), (1, 0), "{c:?}");
+}
+
+#[test]
+fn gaps_are_counted_and_every_descriptor_reconciles() {
+    let mut s = Setup::start();
+    let mut published = 0u64;
+    // Seqs 0..40; some are written but never announced (gaps), some are broken.
+    for seq in 0..40u64 {
+        let mut slot = valid_slot(seq, 32 + seq as usize);
+        match seq % 10 {
+            3 | 4 => {
+                s.producer.write(seq, &slot);
+                continue;
+            }
+            7 => slot.contents.payload_offset = 8,
+            9 => slot.word = in_progress(seq),
+            _ => {}
+        }
+        published += 1;
+        let outcome = s.send(seq, &slot);
+        assert!(
+            matches!(outcome, FramePoll::Delivered(true) | FramePoll::Dropped(_)),
+            "{seq}: {outcome:?}"
+        );
+    }
+    let c = s.consumer.counters();
+    assert_eq!(c.drops_gap, 8, "two unannounced seqs per ten: {c:?}");
+    assert_eq!(c.drops_payload_offset, 4);
+    assert_eq!(c.drops_not_committed, 4);
+    assert_eq!(c.frames_delivered, 40 - 8 - 8);
+    assert_eq!(c.descriptors_received, published);
+    assert_eq!(c.frames_delivered + c.frame_drops(), published);
+    assert_eq!(c.frames_delivered + c.frame_drops() + c.drops_gap, 40);
+    assert_eq!(s.consumer.last_seq_seen(), Some(39));
+}
+
+/// Drains the consumer's events into `seen`.
+fn collect_events(consumer: &mut Consumer, seen: &mut Vec<ConsumerEvent>) {
+    seen.extend(consumer.events());
+}
+
+#[test]
+fn producer_reattach_changes_the_epoch_and_the_consumer_remaps() {
+    let mut s = Setup::start_in(Env::shared_announce(), |c| c);
+    let first = s.producer.epoch().expect("mapped");
+    assert_eq!(s.send(0, &valid_slot(0, 64)), FramePoll::Delivered(true));
+    let _ = s.consumer.events().count();
+
+    s.producer.detach();
+    let mut seen = Vec::new();
+    pump_until(
+        &mut s.consumer,
+        &mut s.producer,
+        "remap after the detach",
+        |c, _| {
+            collect_events(c, &mut seen);
+            c.mapped_epoch().is_some_and(|e| e > first) && c.is_ready()
+        },
+    );
+    assert!(seen.contains(&ConsumerEvent::ProducerRevoked), "{seen:?}");
+    assert_eq!(
+        s.consumer.producer_id(),
+        Some(0),
+        "no producer in the bumped epoch"
+    );
+
+    s.producer.reattach();
+    s.wait_ready();
+    let second = s.producer.epoch().expect("mapped again");
+    assert!(second > first + 1, "detach and attach each bump the epoch");
+    collect_events(&mut s.consumer, &mut seen);
+    assert!(
+        seen.contains(&ConsumerEvent::EpochChanged { epoch: second }),
+        "{seen:?}"
+    );
+
+    // A late descriptor of the old epoch is a hard boundary; the new producer's frames flow.
+    s.producer.publish_in(1, first);
+    assert_eq!(
+        next_frame(&mut s.consumer, &mut s.producer, frame_is_intact),
+        FramePoll::Dropped(DropReason::Epoch)
+    );
+    for seq in 0..5 {
+        assert_eq!(
+            s.send(seq, &valid_slot(seq, 128)),
+            FramePoll::Delivered(true)
+        );
+    }
+    let c = s.consumer.counters();
+    assert!(c.epoch_changes >= 2 && c.remaps >= 2, "{c:?}");
+    assert_eq!(c.frames_delivered, 6);
+    assert_eq!(c.drops_gap, 0, "sequence tracking restarts with each epoch");
+}
+
+#[test]
+fn a_revoked_producer_makes_the_consumer_await_the_next_epoch() {
+    let mut s = Setup::start_in(Env::shared_announce(), |c| c);
+    let first = s.producer.epoch().expect("mapped");
+    assert_eq!(s.send(0, &valid_slot(0, 64)), FramePoll::Delivered(true));
+    let _ = s.consumer.events().count();
+
+    // Silence the producer's keepalives: the driver expires and revokes its lease.
+    s.producer.keepalives = false;
+    let mut seen = Vec::new();
+    pump_until(
+        &mut s.consumer,
+        &mut s.producer,
+        "the expired producer's epoch bump",
+        |c, _| {
+            collect_events(c, &mut seen);
+            c.mapped_epoch().is_some_and(|e| e > first)
+        },
+    );
+    let revoked = seen
+        .iter()
+        .position(|e| *e == ConsumerEvent::ProducerRevoked);
+    let changed = seen
+        .iter()
+        .position(|e| matches!(e, ConsumerEvent::EpochChanged { .. }));
+    assert!(
+        matches!((revoked, changed), (Some(r), Some(c)) if r < c),
+        "revoke, then the remap: {seen:?}"
+    );
+    assert!(s.consumer.is_ready());
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, ConsumerEvent::Unmapped { .. })),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn the_epoch_wait_times_out_into_a_reattach() {
+    let mut s = Setup::start();
+    let epoch = s.producer.epoch().expect("mapped");
+    let lease = s.consumer.lease_id().expect("attached");
+    let _ = s.consumer.events().count();
+    // A revoke of a producer lease nobody announces a successor for.
+    let notice = ShmLeaseRevoked {
+        timestamp_ns: monotonic_now_ns(),
+        lease_id: u64::MAX - 1,
+        stream_id: STREAM,
+        client_id: 4242,
+        role: Role::Producer,
+        reason: LeaseRevokeReason::Revoked,
+        error_message: b"",
+    };
+    let mut buf = [0u8; 128];
+    let len = notice.encode(&mut buf).expect("encodes");
+    assert!(s
+        .producer
+        .control
+        .offer(&buf[..len])
+        .expect("offer")
+        .is_published());
+    pump_until(
+        &mut s.consumer,
+        &mut s.producer,
+        "the epoch wait",
+        |c, _| c.is_awaiting_epoch(),
+    );
+    // While waiting, frames are refused even though the mapping is kept.
+    assert_eq!(
+        s.send(0, &valid_slot(0, 64)),
+        FramePoll::Dropped(DropReason::AwaitingEpoch)
+    );
+    let mut seen = Vec::new();
+    let waited = Instant::now();
+    pump_until(&mut s.consumer, &mut s.producer, "the reattach", |c, _| {
+        collect_events(c, &mut seen);
+        c.lease_id().is_some_and(|l| l != lease) && c.is_ready()
+    });
+    assert!(
+        waited.elapsed() >= ANNOUNCE_PERIOD * 2,
+        "waited 3 announce periods"
+    );
+    assert!(
+        seen.contains(&ConsumerEvent::Unmapped {
+            reason: UnmapReason::EpochWaitTimedOut
+        }),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&ConsumerEvent::Attached { epoch }),
+        "{seen:?}"
+    );
+    assert_eq!(s.send(1, &valid_slot(1, 64)), FramePoll::Delivered(true));
+}
+
+/// An announce of the producer's layout under another epoch and timestamp.
+fn announce_bytes(producer: &TestProducer, epoch: u64, timestamp_ns: u64) -> Vec<u8> {
+    let grant = producer.mapped().grant();
+    let uris: Vec<String> = grant.pools.iter().map(|p| p.uri.to_string()).collect();
+    let pools: Vec<ShmPoolAnnouncePayloadPools<'_>> = grant
+        .pools
+        .iter()
+        .zip(&uris)
+        .map(|(p, uri)| ShmPoolAnnouncePayloadPools {
+            pool_id: p.pool_id,
+            pool_nslots: p.nslots,
+            stride_bytes: p.stride_bytes,
+            region_uri: uri.as_bytes(),
+        })
+        .collect();
+    let header_uri = grant.header_uri.to_string();
+    let announce = ShmPoolAnnounce {
+        stream_id: STREAM,
+        producer_id: 1,
+        epoch,
+        announce_timestamp_ns: timestamp_ns,
+        announce_clock_domain: ClockDomain::Monotonic,
+        layout_version: grant.layout_version,
+        header_nslots: grant.header_nslots,
+        header_slot_bytes: 256,
+        payload_pools: &pools,
+        header_region_uri: header_uri.as_bytes(),
+    };
+    let mut buf = vec![0u8; announce.encoded_len()];
+    announce.encode(&mut buf).expect("encodes");
+    buf
+}
+
+#[test]
+fn stale_and_pre_join_announces_are_ignored() {
+    let env = Env::new();
+    let _driver = Driver::start(&env);
+    let joined = monotonic_now_ns();
+    let mut consumer = Consumer::connect(env.consumer_config()).expect("consumer connects");
+    let mut producer = TestProducer::connect(&env);
+    pump_until(&mut consumer, &mut producer, "both mapped", |c, p| {
+        p.epoch().is_some() && c.mapped_epoch() == p.epoch() && c.is_ready()
+    });
+    let epoch = producer.epoch().expect("mapped");
+    let before = consumer.counters();
+
+    let stale = announce_bytes(
+        &producer,
+        epoch + 100,
+        monotonic_now_ns() - 10 * 200_000_000,
+    );
+    let replayed = announce_bytes(&producer, epoch + 101, joined - 1_000_000);
+    for bytes in [&stale, &replayed] {
+        assert!(producer
+            .announces
+            .offer(bytes)
+            .expect("offer")
+            .is_published());
+    }
+    pump_until(
+        &mut consumer,
+        &mut producer,
+        "the injected announces",
+        |c, _| {
+            let n = c.counters();
+            n.announces_ignored_stale > before.announces_ignored_stale
+                && n.announces_ignored_before_join > before.announces_ignored_before_join
+        },
+    );
+    let after = consumer.counters();
+    assert_eq!(
+        after.announces_ignored_stale,
+        before.announces_ignored_stale + 1
+    );
+    assert_eq!(
+        consumer.mapped_epoch(),
+        Some(epoch),
+        "stale announces never remap"
+    );
+    assert_eq!(after.epoch_changes, before.epoch_changes);
+}
+
+#[test]
+fn a_per_consumer_descriptor_stream_replaces_the_shared_one() {
+    let wanted = DescriptorStream {
+        channel: CHANNEL.into(),
+        stream_id: PER_CONSUMER_DESCRIPTOR,
+    };
+    let request = (wanted.channel.clone(), wanted.stream_id);
+    let mut s = Setup::start_in(Env::new(), |c| ConsumerConfig {
+        request_per_consumer_descriptor: Some(request),
+        ..c
+    });
+    pump_until(
+        &mut s.consumer,
+        &mut s.producer,
+        "the assigned stream",
+        |c, _| *c.descriptor_stream() == wanted,
+    );
+    assert_eq!(s.consumer.counters().consumer_configs, 1);
+    let own = Publication::add(
+        s.producer.link.client(),
+        CHANNEL,
+        PER_CONSUMER_DESCRIPTOR as i32,
+    )
+    .expect("per-consumer publication");
+    let deadline = Instant::now() + DEADLINE;
+    while !own.is_connected() {
+        assert!(Instant::now() < deadline, "consumer never subscribed");
+        s.consumer.do_work(monotonic_now_ns()).expect("duty cycle");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    s.producer.write(0, &valid_slot(0, 64));
+    let d = FrameDescriptor {
+        stream_id: STREAM,
+        epoch: s.producer.epoch().expect("mapped"),
+        seq: 0,
+        timestamp_ns: Some(5),
+        meta_version: None,
+        trace_id: None,
+    };
+    let mut buf = [0u8; 64];
+    let len = d.encode(&mut buf).expect("encodes");
+    assert!(own.offer(&buf[..len]).expect("offer").is_published());
+    let seen = next_frame(&mut s.consumer, &mut s.producer, |f| {
+        (f.descriptor_timestamp_ns(), frame_is_intact(f))
+    });
+    assert_eq!(seen, FramePoll::Delivered((Some(5), true)));
+}
+
+#[test]
+fn driver_shutdown_unmaps_the_consumer() {
+    let mut s = Setup::start();
+    let _ = s.consumer.events().count();
+    s.driver.request_stop();
+    let mut seen = Vec::new();
+    pump_until(
+        &mut s.consumer,
+        &mut s.producer,
+        "the shutdown notice",
+        |c, _| {
+            collect_events(c, &mut seen);
+            c.mapped_epoch().is_none()
+        },
+    );
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, ConsumerEvent::DriverShutdown(_))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&ConsumerEvent::Unmapped {
+            reason: UnmapReason::DriverShutdown
+        }),
+        "{seen:?}"
+    );
+    let c: ConsumerCounters = s.consumer.counters();
+    assert_eq!(c.attaches, 1);
+}
+
+#[test]
+fn reading_a_valid_frame_allocates_nothing() {
+    let mut s = Setup::start();
+    for seq in 0..4u64 {
+        s.producer.write(seq, &valid_slot(seq, 1000));
+        s.producer.publish(seq);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let before = allocations();
+            let outcome = s
+                .consumer
+                .poll_frame(|f| f.payload().iter().map(|b| u64::from(*b)).sum::<u64>())
+                .expect("poll_frame");
+            let allocated = allocations() - before;
+            match outcome {
+                FramePoll::Delivered(_) => {
+                    assert_eq!(allocated, 0, "frame {seq} allocated");
+                    break;
+                }
+                FramePoll::Empty => {}
+                other => panic!("frame {seq}: {other:?}"),
+            }
+            s.consumer.do_work(monotonic_now_ns()).expect("duty cycle");
+            assert!(Instant::now() < deadline, "no descriptor arrived");
+        }
+    }
+}
