@@ -275,7 +275,12 @@ pub struct InThreadDriver {
 impl InThreadDriver {
     /// Starts a driver for `settings` in `env` and waits until a client can connect.
     pub fn start(env: &TestEnv, settings: &DriverSettings) -> Self {
-        let config = settings.config(env);
+        Self::start_with_config(env, settings.config(env))
+    }
+
+    /// Starts a driver with `config` (e.g. [`DriverSettings::config`] adjusted) and waits
+    /// until a client can connect to the media driver in `env`.
+    pub fn start_with_config(env: &TestEnv, config: DriverConfig) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()

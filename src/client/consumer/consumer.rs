@@ -4,17 +4,18 @@
 
 use super::announce::{AnnounceOutcome, AnnounceTracker};
 use super::config::{duration_ns, ConsumerConfig, MAX_CHANNEL_LEN};
+use super::connection::{shared_descriptor_stream, Connection};
 use super::counters::{ConsumerCounters, DropReason};
-use super::descriptors::{DescriptorFeed, DescriptorStream};
+use super::descriptors::DescriptorStream;
 use super::events::{ConsumerEvent, EventQueue, UnmapReason};
 use super::frame::{
     decode_descriptor, read_frame, DescriptorMessage, Frame, FramePoll, SeqTracker,
 };
 use super::ConsumerError;
 use crate::client::grant::{LeaseGrant, ProtocolError};
-use crate::client::link::{stream_i32, ControlLink};
+use crate::client::link::{ClientStreams, LinkError};
 use crate::client::mapping::MappedEpoch;
-use crate::client::session::{DriverSession, SessionConfig, SessionEvent};
+use crate::client::session::{DriverSession, Request, SessionConfig, SessionEvent};
 use crate::driver::provision::monotonic_now_ns;
 use crate::protocol::codec::{get_u32, MessageHeader, MESSAGE_HEADER_LEN};
 use crate::protocol::control::{
@@ -23,13 +24,17 @@ use crate::protocol::control::{
 };
 use crate::protocol::driver::{self, Role};
 use crate::shm::open::{Access, AllowedBaseDirs};
-use crate::transport::{OfferOutcome, Publication};
-use std::time::SystemTime;
+use crate::transport::{OfferOutcome, TransportError};
+use std::time::{Duration, SystemTime};
 
 /// Fragments read per stream per duty cycle.
 const CONTROL_POLL_LIMIT: usize = 16;
 /// Room for a `ConsumerHello` with the longest allowed channel, or a `QosConsumer`.
 const SEND_BUFFER_LEN: usize = 2 * MAX_CHANNEL_LEN;
+/// First pause between attempts to reconnect to a media driver; it doubles per failure.
+const RECONNECT_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+/// Longest pause between reconnect attempts.
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A control-plane message decoded inside the poll callback, acted on after it.
 #[derive(Debug)]
@@ -43,8 +48,11 @@ enum Inbound {
 /// read-only, follows epoch changes, and reads frames with [`Consumer::poll_frame`].
 ///
 /// Drive it with [`Consumer::do_work`] (CLOCK_MONOTONIC nanoseconds, e.g. from
-/// [`monotonic_now_ns`](super::monotonic_now_ns)) and read frames between calls. Not
-/// `Send`: it owns an Aeron client.
+/// [`monotonic_now_ns`](super::monotonic_now_ns)) and read frames between calls. When
+/// the media driver goes away (its Aeron client closes), `do_work` drops the mapping and
+/// the lease, reports [`ConsumerEvent::MediaDriverLost`], and rebuilds the Aeron
+/// connection itself, retrying with backoff, then attaches afresh. Not `Send`: it owns an
+/// Aeron client.
 pub struct Consumer {
     config: ConsumerConfig,
     session: DriverSession,
@@ -66,11 +74,13 @@ pub struct Consumer {
     hello_due: bool,
     next_qos_ns: u64,
     send_buf: [u8; SEND_BUFFER_LEN],
-    // Aeron objects last, the link (which owns the client) after everything made from it.
-    descriptors: DescriptorFeed,
-    hello_pub: Publication,
-    qos_pub: Publication,
-    link: ControlLink,
+    /// The shared descriptor stream (what [`Consumer::descriptor_stream`] reports while
+    /// disconnected).
+    shared_descriptors: DescriptorStream,
+    next_reconnect_ns: u64,
+    reconnect_backoff: Duration,
+    /// The Aeron side; `None` while the media driver is lost (reconnecting).
+    conn: Option<Connection>,
 }
 
 impl Consumer {
@@ -78,27 +88,9 @@ impl Consumer {
     /// starts on the first [`Consumer::do_work`].
     pub fn connect(config: ConsumerConfig) -> Result<Self, ConsumerError> {
         config.validate().map_err(ConsumerError::InvalidConfig)?;
-        let link = ControlLink::connect(&config.streams, &config.client_name)?;
+        let conn = Connection::open(&config, &config.streams)?;
         // The announce subscription exists now: earlier MONOTONIC announces are replays.
         let join_time_ns = monotonic_now_ns();
-        let streams = &config.streams;
-        let hello_pub = Publication::add(
-            link.client(),
-            &streams.control_channel,
-            stream_i32(streams.control_stream_id)?,
-        )?;
-        let qos_pub = Publication::add(
-            link.client(),
-            &streams.qos_channel,
-            stream_i32(streams.qos_stream_id)?,
-        )?;
-        let descriptors = DescriptorFeed::new(
-            link.client(),
-            DescriptorStream {
-                channel: streams.descriptor_channel.clone(),
-                stream_id: streams.descriptor_stream_id,
-            },
-        )?;
         Ok(Self {
             session: DriverSession::new(session_config(&config)),
             session_resume_ns: 0,
@@ -119,21 +111,46 @@ impl Consumer {
             hello_due: false,
             next_qos_ns: 0,
             send_buf: [0; SEND_BUFFER_LEN],
-            descriptors,
-            hello_pub,
-            qos_pub,
-            link,
+            shared_descriptors: shared_descriptor_stream(&config.streams),
+            next_reconnect_ns: 0,
+            reconnect_backoff: RECONNECT_BACKOFF_INITIAL,
+            conn: Some(conn),
             config,
         })
     }
 
     /// One duty cycle: pumps Aeron, handles control messages and announces, sends due
     /// requests, hellos and QoS. `now_ns` is CLOCK_MONOTONIC. Returns the work done.
+    ///
+    /// Losing the media driver is handled here: the consumer unmaps, reports
+    /// [`ConsumerEvent::MediaDriverLost`] and reconnects on later calls (at most one
+    /// liveness check per retry interval). Other Aeron failures are returned, and the
+    /// consumer stays usable.
     pub fn do_work(&mut self, now_ns: u64) -> Result<usize, ConsumerError> {
-        let mut work = self.link.do_work()?;
+        if self.conn.is_none() {
+            return Ok(self.reconnect(now_ns));
+        }
+        match self.connected_work(now_ns) {
+            Ok(work) => Ok(work),
+            Err(error) if self.is_connection_lost(&error) => {
+                self.lose_connection(now_ns, &error);
+                Ok(1)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn connected_work(&mut self, now_ns: u64) -> Result<usize, ConsumerError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(0);
+        };
+        if conn.is_closed() {
+            return Err(TransportError::ClientClosed.into());
+        }
+        let mut work = conn.link.do_work()?;
         let realtime_ns = realtime_now_ns();
         let ids = (self.stream_id, self.session.client_id());
-        work += self.link.poll_control(
+        work += conn.link.poll_control(
             |bytes| {
                 classify(
                     bytes,
@@ -147,7 +164,7 @@ impl Consumer {
             },
             CONTROL_POLL_LIMIT,
         )?;
-        work += self.link.poll_announce(
+        work += conn.link.poll_announce(
             |bytes| {
                 classify(
                     bytes,
@@ -168,7 +185,9 @@ impl Consumer {
         self.inbox = inbox;
         work += self.poll_session(now_ns)?;
         work += self.check_epoch_wait(now_ns)?;
-        work += self.descriptors.do_work()?;
+        if let Some(conn) = self.conn.as_mut() {
+            work += conn.descriptors.do_work()?;
+        }
         work += self.send_hello()?;
         work += self.send_qos(now_ns)?;
         Ok(work)
@@ -183,9 +202,19 @@ impl Consumer {
         f: impl FnOnce(&Frame<'_>) -> R,
     ) -> Result<FramePoll<R>, ConsumerError> {
         let mut message = None;
-        let fragments = self
+        let Some(conn) = self.conn.as_mut() else {
+            // Reconnecting (see `do_work`): nothing to read.
+            return Ok(FramePoll::Empty);
+        };
+        let fragments = match conn
             .descriptors
-            .poll(|bytes| message = Some(decode_descriptor(bytes)), 1)?;
+            .poll(|bytes| message = Some(decode_descriptor(bytes)), 1)
+        {
+            Ok(fragments) => fragments,
+            // The media driver went away; the next `do_work` reconnects.
+            Err(_) if conn.is_closed() => return Ok(FramePoll::Empty),
+            Err(error) => return Err(error.into()),
+        };
         let descriptor = match message {
             None if fragments == 0 => return Ok(FramePoll::Empty),
             None | Some(DescriptorMessage::Other) => return Ok(FramePoll::Ignored),
@@ -278,9 +307,17 @@ impl Consumer {
         self.announces.latest().map(|l| l.producer_id)
     }
 
-    /// The stream descriptors are read from.
+    /// The stream descriptors are read from (the shared one while reconnecting).
     pub fn descriptor_stream(&self) -> &DescriptorStream {
-        self.descriptors.current()
+        self.conn
+            .as_ref()
+            .map_or(&self.shared_descriptors, |c| c.descriptors.current())
+    }
+
+    /// Whether the Aeron client is connected to a media driver (`false` while the
+    /// consumer reconnects after losing it).
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
     }
 
     /// The highest sequence seen in the mapped epoch.
@@ -295,7 +332,9 @@ impl Consumer {
             Inbound::Assignment(stream) => {
                 self.counters.consumer_configs += 1;
                 tracing::debug!(?stream, "descriptor stream assignment");
-                self.descriptors.switch_to(self.link.client(), stream)?;
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.descriptors.switch_to(conn.link.client(), stream)?;
+                }
             }
         }
         Ok(())
@@ -313,7 +352,7 @@ impl Consumer {
         }
         if let Some(request) = request {
             work += 1;
-            if !self.link.send(&request)? {
+            if !self.send(&request)? {
                 // A lost keepalive ends the lease (§4.4); a lost attach is retried.
                 if let Some(event) = self.session.send_failed(now_ns) {
                     self.on_session_event(event, now_ns)?;
@@ -540,8 +579,76 @@ impl Consumer {
     /// shared descriptor stream until the next `ConsumerConfig`.
     fn lease_ended(&mut self) -> Result<(), ConsumerError> {
         self.hello_due = false;
-        self.descriptors.switch_to(self.link.client(), None)?;
+        if let Some(conn) = self.conn.as_mut() {
+            conn.descriptors.switch_to(conn.link.client(), None)?;
+        }
         Ok(())
+    }
+
+    /// Publishes a control request; `Ok(false)` when it could not go out (including
+    /// while reconnecting).
+    fn send(&mut self, request: &Request) -> Result<bool, LinkError> {
+        match self.conn.as_mut() {
+            Some(conn) => conn.link.send(request),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether `error` means the Aeron client is gone (its media driver stopped
+    /// answering), so the connection must be rebuilt.
+    fn is_connection_lost(&self, error: &ConsumerError) -> bool {
+        let closed_error = matches!(
+            error,
+            ConsumerError::Transport(TransportError::ClientClosed)
+                | ConsumerError::Link(LinkError::Transport(TransportError::ClientClosed))
+        );
+        closed_error || self.conn.as_ref().is_some_and(Connection::is_closed)
+    }
+
+    /// The media driver is gone: drop the Aeron side, the mapping and the lease (it
+    /// cannot be kept alive, and a restarted driver does not know it), and reconnect
+    /// from the next duty cycle.
+    fn lose_connection(&mut self, now_ns: u64, error: &ConsumerError) {
+        tracing::warn!(%error, stream_id = self.stream_id, "consumer lost the media driver; reconnecting");
+        self.inbox.clear();
+        self.conn = None;
+        self.events.push(ConsumerEvent::MediaDriverLost);
+        self.unmap(UnmapReason::LeaseLost);
+        self.hello_due = false;
+        self.retired_protocol_errors += self.session.protocol_errors().iter().sum::<u64>();
+        self.session = DriverSession::new(session_config(&self.config));
+        self.session_resume_ns = now_ns;
+        self.next_reconnect_ns = now_ns;
+        self.reconnect_backoff = RECONNECT_BACKOFF_INITIAL;
+    }
+
+    /// One attempt to rebuild the Aeron connection, when due; returns the work done.
+    fn reconnect(&mut self, now_ns: u64) -> usize {
+        if now_ns < self.next_reconnect_ns {
+            return 0;
+        }
+        // One liveness check per attempt: the duty cycle must not wait for a driver.
+        let streams = ClientStreams {
+            connect_timeout: Duration::ZERO,
+            ..self.config.streams.clone()
+        };
+        match Connection::open(&self.config, &streams) {
+            Ok(conn) => {
+                tracing::info!(
+                    stream_id = self.stream_id,
+                    "consumer reconnected to the media driver"
+                );
+                self.conn = Some(conn);
+                self.counters.reconnects += 1;
+                self.reconnect_backoff = RECONNECT_BACKOFF_INITIAL;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "media driver not reachable yet");
+                self.next_reconnect_ns = now_ns.saturating_add(duration_ns(self.reconnect_backoff));
+                self.reconnect_backoff = (self.reconnect_backoff * 2).min(RECONNECT_BACKOFF_MAX);
+            }
+        }
+        1
     }
 
     /// Detaches (best effort) and starts a fresh session after one announce period
@@ -549,7 +656,7 @@ impl Consumer {
     fn restart_session(&mut self, now_ns: u64) -> Result<(), ConsumerError> {
         self.lease_ended()?;
         if let Some(detach) = self.session.close(now_ns) {
-            self.link.send(&detach)?;
+            self.send(&detach)?;
         }
         self.retired_protocol_errors += self.session.protocol_errors().iter().sum::<u64>();
         self.session = DriverSession::new(session_config(&self.config));
@@ -587,7 +694,10 @@ impl Consumer {
             control_channel: &[],
         };
         let len = hello.encode(&mut self.send_buf)?;
-        if self.hello_pub.offer(&self.send_buf[..len])?.is_published() {
+        let Some(conn) = self.conn.as_ref() else {
+            return Ok(0);
+        };
+        if conn.hello_pub.offer(&self.send_buf[..len])?.is_published() {
             self.hello_due = false;
             self.counters.hellos_sent += 1;
             return Ok(1);
@@ -613,7 +723,10 @@ impl Consumer {
             mode: Mode::Stream,
         };
         let len = qos.encode(&mut self.send_buf)?;
-        match self.qos_pub.offer(&self.send_buf[..len])? {
+        let Some(conn) = self.conn.as_ref() else {
+            return Ok(0);
+        };
+        match conn.qos_pub.offer(&self.send_buf[..len])? {
             OfferOutcome::Published { .. } => self.counters.qos_sent += 1,
             // Nobody listens to QoS: nothing lost.
             OfferOutcome::NotConnected => {}
@@ -630,10 +743,12 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         self.mapped = None;
         if let Some(detach) = self.session.close(monotonic_now_ns()) {
-            if let Err(e) = self.link.send(&detach) {
-                tracing::debug!(error = %e, "detach not sent");
+            if let Some(conn) = self.conn.as_mut() {
+                if let Err(e) = conn.link.send(&detach) {
+                    tracing::debug!(error = %e, "detach not sent");
+                }
+                let _ = conn.link.do_work();
             }
-            let _ = self.link.do_work();
         }
     }
 }

@@ -130,6 +130,8 @@ pub struct ConsumerCounters {
     pub qos_send_failures: u64,
     /// Events discarded because the application did not drain the queue.
     pub events_dropped: u64,
+    /// Times the Aeron connection was rebuilt after losing the media driver.
+    pub reconnects: u64,
 }
 
 impl ConsumerCounters {

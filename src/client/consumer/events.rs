@@ -12,7 +12,8 @@ pub const EVENT_QUEUE_CAPACITY: usize = 64;
 pub enum UnmapReason {
     /// The driver revoked this consumer's lease.
     LeaseRevoked,
-    /// The lease was given up locally (keepalive not sent, hard expiry passed).
+    /// The lease was given up locally (keepalive not sent, hard expiry passed, or the
+    /// media driver went away).
     LeaseLost,
     /// The driver announced shutdown.
     DriverShutdown,
@@ -47,6 +48,10 @@ pub enum ConsumerEvent {
         /// Why.
         reason: UnmapReason,
     },
+    /// The Aeron client lost its media driver (e.g. the driver process died): the
+    /// mapping and the lease are dropped, and the consumer reconnects from `do_work`,
+    /// then attaches afresh.
+    MediaDriverLost,
 }
 
 /// A bounded queue that keeps the newest events.

@@ -21,6 +21,7 @@
 
 mod announce;
 mod config;
+mod connection;
 #[allow(clippy::module_inception)]
 mod consumer;
 mod counters;
