@@ -1,0 +1,222 @@
+//! `attach`: the control plane (Driver Model §4.2, §4.9). A raw-protocol client attaches and
+//! detaches leases against the SHM driver running on a thread of this process (embedded
+//! media driver, one static stream, prefault off), closed-loop: each session sends its
+//! next request when the previous answer arrives.
+//!
+//! Measured:
+//! - consumer attach round trip, back-to-back (the driver never idles) and with the driver
+//!   idle between attaches (4 ms apart, so its idle strategy has reached its longest park,
+//!   as between real clients' attaches);
+//! - producer attach round trip (each attach starts an epoch: files are created);
+//! - attach+detach pairs per second with 1 session and with 16 sessions multiplexed on one
+//!   client thread (each its own client id).
+//!
+//! Reference: the same client and plans against an echo responder ([`echo`]) that answers
+//! at once with responses of the same shape, on the same kind of duty cycle as the driver.
+//! The ratio is what the driver's work adds to the transport and idle-strategy floor.
+
+mod echo;
+mod load;
+
+use std::path::Path;
+use std::time::Duration;
+
+use tensorpool::protocol::driver::Role;
+
+use crate::control_client::ControlClient;
+use crate::driver_host::{DriverSpec, InProcessDriver, CONTROL_CHANNEL, CONTROL_STREAM};
+use crate::error::BenchError;
+use crate::report::{Figure, Target};
+use crate::scenario::{RunContext, Scenario};
+use crate::sys::{core_pair, pin_current_thread, Scratch};
+
+use echo::EchoResponder;
+use load::{closed_loop, LoopResult, Plan};
+
+/// Target for the attach round trip p99, µs.
+pub const ATTACH_P99_TARGET_US: f64 = 100.0;
+/// Sessions of the concurrent run.
+pub const CONCURRENT_SESSIONS: u32 = 16;
+/// Pause between attaches in the idle-driver run.
+const IDLE_GAP: Duration = Duration::from_millis(4);
+/// Producer attaches recorded: each attach+detach creates two epochs of files, and epochs
+/// younger than `epoch_gc_min_age` stay on disk, so a long run measures a growing
+/// directory rather than an attach.
+const PRODUCER_PAIRS: u64 = 100;
+/// Pairs before recording starts in the back-to-back runs.
+const BUSY_WARMUP_PAIRS: u64 = 5_000;
+
+/// The `attach` scenario.
+pub struct Attach;
+
+impl Scenario for Attach {
+    fn name(&self) -> &'static str {
+        "attach"
+    }
+
+    fn summary(&self) -> &'static str {
+        "attach round trip p50/p99 and attach+detach pairs/s (1 and 16 clients) against an in-process driver"
+    }
+
+    fn run(&self, ctx: &RunContext) -> Result<Vec<Figure>, BenchError> {
+        let (responder_core, client_core) = match core_pair() {
+            Some((a, b)) => (Some(a), Some(b)),
+            None => (None, None),
+        };
+        let stream_id = crate::driver_host::FIRST_STREAM_ID;
+        let busy = Plan {
+            role: Role::Consumer,
+            sessions: 1,
+            stream_id,
+            warmup_pairs: BUSY_WARMUP_PAIRS,
+            window: ctx.duration,
+            max_pairs: None,
+            gap: None,
+        };
+        let idle = Plan {
+            warmup_pairs: 3,
+            gap: Some(IDLE_GAP),
+            ..busy
+        };
+        let concurrent = Plan {
+            sessions: CONCURRENT_SESSIONS,
+            ..busy
+        };
+        let producer = Plan {
+            role: Role::Producer,
+            warmup_pairs: 3,
+            max_pairs: Some(PRODUCER_PAIRS),
+            ..busy
+        };
+
+        let echo = {
+            let scratch = Scratch::new("attach-echo")?;
+            let responder = EchoResponder::start(&scratch.join("aeron"), responder_core)?;
+            run_plans(
+                responder.aeron_dir(),
+                client_core,
+                &[busy, idle, concurrent],
+            )?
+        };
+        let driver = {
+            let scratch = Scratch::new("attach")?;
+            let spec = DriverSpec::in_scratch(&scratch, 64, &[(1, 4096)], 1)?;
+            let driver = InProcessDriver::start(&spec, responder_core)?;
+            run_plans(
+                driver.aeron_dir(),
+                client_core,
+                &[busy, idle, concurrent, producer],
+            )?
+        };
+        Ok(figures(self.name(), &echo, &driver))
+    }
+}
+
+/// Runs `plans` in order with one client on a thread pinned to `core`.
+fn run_plans(
+    aeron_dir: &Path,
+    core: Option<usize>,
+    plans: &[Plan],
+) -> Result<Vec<LoopResult>, BenchError> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<Vec<LoopResult>, BenchError> {
+            if let Some(core) = core {
+                pin_current_thread(core);
+            }
+            let mut client = ControlClient::connect(aeron_dir, CONTROL_CHANNEL, CONTROL_STREAM)?;
+            plans
+                .iter()
+                .map(|plan| closed_loop(&mut client, plan))
+                .collect()
+        })
+        .join()
+        .map_err(|_| BenchError::Measure("the load thread panicked".into()))?
+    })
+}
+
+/// Median of a few values (for notes).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn figures(scenario: &str, echo: &[LoopResult], driver: &[LoopResult]) -> Vec<Figure> {
+    let [echo_busy, echo_idle, echo_16] = echo else {
+        return Vec::new();
+    };
+    let [busy, idle, concurrent, producer] = driver else {
+        return Vec::new();
+    };
+    let us = |name: &str, value: f64| Figure::new(scenario, name, value, "µs");
+    let reference = |name: &str, value: f64, unit: &str| {
+        Figure::new(scenario, name, value, unit).marked_reference()
+    };
+    let refs = [
+        reference("echo rtt p50", echo_busy.attach.quantile_us(0.5), "µs"),
+        reference("echo rtt p99", echo_busy.attach.quantile_us(0.99), "µs").with_note(
+            "same client and message shapes, answered at once by an echo on a duty cycle like the driver's",
+        ),
+        reference("echo rtt p50, idle", echo_idle.attach.quantile_us(0.5), "µs"),
+        reference("echo rtt p99, idle", echo_idle.attach.quantile_us(0.99), "µs"),
+        reference("echo pairs/s 1 client", echo_busy.pairs_per_s, "pairs/s"),
+        reference("echo pairs/s 16 clients", echo_16.pairs_per_s, "pairs/s"),
+    ];
+    let [ref_p50, ref_p99, ref_idle_p50, ref_idle_p99, ref_pairs, ref_pairs_16] = &refs;
+    let series = &producer.attach_series_us;
+    let head = &series[..series.len().min(10)];
+    let tail = &series[series.len().saturating_sub(10)..];
+    let mut figures = refs.to_vec();
+    figures.extend([
+        us("consumer attach p50", busy.attach.quantile_us(0.5)).against(Some(ref_p50)),
+        us("consumer attach p99", busy.attach.quantile_us(0.99))
+            .against(Some(ref_p99))
+            .with_target(Target::AtMost(ATTACH_P99_TARGET_US))
+            .with_note(format!(
+                "back-to-back, {} attaches; detach p50 {:.1} µs, p99 {:.1} µs",
+                busy.attach.count(),
+                busy.detach.quantile_us(0.5),
+                busy.detach.quantile_us(0.99)
+            )),
+        us(
+            "consumer attach p50, idle driver",
+            idle.attach.quantile_us(0.5),
+        )
+        .against(Some(ref_idle_p50)),
+        us(
+            "consumer attach p99, idle driver",
+            idle.attach.quantile_us(0.99),
+        )
+        .against(Some(ref_idle_p99))
+        .with_target(Target::AtMost(ATTACH_P99_TARGET_US))
+        .with_note(format!(
+            "{} attaches {IDLE_GAP:?} apart: the driver is parked (≤ 1 ms) when each arrives",
+            idle.attach.count()
+        )),
+        us("producer attach p50", producer.attach.quantile_us(0.5)).against(Some(ref_p50)),
+        us("producer attach p99", producer.attach.quantile_us(0.99))
+            .against(Some(ref_p99))
+            .with_target(Target::AtMost(ATTACH_P99_TARGET_US))
+            .with_note(format!(
+                "{} attaches, each a new epoch (files created, prefault off); median of the \
+                 first 10 {:.0} µs, of the last 10 {:.0} µs",
+                producer.attach.count(),
+                median(head),
+                median(tail)
+            )),
+        Figure::new(scenario, "pairs/s 1 client", busy.pairs_per_s, "pairs/s")
+            .against(Some(ref_pairs)),
+        Figure::new(
+            scenario,
+            "pairs/s 16 clients",
+            concurrent.pairs_per_s,
+            "pairs/s",
+        )
+        .against(Some(ref_pairs_16))
+        .with_note(format!(
+            "attach p99 under this load {:.1} µs",
+            concurrent.attach.quantile_us(0.99)
+        )),
+    ]);
+    figures
+}

@@ -1,0 +1,138 @@
+//! `memcpy`: the reference for large frames. One thread copies a payload from a private
+//! buffer into the slots of a ring laid out like a payload pool (`RING_SLOTS` slots of a
+//! power-of-two stride, a tmpfs file mapped shared, pages touched beforehand), slot after
+//! slot, for the measurement window. That is the least work a producer has to do to put
+//! a frame into shared memory, so producer → consumer delivery is compared with it.
+
+use std::time::Instant;
+
+use memmap2::MmapMut;
+
+use crate::error::{BenchError, Context as _};
+use crate::report::Figure;
+use crate::scenario::{RunContext, Scenario};
+use crate::stats::size_label;
+use crate::sys::{check_interrupted, pin_current_thread, Scratch};
+
+/// Payload sizes of the large-frame benchmarks.
+pub const PAYLOADS: [usize; 3] = [64 << 10, 640 << 10, 4 << 20];
+/// Slots in the ring (a pool with `header_nslots = 64`).
+pub const RING_SLOTS: usize = 64;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Name of the bandwidth figure for `payload` bytes.
+pub fn bandwidth_name(payload: usize) -> String {
+    format!("bandwidth {}", size_label(payload))
+}
+
+/// Name of the frame-rate figure for `payload` bytes.
+pub fn frame_rate_name(payload: usize) -> String {
+    format!("frames/s {}", size_label(payload))
+}
+
+/// The stride of a pool that holds `payload` bytes: the next power of two, at least 64.
+pub fn stride_for(payload: usize) -> usize {
+    payload.next_power_of_two().max(64)
+}
+
+/// The `memcpy` scenario.
+pub struct Memcpy;
+
+impl Scenario for Memcpy {
+    fn name(&self) -> &'static str {
+        "memcpy"
+    }
+
+    fn summary(&self) -> &'static str {
+        "memcpy of 64 KiB / 640 KiB / 4 MiB payloads into a 64-slot ring (reference for large frames)"
+    }
+
+    fn run(&self, ctx: &RunContext) -> Result<Vec<Figure>, BenchError> {
+        let scratch = Scratch::new("memcpy")?;
+        let window = ctx.duration;
+        let mut figures = Vec::new();
+        for payload in PAYLOADS {
+            check_interrupted()?;
+            let path = scratch.join(&format!("ring-{payload}"));
+            let (frames, seconds) = std::thread::scope(|s| {
+                s.spawn(|| {
+                    pin_current_thread(0);
+                    copy_into_ring(&path, payload, window)
+                })
+                .join()
+                .map_err(|_| BenchError::Measure("the memcpy thread panicked".into()))?
+            })?;
+            std::fs::remove_file(&path).setup(format!("removing {}", path.display()))?;
+            let rate = frames as f64 / seconds;
+            let stride = stride_for(payload);
+            let note = format!(
+                "ring of {RING_SLOTS} × {} = {} on tmpfs, one thread, {frames} copies",
+                size_label(stride),
+                size_label(stride * RING_SLOTS)
+            );
+            figures.push(
+                Figure::new(
+                    self.name(),
+                    bandwidth_name(payload),
+                    rate * payload as f64 / MIB,
+                    "MiB/s",
+                )
+                .marked_reference()
+                .with_note(note),
+            );
+            figures.push(
+                Figure::new(self.name(), frame_rate_name(payload), rate, "frames/s")
+                    .marked_reference(),
+            );
+        }
+        Ok(figures)
+    }
+}
+
+/// Copies `payload` bytes into successive slots of a fresh ring at `path` for `window`;
+/// returns (copies, seconds).
+fn copy_into_ring(
+    path: &std::path::Path,
+    payload: usize,
+    window: std::time::Duration,
+) -> Result<(u64, f64), BenchError> {
+    let stride = stride_for(payload);
+    let len = stride * RING_SLOTS;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .setup(format!("creating {}", path.display()))?;
+    file.set_len(len as u64)
+        .setup(format!("sizing {} to {len} bytes", path.display()))?;
+    // SAFETY: the file is private to this scenario and no one else maps or truncates it.
+    let mut ring =
+        unsafe { MmapMut::map_mut(&file) }.setup(format!("mapping {}", path.display()))?;
+    // Touch every page so page faults are not measured (a pool is prefaulted or warm).
+    ring.fill(0);
+    let source: Vec<u8> = (0..payload).map(|i| (i * 31 + 7) as u8).collect();
+
+    // Warm-up: one pass over the ring.
+    for slot in 0..RING_SLOTS {
+        ring[slot * stride..slot * stride + payload].copy_from_slice(&source);
+    }
+    let start = Instant::now();
+    let mut copies = 0u64;
+    let mut slot = 0;
+    loop {
+        let offset = slot * stride;
+        ring[offset..offset + payload].copy_from_slice(std::hint::black_box(&source));
+        copies += 1;
+        slot = (slot + 1) % RING_SLOTS;
+        let elapsed = start.elapsed();
+        if elapsed >= window {
+            // Read one byte back so the copies cannot be elided.
+            std::hint::black_box(ring[offset + payload - 1]);
+            return Ok((copies, elapsed.as_secs_f64()));
+        }
+        if copies % 64 == 0 {
+            check_interrupted()?;
+        }
+    }
+}

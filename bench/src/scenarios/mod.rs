@@ -1,0 +1,31 @@
+//! The scenarios, in the order a full run measures them: references first, so every
+//! figure that is compared with one finds it already measured.
+//!
+//! To add one (e.g. the tensorpool frame benchmarks): write a module implementing
+//! [`Scenario`], name the reference scenarios it is compared with in
+//! [`Scenario::references`], look their figures up with `RunContext::figure` using the
+//! name helpers they export (`memcpy::bandwidth_name`, `aeron_rate::RATE_NAME`,
+//! `stats::latency_name`), and add it to [`all`]. A scenario with a second process re-runs
+//! this executable with a hidden `--role` (see `pingpong::spawn_pong`) and adds that role
+//! to `run_role` in main.rs. docs/BENCHMARKS.md describes the whole interface.
+
+pub mod aeron_pingpong;
+pub mod aeron_rate;
+pub mod attach;
+pub mod driver_scale;
+pub mod iceoryx2_pingpong;
+pub mod memcpy;
+
+use crate::scenario::Scenario;
+
+/// Every scenario, references first.
+pub fn all() -> Vec<Box<dyn Scenario>> {
+    vec![
+        Box::new(memcpy::Memcpy),
+        Box::new(aeron_rate::AeronRate),
+        Box::new(aeron_pingpong::AeronPingPong),
+        Box::new(iceoryx2_pingpong::Iceoryx2PingPong),
+        Box::new(attach::Attach),
+        Box::new(driver_scale::DriverScale),
+    ]
+}
