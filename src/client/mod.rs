@@ -2,16 +2,16 @@
 //! §4.12.1, Appendix B), fail-closed validation of what the driver grants, mapping of the
 //! granted regions, and the control-plane connection producers and consumers share.
 
+pub mod consumer;
 pub mod grant;
 pub mod link;
 pub mod mapping;
+pub mod producer;
 pub mod random;
 pub mod session;
+pub mod tensor;
 
 pub use grant::{LeaseGrant, PoolGrant, ProtocolError};
 pub use link::{ClientStreams, ControlLink, LinkError};
 pub use mapping::{MapError, MappedEpoch, MappedPool};
 pub use session::{DriverSession, Request, SessionConfig, SessionEvent};
-pub mod producer;
-pub mod tensor;
-pub mod consumer;
