@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use tensorpool::config::{DriverConfig, NoEnv, Profile};
 use tensorpool::driver::core::{CoreEnv, DriverCore, EpochLayout, Provisioner};
 use tensorpool::driver::provision::{ShmProvisioner, HIGH_WATER_FILE};
-use tensorpool::shm::layout::LAYOUT_VERSION;
+use tensorpool::shm::layout::{LAYOUT_VERSION, MAGIC};
 use tensorpool::shm::uri::RegionUri;
 
 const USER: &str = "tester";
@@ -543,6 +543,146 @@ fn gc_never_deletes_epochs_younger_than_min_age() {
     let report = p.gc_stream(STREAM, 4, later + hour);
     assert!(report.removed.is_empty());
     assert_eq!(epoch_dirs(&p, STREAM), [4]);
+}
+
+/// Sets the modification time of `dir` to `age` ago.
+fn age_dir(dir: &Path, age: Duration) {
+    let when = SystemTime::now() - age;
+    fs::File::open(dir)
+        .and_then(|f| f.set_modified(when))
+        .expect("set the directory's modification time");
+}
+
+#[test]
+fn retire_older_does_not_rescan_before_an_epoch_can_reach_the_minimum_age() {
+    let _g = shared();
+    let base = base_tempdir();
+    let hour = Duration::from_secs(3600);
+    let cfg = config(
+        base.path(),
+        &Opts {
+            gc_keep: 1,
+            gc_min_age_ns: u64::try_from(hour.as_nanos()).expect("fits"),
+            ..Opts::default()
+        },
+    );
+    let mut p = provisioner(&cfg);
+    let first = next_epoch(&mut p, &cfg, STREAM);
+    p.retire_older(STREAM, first.epoch); // scans: nothing older than epoch 1
+    let second = next_epoch(&mut p, &cfg, STREAM);
+    // Epoch 1 is made to look old, but the scan found no epoch that could reach the
+    // minimum age within the hour, so retiring does not look again.
+    age_dir(&p.layout().epoch_dir(STREAM, first.epoch), 2 * hour);
+    p.retire_older(STREAM, second.epoch);
+    assert_eq!(epoch_dirs(&p, STREAM), [1, 2]);
+    // An explicit scan judges the directory as it is.
+    let report = p.gc_stream(STREAM, second.epoch, SystemTime::now());
+    assert_eq!(report.removed, [(STREAM, 1)]);
+}
+
+#[test]
+fn retire_older_collects_once_the_oldest_epoch_is_old_enough() {
+    let _g = shared();
+    let base = base_tempdir();
+    let min_age = Duration::from_secs(1);
+    let cfg = config(
+        base.path(),
+        &Opts {
+            gc_keep: 1,
+            gc_min_age_ns: u64::try_from(min_age.as_nanos()).expect("fits"),
+            ..Opts::default()
+        },
+    );
+    let mut p = provisioner(&cfg);
+    for _ in 0..2 {
+        let l = next_epoch(&mut p, &cfg, STREAM);
+        p.retire_older(STREAM, l.epoch);
+    }
+    assert_eq!(epoch_dirs(&p, STREAM), [1, 2], "both younger than 1 s");
+    std::thread::sleep(min_age + Duration::from_millis(100));
+    let l = next_epoch(&mut p, &cfg, STREAM);
+    p.retire_older(STREAM, l.epoch);
+    assert_eq!(epoch_dirs(&p, STREAM), [3]);
+}
+
+#[test]
+fn an_epoch_directory_in_the_way_fails_and_numbering_resumes_above_it() {
+    let _g = shared();
+    let base = base_tempdir();
+    let cfg = config(base.path(), &Opts::default());
+    let mut p = provisioner(&cfg);
+    assert_eq!(next_epoch(&mut p, &cfg, STREAM).epoch, 1);
+    // Something else created epoch 2 after the provisioner last looked.
+    let planted = p.layout().epoch_dir(STREAM, 2);
+    fs::create_dir(&planted).expect("plant");
+    fs::write(planted.join("header.ring"), b"keep me").expect("plant");
+    let err = p
+        .provision(STREAM, 2, LAYOUT_VERSION, &profile(&cfg))
+        .expect_err("an existing epoch directory is never reused");
+    assert!(err.0.contains(&planted.display().to_string()), "{err}");
+    assert_eq!(
+        fs::read(planted.join("header.ring")).expect("kept"),
+        b"keep me"
+    );
+    // The provisioner reads the disk again after a failure.
+    let l = p
+        .provision(STREAM, 3, LAYOUT_VERSION, &profile(&cfg))
+        .expect("epoch 3 is above everything on disk");
+    assert_eq!(l.epoch, 3);
+    assert_eq!(p.highest_epoch(STREAM), Ok(3));
+}
+
+#[test]
+fn epochs_on_a_disk_backed_base_dir_are_complete() {
+    let _g = shared();
+    // The default temporary directory: on a disk on most systems, where the provisioner
+    // also syncs the high-water file and flushes superblocks.
+    let base = tempfile::Builder::new()
+        .prefix("tp-provision-disk-")
+        .tempdir()
+        .expect("temporary directory");
+    let cfg = config(base.path(), &Opts::default());
+    let mut p = provisioner(&cfg);
+    next_epoch(&mut p, &cfg, STREAM);
+    let second = next_epoch(&mut p, &cfg, STREAM);
+    assert_eq!(second.epoch, 2);
+    let hwm = p.layout().stream_dir(STREAM).join(HIGH_WATER_FILE);
+    assert_eq!(fs::read_to_string(hwm).expect("hwm"), "2\n");
+    for (path, ..) in regions(&second) {
+        let bytes = fs::read(&path).expect("region");
+        assert_eq!(u64_at(&bytes, 0), MAGIC, "{}", path.display());
+    }
+}
+
+/// Whether this process maps `path`.
+fn is_mapped(path: &Path) -> bool {
+    let maps = fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let path = path.display().to_string();
+    maps.lines().any(|line| line.ends_with(&path))
+}
+
+#[test]
+fn previous_epoch_stays_mapped_until_the_next_activity_refresh() {
+    let _g = shared();
+    let base = base_tempdir();
+    let cfg = config(base.path(), &Opts::default());
+    let mut p = provisioner(&cfg);
+    let old = next_epoch(&mut p, &cfg, STREAM);
+    let old_header = regions(&old)[0].0.clone();
+    assert!(is_mapped(&old_header));
+    let new = next_epoch(&mut p, &cfg, STREAM);
+    assert_eq!(p.current_epoch(STREAM), Some(new.epoch));
+    assert!(
+        is_mapped(&old_header),
+        "the unmap waits until after the request"
+    );
+    assert_eq!(
+        p.refresh_activity(1),
+        3,
+        "only the current epoch is refreshed"
+    );
+    assert!(!is_mapped(&old_header));
+    assert!(is_mapped(&regions(&new)[0].0));
 }
 
 #[test]

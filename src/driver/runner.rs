@@ -1,17 +1,16 @@
 //! The `tp-driver` process: one duty cycle that pumps the Aeron client (and the embedded
-//! media driver it owns, in embedded mode) and the SHM driver agent, with an Aeron-style
-//! idle strategy, until a signal or an accepted shutdown request ends it.
+//! media driver it owns, in embedded mode) and the SHM driver agent, with a control-plane
+//! idle strategy ([`DriverIdle`]), until a signal or an accepted shutdown request ends it.
 
 use super::aeron_plane::AeronControlPlane;
 use super::agent::DriverAgent;
-use super::core::{CoreEnv, DriverCore, StartError};
+use super::core::{CoreCounters, CoreEnv, DriverCore, StartError};
 use super::counters::DriverCounters;
 use super::provision::{monotonic_now_ns, ShmProvisioner};
 use crate::config::{DriverConfig, MediaDriverMode};
 use crate::protocol::driver::ShutdownReason;
-use crate::transport::{
-    AeronClient, BackoffIdle, ClientOptions, MediaDriverOptions, TransportError,
-};
+use crate::transport::{AeronClient, ClientOptions, MediaDriverOptions, TransportError};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -19,8 +18,23 @@ use std::time::{Duration, SystemTime};
 const EXTERNAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often Aeron counters are refreshed.
 const COUNTER_PERIOD_NS: u64 = 100_000_000;
-/// Longest idle park between duty cycles.
-const MAX_PARK: Duration = Duration::from_millis(1);
+/// Duty cycles run without pause after one that answered a request, before the driver
+/// parks: a client's next request often follows the response within microseconds.
+pub const IDLE_SPINS: u32 = 10;
+/// The longest park, and the park of a driver that answered no request lately: what an
+/// idle driver adds to a request's latency at worst, and about 500 wake-ups a second.
+/// Chosen for the CPU budget (< 5 % of a core with 10,000 leases) on a VM where a wake-up
+/// costs 25–45 µs of CPU; a 1 ms park costs about 5 % there (docs/BENCHMARKS.md). In
+/// embedded mode it also paces the media driver, which moves IPC publication limits: a
+/// publication's window (half a term, 2 MiB for 4 MiB terms) must outlast a park, which
+/// 2 ms of descriptors (96 bytes each in the log) do below 10 million frames a second.
+pub const IDLE_PARK: Duration = Duration::from_millis(2);
+/// The first park after a request was answered (an attach, detach or hello); each park
+/// doubles the next one up to [`IDLE_PARK`].
+pub const RESPONSIVE_PARK: Duration = Duration::from_micros(50);
+/// Timer slack of the thread running the duty cycle: the kernel's default (50 µs) would
+/// stretch every park by up to that much.
+const TIMER_SLACK_NS: u64 = 1;
 
 /// Why the driver could not run.
 #[derive(Debug, thiserror::Error)]
@@ -138,12 +152,16 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
         "tp-driver running"
     );
 
-    let mut idle = BackoffIdle::with_max_park(MAX_PARK);
+    let mut idle = DriverIdle::new();
+    let mut answered = requests_answered(agent.core().counters());
     let mut next_counters_ns = 0;
     loop {
         let now_ns = monotonic_now_ns();
         let mut work = client.do_work()?;
         work += agent.do_work(now_ns);
+        let answered_now = requests_answered(agent.core().counters());
+        let answered_request = answered_now != answered;
+        answered = answered_now;
         if now_ns >= next_counters_ns {
             next_counters_ns = now_ns + COUNTER_PERIOD_NS;
             counters.update(agent.core(), agent.counters());
@@ -157,7 +175,7 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
             tracing::info!("shutdown complete");
             break;
         }
-        idle.idle(work);
+        idle.idle(work, answered_request);
     }
     counters.update(agent.core(), agent.counters());
     // Let the client conductor pass the final messages on before closing.
@@ -165,4 +183,189 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
         client.do_work()?;
     }
     Ok(())
+}
+
+/// Requests the core has answered so far: attaches, detaches and hellos. Keepalives need no
+/// answer, so a stream of them does not make the driver [responsive](DriverIdle).
+fn requests_answered(counters: &CoreCounters) -> u64 {
+    counters.attaches_ok
+        + counters.attaches_unsupported
+        + counters.attaches_invalid_params
+        + counters.attaches_rejected
+        + counters.attaches_internal_error
+        + counters.detaches
+        + counters.detaches_rejected
+        + counters.consumer_configs
+}
+
+/// The idle strategy of the driver's duty cycle, for a control plane whose traffic is
+/// mostly keepalives (thousands a second, none urgent) with now and then a request a client
+/// waits for.
+///
+/// - A cycle that did work is followed by another at once; one that answered a request,
+///   by up to [`IDLE_SPINS`] more without pause.
+/// - Then the driver parks. A driver that answered no request lately parks [`IDLE_PARK`]:
+///   keepalive traffic is drained in batches, about 500 wake-ups a second whatever the
+///   number of leases. Answering a request sets the next park to [`RESPONSIVE_PARK`], and
+///   every park doubles the next one back up to [`IDLE_PARK`], so a client's follow-up
+///   requests (detach after attach, the next attach) are served within the spins or the
+///   first short parks.
+/// - There are no `sched_yield` steps: on a machine with a core to spare they only spin.
+///
+/// Every park costs a wake-up, whose CPU cost depends on the machine (a few µs on bare
+/// metal, 25–45 µs in the VM docs/BENCHMARKS.md was measured in), so the longest park
+/// sets the driver's idle CPU, and it bounds how long a request waits when it reaches an
+/// idle driver. docs/BENCHMARKS.md measures both and the trade-off between them.
+///
+/// Creating one lowers the calling thread's timer slack to 1 ns (Linux) until it is
+/// dropped, so parks last what they ask; create it on the thread that idles with it.
+#[derive(Debug)]
+pub struct DriverIdle {
+    spins_left: u32,
+    park: Duration,
+    previous_timer_slack: Option<u64>,
+    /// The timer slack belongs to the thread: keep the strategy on it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl DriverIdle {
+    /// A strategy whose first park is [`IDLE_PARK`]; lowers this thread's timer slack.
+    pub fn new() -> Self {
+        Self {
+            spins_left: 0,
+            park: IDLE_PARK,
+            previous_timer_slack: set_timer_slack(TIMER_SLACK_NS),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Idles after a duty cycle that did `work` (0 = none); `answered_request` says
+    /// whether it answered a request (see [`DriverIdle`]).
+    pub fn idle(&mut self, work: usize, answered_request: bool) {
+        if answered_request {
+            self.park = RESPONSIVE_PARK;
+            self.spins_left = IDLE_SPINS;
+        } else if work > 0 {
+            // Go round again at once: more may be waiting.
+        } else if self.spins_left > 0 {
+            self.spins_left -= 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::sleep(self.park);
+            self.park = (self.park * 2).min(IDLE_PARK);
+        }
+    }
+
+    /// The period of the next park.
+    pub fn next_park(&self) -> Duration {
+        self.park
+    }
+}
+
+impl Default for DriverIdle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for DriverIdle {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous_timer_slack {
+            set_timer_slack(previous);
+        }
+    }
+}
+
+/// Sets the calling thread's timer slack to `ns`; returns the previous value, or `None`
+/// (and changes nothing) where that is not possible.
+#[cfg(target_os = "linux")]
+fn set_timer_slack(ns: u64) -> Option<u64> {
+    let previous = nix::sys::prctl::get_timerslack().ok()?;
+    let previous = u64::try_from(previous).ok()?;
+    match nix::sys::prctl::set_timerslack(ns) {
+        Ok(()) => Some(previous),
+        Err(error) => {
+            tracing::debug!(%error, "timer slack unchanged");
+            None
+        }
+    }
+}
+
+/// Timer slack is Linux-only; elsewhere parks keep the platform's precision.
+#[cfg(not(target_os = "linux"))]
+fn set_timer_slack(_ns: u64) -> Option<u64> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn spin_out(idle: &mut DriverIdle) {
+        for _ in 0..IDLE_SPINS {
+            idle.idle(0, false);
+        }
+    }
+
+    #[test]
+    fn work_without_a_request_keeps_the_long_park_and_no_spins() {
+        let mut idle = DriverIdle::new();
+        for _ in 0..2 {
+            idle.idle(5, false);
+            assert_eq!(idle.next_park(), IDLE_PARK);
+            let start = Instant::now();
+            idle.idle(0, false);
+            assert!(
+                start.elapsed() >= IDLE_PARK,
+                "parks at once, for the long park"
+            );
+        }
+    }
+
+    #[test]
+    fn answered_request_shortens_parks_which_double_back() {
+        let mut idle = DriverIdle::new();
+        idle.idle(1, true);
+        assert_eq!(idle.next_park(), RESPONSIVE_PARK);
+        spin_out(&mut idle);
+        let mut expected = RESPONSIVE_PARK;
+        while expected < IDLE_PARK {
+            assert_eq!(idle.next_park(), expected);
+            idle.idle(0, false);
+            expected = (expected * 2).min(IDLE_PARK);
+            // Keepalive work in between does not shorten the park again.
+            idle.idle(3, false);
+        }
+        assert_eq!(idle.next_park(), IDLE_PARK);
+    }
+
+    #[test]
+    fn spins_come_before_the_park() {
+        let mut idle = DriverIdle::new();
+        idle.idle(1, true);
+        spin_out(&mut idle);
+        assert_eq!(idle.next_park(), RESPONSIVE_PARK, "spinning does not park");
+        let start = Instant::now();
+        idle.idle(0, false);
+        assert!(start.elapsed() >= RESPONSIVE_PARK, "then it parks");
+        assert_eq!(idle.next_park(), 2 * RESPONSIVE_PARK);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn timer_slack_is_lowered_while_the_strategy_lives() {
+        std::thread::spawn(|| {
+            let before = nix::sys::prctl::get_timerslack().expect("readable");
+            let idle = DriverIdle::new();
+            assert_eq!(
+                nix::sys::prctl::get_timerslack().expect("readable"),
+                TIMER_SLACK_NS as i32
+            );
+            drop(idle);
+            assert_eq!(nix::sys::prctl::get_timerslack().expect("readable"), before);
+        })
+        .join()
+        .expect("the test thread does not panic");
+    }
 }

@@ -108,12 +108,13 @@ pub(super) fn read_high_water(stream_dir: &Path) -> Result<Option<u64>, Provisio
 }
 
 /// Atomically replaces the high-water file with `epoch`: writes a temporary file in the
-/// same directory (mode `mode`), syncs it, renames it over the old one and syncs the
-/// directory.
+/// same directory (mode `mode`) and renames it over the old one. With `sync` (a filesystem
+/// that outlives the kernel) the file is synced before the rename and the directory after.
 pub(super) fn write_high_water(
     stream_dir: &Path,
     epoch: u64,
     mode: u32,
+    sync: bool,
 ) -> Result<(), ProvisionFailure> {
     let path = high_water_path(stream_dir);
     let tmp = stream_dir.join(format!(".{HIGH_WATER_FILE}.{}.tmp", std::process::id()));
@@ -131,11 +132,14 @@ pub(super) fn write_high_water(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(fail("inspecting", &tmp, e)),
     }
-    let result = write_tmp_and_rename(&tmp, &path, epoch, mode);
+    let result = write_tmp_and_rename(&tmp, &path, epoch, mode, sync);
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result?;
+    if !sync {
+        return Ok(());
+    }
     File::open(stream_dir)
         .and_then(|dir| dir.sync_all())
         .map_err(|e| fail("syncing", stream_dir, e))
@@ -146,6 +150,7 @@ fn write_tmp_and_rename(
     path: &Path,
     epoch: u64,
     mode: u32,
+    sync: bool,
 ) -> Result<(), ProvisionFailure> {
     let mut file = OpenOptions::new()
         .write(true)
@@ -157,7 +162,7 @@ fn write_tmp_and_rename(
     file.set_permissions(Permissions::from_mode(mode))
         .map_err(|e| fail("setting mode of", tmp, e))?;
     file.write_all(format!("{epoch}\n").as_bytes())
-        .and_then(|()| file.sync_all())
+        .and_then(|()| if sync { file.sync_all() } else { Ok(()) })
         .map_err(|e| fail("writing", tmp, e))?;
     fs::rename(tmp, path).map_err(|e| fail("renaming over", path, e))
 }
@@ -198,12 +203,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_high_water(dir.path()), Ok(None));
         assert_eq!(highest_epoch(dir.path()), Ok(0));
-        write_high_water(dir.path(), 9, 0o600).unwrap();
+        write_high_water(dir.path(), 9, 0o600, true).unwrap();
         assert_eq!(read_high_water(dir.path()), Ok(Some(9)));
         fs::create_dir(dir.path().join("12")).unwrap();
         fs::create_dir(dir.path().join("not-an-epoch")).unwrap();
         assert_eq!(highest_epoch(dir.path()), Ok(12));
-        write_high_water(dir.path(), 30, 0o600).unwrap();
+        write_high_water(dir.path(), 30, 0o600, false).unwrap();
         assert_eq!(highest_epoch(dir.path()), Ok(30));
         fs::write(high_water_path(dir.path()), b"garbage").unwrap();
         let err = highest_epoch(dir.path()).unwrap_err();

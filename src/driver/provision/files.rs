@@ -80,6 +80,22 @@ pub(super) fn fs_block_size(_path: &Path) -> io::Result<u64> {
     Ok(os_page_size())
 }
 
+/// Whether `path` is on a filesystem that lives in memory (tmpfs, hugetlbfs). Flushing
+/// writes there (`fsync`, `msync`) does nothing: the contents do not outlive the kernel,
+/// and every mapping of a file sees a write at once.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn is_memory_fs(path: &Path) -> io::Result<bool> {
+    use nix::sys::statfs::{statfs, HUGETLBFS_MAGIC, TMPFS_MAGIC};
+    let kind = statfs(path).map_err(io::Error::from)?.filesystem_type();
+    Ok(kind == TMPFS_MAGIC || kind == HUGETLBFS_MAGIC)
+}
+
+/// Whether `path` is on a filesystem that lives in memory (unknown here: no).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn is_memory_fs(_path: &Path) -> io::Result<bool> {
+    Ok(false)
+}
+
 /// Sets `mode` on the directory at `path` without following a symlink (open
 /// `O_DIRECTORY | O_NOFOLLOW`, then `fchmod`), so umask never changes it.
 fn chmod_dir(path: &Path, mode: u32) -> Result<(), ProvisionFailure> {
@@ -170,6 +186,9 @@ pub(super) struct RegionOptions {
     pub touch_step: u64,
     /// Lock the mapping in RAM (`policies.mlock_shm`).
     pub mlock: bool,
+    /// Flush the superblock to the file (not on a memory filesystem, see
+    /// [`is_memory_fs`]).
+    pub sync: bool,
     /// Superblock `pid`.
     pub pid: u64,
     /// Superblock start and activity timestamps.
@@ -265,8 +284,10 @@ pub(super) fn create_region(
     // SAFETY: the mapping is at least `bytes.len()` long (checked above), writable, and
     // nobody else knows the file yet (it was created exclusively and is not announced).
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_mut_ptr(), bytes.len()) };
-    map.flush_range(0, bytes.len())
-        .map_err(|e| fail("flushing the superblock of", path, e))?;
+    if opts.sync {
+        map.flush_range(0, bytes.len())
+            .map_err(|e| fail("flushing the superblock of", path, e))?;
+    }
     if opts.mlock {
         map.lock().map_err(|e| fail("mlock of", path, e))?;
     }
@@ -347,6 +368,19 @@ mod tests {
         let b = monotonic_now_ns();
         assert!(a > 0);
         assert!(b >= a);
+    }
+
+    #[test]
+    fn memory_filesystems_are_recognised() {
+        if Path::new("/dev/shm").is_dir() {
+            assert!(
+                is_memory_fs(Path::new("/dev/shm")).expect("statfs"),
+                "tmpfs"
+            );
+        }
+        if cfg!(target_os = "linux") {
+            assert!(!is_memory_fs(Path::new("/proc")).expect("statfs"), "procfs");
+        }
     }
 
     #[test]

@@ -116,23 +116,32 @@ impl StreamDir {
         Ok(epochs)
     }
 
+    /// Modification time of epoch directory `epoch` (not following a symlink), if it can
+    /// be read.
+    pub fn modified(&self, epoch: u64) -> Option<SystemTime> {
+        fs::symlink_metadata(self.canonical.join(epoch.to_string()))
+            .and_then(|meta| meta.modified())
+            .ok()
+    }
+
     /// Deletes epoch directory `epoch` if it is a real directory at least `min_age`
-    /// old at `now` (`None`: no age limit), recording the outcome in `report`.
+    /// old at `now` (`None`: no age limit), recording the outcome in `report`. Returns
+    /// the directory's modification time when it was kept for being too young.
     pub fn delete_epoch(
         &self,
         epoch: u64,
         min_age: Option<(Duration, SystemTime)>,
         report: &mut GcReport,
-    ) {
+    ) -> Option<SystemTime> {
         let path = self.canonical.join(epoch.to_string());
         let stream_id = self.stream_id;
         let meta = match fs::symlink_metadata(&path) {
             Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(e) => {
                 report.errors += 1;
                 tracing::warn!(stream_id, epoch, path = %path.display(), error = %e, "epoch GC: cannot inspect");
-                return;
+                return None;
             }
         };
         if meta.file_type().is_symlink() || !meta.is_dir() {
@@ -143,12 +152,11 @@ impl StreamDir {
                 "not a directory"
             };
             tracing::warn!(stream_id, epoch, path = %path.display(), "epoch GC: skipping entry that is {kind}");
-            return;
+            return None;
         }
         if let Some((min_age, now)) = min_age {
-            let old_enough = meta
-                .modified()
-                .ok()
+            let modified = meta.modified().ok();
+            let old_enough = modified
                 .and_then(|mtime| now.duration_since(mtime).ok())
                 .is_some_and(|age| age >= min_age);
             if !old_enough {
@@ -158,7 +166,8 @@ impl StreamDir {
                     epoch,
                     "epoch GC: younger than the minimum age; kept"
                 );
-                return;
+                // An unreadable time counts as just made.
+                return Some(modified.unwrap_or(now));
             }
         }
         match remove_epoch_dir(&self.canonical, &path) {
@@ -171,6 +180,7 @@ impl StreamDir {
                 tracing::warn!(stream_id, epoch, %error, "epoch GC: deletion failed");
             }
         }
+        None
     }
 }
 

@@ -34,12 +34,27 @@
 //! - **Epochs across restarts** (Driver Model §6, §10, §14): the highest epoch is the
 //!   maximum of the numeric directory names under the stream directory and the
 //!   high-water file [`HIGH_WATER_FILE`], written atomically (temporary file + rename)
-//!   before an epoch's files; `provision` refuses an epoch not above it.
+//!   before an epoch's files; `provision` refuses an epoch not above it. The driver is
+//!   the only writer under its base directory, so the provisioner reads that maximum from
+//!   disk once per stream (in `highest_epoch`, or in the first `provision`) and then
+//!   remembers what it wrote; any failure makes it read the disk again next time.
+//! - **Durability**: on a filesystem that outlives the kernel the high-water file and its
+//!   directory are synced and superblocks are flushed. On tmpfs and hugetlbfs (the usual
+//!   base) those calls would do nothing and are skipped: the contents end with the
+//!   kernel, every mapping sees a write at once, and the rename alone survives a crashed
+//!   driver.
 //! - **Cleanup**: a failed provision removes the partially created epoch directory;
 //!   epoch GC (`policies.epoch_gc_*`, Wire Spec §15.21a.7) and start-up
 //!   delete-and-recreate ([`ShmProvisioner::remove_existing_epochs`], Driver Model §14)
 //!   only delete real directories and regular files inside the canonical stream
 //!   directory, never through a symlink.
+//! - **Off the response path**: a new epoch is provisioned while its attach (or detach)
+//!   waits for the answer, so that path does only the file work the epoch needs. After
+//!   a GC scan the provisioner knows when the next older epoch reaches
+//!   `epoch_gc_min_age` and does not scan again before then; the previous epoch's
+//!   mappings are released at the next [`ShmProvisioner::refresh_activity`] (announce
+//!   cadence), so their `munmap` (a TLB shootdown on every core the process runs on)
+//!   happens between requests.
 //!
 //! Every failure message names the path and carries the OS error text, e.g.
 //! `creating /dev/shm/tensorpool/tensorpool-alice/default/10000/3/header.ring: No space
@@ -78,18 +93,45 @@ struct OpenEpoch {
     regions: Vec<OpenRegion>,
 }
 
+/// What the provisioner remembers about a stream between epochs.
+#[derive(Debug, Default, Clone, Copy)]
+struct StreamMemo {
+    /// Highest epoch used, as last read from disk or written here.
+    high_water: Option<u64>,
+    /// The user, namespace and stream directories exist.
+    dirs_ready: bool,
+    /// The last GC scan and how long after it no older epoch can reach the minimum age.
+    gc_quiet: Option<(SystemTime, Duration)>,
+}
+
+impl StreamMemo {
+    /// Whether a GC scan at `now` could find an epoch old enough to delete.
+    fn gc_due(&self, now: SystemTime) -> bool {
+        match self.gc_quiet {
+            None => true,
+            // A clock that went backwards also rescans.
+            Some((scanned, quiet)) => now.duration_since(scanned).map_or(true, |t| t >= quiet),
+        }
+    }
+}
+
 /// Creates and retires the SHM files of stream epochs on the real filesystem.
 #[derive(Debug)]
 pub struct ShmProvisioner {
     layout: CanonicalLayout,
     modes: Modes,
     hugetlbfs: bool,
+    /// Writes are flushed to survive a crash: the base directory is not in memory.
+    sync: bool,
     huge_page_size: u64,
     touch_step: u64,
     prefault: bool,
     mlock: bool,
     gc: GcPolicy,
     open: BTreeMap<u32, OpenEpoch>,
+    /// Mappings of epochs streams moved off, released at the next `refresh_activity`.
+    retired: Vec<OpenEpoch>,
+    memo: BTreeMap<u32, StreamMemo>,
     gc_errors: u64,
 }
 
@@ -117,6 +159,8 @@ impl ShmProvisioner {
         files::create_dir_levels(base, modes.dir)?;
         let hugetlbfs =
             is_hugetlbfs(base).map_err(|e| fail("checking the filesystem of", base, e))?;
+        let sync =
+            !files::is_memory_fs(base).map_err(|e| fail("checking the filesystem of", base, e))?;
         let (huge_page_size, page) = if hugetlbfs {
             let size = files::fs_block_size(base)
                 .map_err(|e| fail("reading the huge page size of", base, e))?;
@@ -135,6 +179,7 @@ impl ShmProvisioner {
             layout,
             modes,
             hugetlbfs,
+            sync,
             huge_page_size,
             touch_step,
             prefault: policies.prefault_shm,
@@ -145,6 +190,8 @@ impl ShmProvisioner {
                 min_age: Duration::from_nanos(policies.epoch_gc_min_age_ns),
             },
             open: BTreeMap::new(),
+            retired: Vec::new(),
+            memo: BTreeMap::new(),
             gc_errors: 0,
         })
     }
@@ -179,14 +226,23 @@ impl ShmProvisioner {
         self.open.remove(&stream_id);
     }
 
+    /// Moves the current mappings of `stream_id` to the retired list.
+    fn retire_mappings(&mut self, stream_id: u32) {
+        if let Some(open) = self.open.remove(&stream_id) {
+            self.retired.push(open);
+        }
+    }
+
     /// Number of GC deletions that failed so far (each was logged).
     pub fn gc_error_count(&self) -> u64 {
         self.gc_errors
     }
 
     /// Stores `now_ns` into `activity_timestamp_ns` of every current epoch's
-    /// superblocks (atomic, Release); returns how many superblocks were written.
-    pub fn refresh_activity(&self, now_ns: u64) -> usize {
+    /// superblocks (atomic, Release); returns how many superblocks were written. Also
+    /// releases the mappings of epochs that streams moved off since the last call.
+    pub fn refresh_activity(&mut self, now_ns: u64) -> usize {
+        self.retired.clear();
         let mut written = 0;
         for open in self.open.values() {
             for region in &open.regions {
@@ -204,14 +260,17 @@ impl ShmProvisioner {
         if !self.gc.enabled {
             return report;
         }
+        // Until a scan says otherwise, an epoch could become collectable at any time.
+        let mut quiet = Duration::ZERO;
         match self.stream_dir(stream_id) {
-            Ok(Some(dir)) => self.gc_dir(&dir, current_epoch, now, &mut report),
-            Ok(None) => {}
+            Ok(Some(dir)) => quiet = self.gc_dir(&dir, current_epoch, now, &mut report),
+            Ok(None) => quiet = self.gc.min_age,
             Err(error) => {
                 report.errors += 1;
                 tracing::warn!(stream_id, %error, "epoch GC skipped");
             }
         }
+        self.memo.entry(stream_id).or_default().gc_quiet = Some((now, quiet));
         self.gc_errors += report.errors as u64;
         report
     }
@@ -270,6 +329,7 @@ impl ShmProvisioner {
     /// the next epoch is still greater. Fails only if that record cannot be kept.
     pub fn remove_existing_epochs(&mut self, stream_id: u32) -> Result<GcReport, ProvisionFailure> {
         self.open.remove(&stream_id);
+        self.memo.remove(&stream_id);
         let highest = self.highest_epoch(stream_id)?;
         let mut report = GcReport::default();
         let dir = match self.stream_dir(stream_id) {
@@ -278,7 +338,12 @@ impl ShmProvisioner {
             Err(e) => return Err(ProvisionFailure(e)),
         };
         if highest > 0 {
-            epochs::write_high_water(&self.layout.stream_dir(stream_id), highest, self.modes.file)?;
+            epochs::write_high_water(
+                &self.layout.stream_dir(stream_id),
+                highest,
+                self.modes.file,
+                self.sync,
+            )?;
         }
         let epochs = dir.epochs().map_err(ProvisionFailure)?;
         for epoch in epochs {
@@ -296,18 +361,45 @@ impl ShmProvisioner {
         )
     }
 
-    fn gc_dir(&self, dir: &StreamDir, current: u64, now: SystemTime, report: &mut GcReport) {
+    /// Collects the epochs of `dir` older than `current` (see [`gc::select_candidates`])
+    /// and returns how long after `now` no epoch older than the current one can reach the
+    /// minimum age: the remaining ones are judged by their modification time, and epochs
+    /// made after `now` are younger than the minimum age until `now + min_age`.
+    fn gc_dir(
+        &self,
+        dir: &StreamDir,
+        current: u64,
+        now: SystemTime,
+        report: &mut GcReport,
+    ) -> Duration {
         let epochs = match dir.epochs() {
             Ok(epochs) => epochs,
             Err(error) => {
                 report.errors += 1;
                 tracing::warn!(%error, "epoch GC skipped");
-                return;
+                return Duration::ZERO;
             }
         };
-        for epoch in gc::select_candidates(&epochs, current, self.gc.keep) {
-            dir.delete_epoch(epoch, Some((self.gc.min_age, now)), report);
+        let min_age = self.gc.min_age;
+        let candidates = gc::select_candidates(&epochs, current, self.gc.keep);
+        let mut quiet = min_age;
+        let mut note_age = |modified: Option<SystemTime>| {
+            let age = modified.map_or(Duration::ZERO, |m| {
+                now.duration_since(m).unwrap_or_default()
+            });
+            quiet = quiet.min(min_age.saturating_sub(age));
+        };
+        for epoch in &candidates {
+            if let Some(modified) = dir.delete_epoch(*epoch, Some((min_age, now)), report) {
+                note_age(Some(modified));
+            }
         }
+        // The older epochs within `keep` become candidates as new epochs arrive.
+        let kept = usize::try_from(self.gc.keep.max(1) - 1).unwrap_or(usize::MAX);
+        for epoch in epochs.iter().rev().filter(|e| **e < current).take(kept) {
+            note_age(dir.modified(*epoch));
+        }
+        quiet
     }
 
     /// The files of an epoch with their sizes and superblocks; checks the geometry
@@ -378,6 +470,7 @@ impl ShmProvisioner {
             prefault: self.prefault,
             touch_step: self.touch_step,
             mlock: self.mlock,
+            sync: self.sync,
             pid: u64::from(std::process::id()),
             start_ns: monotonic_now_ns(),
         };
@@ -421,7 +514,14 @@ fn parse_stream_id(name: &str) -> Option<u32> {
 
 impl Provisioner for ShmProvisioner {
     fn highest_epoch(&mut self, stream_id: u32) -> Result<u64, ProvisionFailure> {
-        epochs::highest_epoch(&self.layout.stream_dir(stream_id))
+        let highest = epochs::highest_epoch(&self.layout.stream_dir(stream_id));
+        match highest {
+            Ok(highest) => self.memo.entry(stream_id).or_default().high_water = Some(highest),
+            Err(_) => {
+                self.memo.remove(&stream_id);
+            }
+        }
+        highest
     }
 
     fn refresh_activity(&mut self, now_ns: u64) {
@@ -437,13 +537,54 @@ impl Provisioner for ShmProvisioner {
         profile: &Profile,
     ) -> Result<EpochLayout, ProvisionFailure> {
         // The stream moves off its previous epoch whatever happens next.
-        self.open.remove(&stream_id);
+        self.retire_mappings(stream_id);
+        let provisioned = self.provision_epoch(stream_id, epoch, layout_version, profile);
+        if provisioned.is_err() {
+            // Whatever is on disk now, read it again next time.
+            self.memo.remove(&stream_id);
+        }
+        provisioned
+    }
+
+    fn retire_older(&mut self, stream_id: u32, current_epoch: u64) {
+        let now = SystemTime::now();
+        if !self.gc.enabled || !self.memo.get(&stream_id).is_none_or(|m| m.gc_due(now)) {
+            return;
+        }
+        let report = self.gc_stream(stream_id, current_epoch, now);
+        if !report.removed.is_empty() || report.errors > 0 {
+            tracing::debug!(
+                stream_id,
+                current_epoch,
+                removed = report.removed.len(),
+                errors = report.errors,
+                "epoch GC"
+            );
+        }
+    }
+}
+
+impl ShmProvisioner {
+    /// The work of [`Provisioner::provision`] after the previous epoch is retired.
+    fn provision_epoch(
+        &mut self,
+        stream_id: u32,
+        epoch: u64,
+        layout_version: u32,
+        profile: &Profile,
+    ) -> Result<EpochLayout, ProvisionFailure> {
         let plans = self.plan(stream_id, epoch, layout_version, profile)?;
-        files::ensure_dir(&self.layout.user_dir(), self.modes.dir)?;
-        files::ensure_dir(&self.layout.namespace_dir(), self.modes.dir)?;
+        let memo = self.memo.get(&stream_id).copied().unwrap_or_default();
         let stream_dir = self.layout.stream_dir(stream_id);
-        files::ensure_dir(&stream_dir, self.modes.dir)?;
-        let highest = epochs::highest_epoch(&stream_dir)?;
+        if !memo.dirs_ready {
+            files::ensure_dir(&self.layout.user_dir(), self.modes.dir)?;
+            files::ensure_dir(&self.layout.namespace_dir(), self.modes.dir)?;
+            files::ensure_dir(&stream_dir, self.modes.dir)?;
+        }
+        let highest = match memo.high_water {
+            Some(highest) => highest,
+            None => epochs::highest_epoch(&stream_dir)?,
+        };
         if epoch <= highest {
             return Err(ProvisionFailure(format!(
                 "creating {}: epoch {epoch} is not greater than epoch {highest} already used \
@@ -452,7 +593,10 @@ impl Provisioner for ShmProvisioner {
                 stream_dir.display()
             )));
         }
-        epochs::write_high_water(&stream_dir, epoch, self.modes.file)?;
+        epochs::write_high_water(&stream_dir, epoch, self.modes.file, self.sync)?;
+        let memo = self.memo.entry(stream_id).or_default();
+        memo.dirs_ready = true;
+        memo.high_water = Some(epoch);
         files::create_dir(&self.layout.epoch_dir(stream_id, epoch), self.modes.dir)?;
         let regions = match self.create_regions(&plans) {
             Ok(regions) => regions,
@@ -492,19 +636,6 @@ impl Provisioner for ShmProvisioner {
             header_region_uri,
             pools,
         })
-    }
-
-    fn retire_older(&mut self, stream_id: u32, current_epoch: u64) {
-        let report = self.gc_stream(stream_id, current_epoch, SystemTime::now());
-        if !report.removed.is_empty() || report.errors > 0 {
-            tracing::debug!(
-                stream_id,
-                current_epoch,
-                removed = report.removed.len(),
-                errors = report.errors,
-                "epoch GC"
-            );
-        }
     }
 }
 
