@@ -1,6 +1,6 @@
 //! The Aeron side every transport benchmark shares: one C media driver embedded in the
-//! benchmark process on a thread of its own, pumped with the same idle strategy the
-//! `tp-driver` duty cycle uses (`BackoffIdle`, longest park 1 ms), and external-mode
+//! benchmark process on a thread of its own, pumped with Aeron's default backoff
+//! (`BackoffIdle`, longest park 1 ms), and external-mode
 //! clients (one per thread or process, as `tensorpool::transport` requires) that the
 //! measuring loops pump about once a millisecond.
 
@@ -27,7 +27,9 @@ pub const DATA_CHANNEL: &str = "aeron:ipc?term-length=16m";
 /// largest MTU Aeron accepts, so a 64 KiB message travels as two fragments instead of
 /// forty-seven. The strongest raw Aeron reference we know how to configure.
 pub const LARGE_MESSAGE_CHANNEL: &str = "aeron:ipc?term-length=64m|mtu=65504";
-/// Longest park of the media driver thread's idle strategy (as in `tp-driver`).
+/// Longest park of the media driver thread's `BackoffIdle` (Aeron's default backoff; the
+/// SHM driver parks longer, see `tensorpool::driver::runner::DriverIdle`), also used by the
+/// benchmark clients' loops.
 pub const DRIVER_MAX_PARK: Duration = Duration::from_millis(1);
 /// How often measuring loops pump their client's conductor (keepalives, images).
 pub const CLIENT_PUMP_PERIOD: Duration = Duration::from_millis(1);

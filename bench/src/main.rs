@@ -6,12 +6,14 @@ mod aeron_host;
 mod control_client;
 mod driver_host;
 mod error;
+mod frame_stream;
 mod pingpong;
 mod report;
 mod scenario;
 mod scenarios;
 mod stats;
 mod sys;
+mod tp_host;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -87,6 +89,10 @@ struct Args {
     /// Internal: iceoryx2 root directory of the ping.
     #[arg(long, hide = true)]
     iox_root: Option<PathBuf>,
+
+    /// Internal: SHM base directory of the ping's tensorpool driver.
+    #[arg(long, hide = true)]
+    shm_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -290,6 +296,14 @@ fn run_role(role: &str, args: &Args) -> Result<(), BenchError> {
                 .as_ref()
                 .ok_or_else(|| missing("--iox-root"))?;
             scenarios::iceoryx2_pingpong::run_pong(root, args.parent_pid)
+        }
+        scenarios::tp_pingpong::PONG_ROLE => {
+            let aeron_dir = args
+                .aeron_dir
+                .as_ref()
+                .ok_or_else(|| missing("--aeron-dir"))?;
+            let shm_dir = args.shm_dir.as_ref().ok_or_else(|| missing("--shm-dir"))?;
+            scenarios::tp_pingpong::run_pong(aeron_dir, shm_dir)
         }
         other => Err(BenchError::Setup(format!("unknown role {other:?}"))),
     }

@@ -13,9 +13,8 @@ pub struct Reference {
     pub value: f64,
 }
 
-/// The goal a figure is held to. The ratio targets are those of the tensorpool frame
-/// scenarios (docs/BENCHMARKS.md), which plug into this harness.
-#[allow(dead_code)]
+/// The goal a figure is held to (docs/BENCHMARKS.md lists every target).
+#[allow(dead_code)] // `AtLeast` has no figure yet.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {
     /// value / reference ≥ the bound (higher is better).

@@ -3,6 +3,7 @@
 //! power-of-two stride, a tmpfs file mapped shared, pages touched beforehand), slot after
 //! slot, for the measurement window. That is the least work a producer has to do to put
 //! a frame into shared memory, so producer → consumer delivery is compared with it.
+//! `large-frames` also copies into a [`CopyRing`] in slices interleaved with its frames.
 
 use std::time::Instant;
 
@@ -89,6 +90,54 @@ impl Scenario for Memcpy {
     }
 }
 
+/// A ring of [`RING_SLOTS`] slots of `stride` bytes after `offset` bytes, in a tmpfs file
+/// mapped shared, every page touched: what the copies of the memcpy references go into.
+pub struct CopyRing {
+    ring: MmapMut,
+    offset: usize,
+    stride: usize,
+    next_slot: usize,
+}
+
+impl CopyRing {
+    /// Creates the file at `path` (which must not exist), maps it and touches every page.
+    pub fn create(
+        path: &std::path::Path,
+        offset: usize,
+        stride: usize,
+    ) -> Result<Self, BenchError> {
+        let len = offset + stride * RING_SLOTS;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .setup(format!("creating {}", path.display()))?;
+        file.set_len(len as u64)
+            .setup(format!("sizing {} to {len} bytes", path.display()))?;
+        // SAFETY: the file is private to its creator and no one else maps or truncates it.
+        let mut ring =
+            unsafe { MmapMut::map_mut(&file) }.setup(format!("mapping {}", path.display()))?;
+        // Touch every page so page faults are not measured (a pool is prefaulted or warm).
+        ring.fill(0);
+        Ok(Self {
+            ring,
+            offset,
+            stride,
+            next_slot: 0,
+        })
+    }
+
+    /// Copies `source` into the next slot.
+    pub fn copy(&mut self, source: &[u8]) {
+        let start = self.offset + self.next_slot * self.stride;
+        self.ring[start..start + source.len()].copy_from_slice(std::hint::black_box(source));
+        // Read one byte back so the copy cannot be elided.
+        std::hint::black_box(self.ring[start + source.len().saturating_sub(1)]);
+        self.next_slot = (self.next_slot + 1) % RING_SLOTS;
+    }
+}
+
 /// Copies `payload` bytes into successive slots of a fresh ring at `path` for `window`;
 /// returns (copies, seconds).
 fn copy_into_ring(
@@ -96,39 +145,20 @@ fn copy_into_ring(
     payload: usize,
     window: std::time::Duration,
 ) -> Result<(u64, f64), BenchError> {
-    let stride = stride_for(payload);
-    let len = stride * RING_SLOTS;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .setup(format!("creating {}", path.display()))?;
-    file.set_len(len as u64)
-        .setup(format!("sizing {} to {len} bytes", path.display()))?;
-    // SAFETY: the file is private to this scenario and no one else maps or truncates it.
-    let mut ring =
-        unsafe { MmapMut::map_mut(&file) }.setup(format!("mapping {}", path.display()))?;
-    // Touch every page so page faults are not measured (a pool is prefaulted or warm).
-    ring.fill(0);
+    let mut ring = CopyRing::create(path, 0, stride_for(payload))?;
     let source: Vec<u8> = (0..payload).map(|i| (i * 31 + 7) as u8).collect();
 
     // Warm-up: one pass over the ring.
-    for slot in 0..RING_SLOTS {
-        ring[slot * stride..slot * stride + payload].copy_from_slice(&source);
+    for _ in 0..RING_SLOTS {
+        ring.copy(&source);
     }
     let start = Instant::now();
     let mut copies = 0u64;
-    let mut slot = 0;
     loop {
-        let offset = slot * stride;
-        ring[offset..offset + payload].copy_from_slice(std::hint::black_box(&source));
+        ring.copy(&source);
         copies += 1;
-        slot = (slot + 1) % RING_SLOTS;
         let elapsed = start.elapsed();
         if elapsed >= window {
-            // Read one byte back so the copies cannot be elided.
-            std::hint::black_box(ring[offset + payload - 1]);
             return Ok((copies, elapsed.as_secs_f64()));
         }
         if copies % 64 == 0 {

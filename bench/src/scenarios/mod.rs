@@ -1,11 +1,10 @@
 //! The scenarios, in the order a full run measures them: references first, so every
 //! figure that is compared with one finds it already measured.
 //!
-//! To add one (e.g. the tensorpool frame benchmarks): write a module implementing
-//! [`Scenario`], name the reference scenarios it is compared with in
-//! [`Scenario::references`], look their figures up with `RunContext::figure` using the
-//! name helpers they export (`memcpy::bandwidth_name`, `aeron_rate::RATE_NAME`,
-//! `stats::latency_name`), and add it to [`all`]. A scenario with a second process re-runs
+//! To add one: write a module implementing [`Scenario`], name the reference scenarios it
+//! is compared with in [`Scenario::references`], look their figures up with
+//! `RunContext::figure` using the name helpers they export (`memcpy::bandwidth_name`,
+//! `aeron_rate::RATE_NAME`, `stats::latency_name`), and add it to [`all`]. A scenario with a second process re-runs
 //! this executable with a hidden `--role` (see `pingpong::spawn_pong`) and adds that role
 //! to `run_role` in main.rs. docs/BENCHMARKS.md describes the whole interface.
 
@@ -14,7 +13,10 @@ pub mod aeron_rate;
 pub mod attach;
 pub mod driver_scale;
 pub mod iceoryx2_pingpong;
+pub mod large_frames;
 pub mod memcpy;
+pub mod small_frames;
+pub mod tp_pingpong;
 
 use crate::scenario::Scenario;
 
@@ -22,9 +24,12 @@ use crate::scenario::Scenario;
 pub fn all() -> Vec<Box<dyn Scenario>> {
     vec![
         Box::new(memcpy::Memcpy),
+        Box::new(large_frames::LargeFrames),
         Box::new(aeron_rate::AeronRate),
+        Box::new(small_frames::SmallFrames),
         Box::new(aeron_pingpong::AeronPingPong),
         Box::new(iceoryx2_pingpong::Iceoryx2PingPong),
+        Box::new(tp_pingpong::TpPingPong),
         Box::new(attach::Attach),
         Box::new(driver_scale::DriverScale),
     ]

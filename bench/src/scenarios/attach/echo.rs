@@ -7,21 +7,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
+use tensorpool::driver::runner::DriverIdle;
 use tensorpool::protocol::driver::{
     AnyMessage, ResponseCode, ShmAttachResponse, ShmAttachResponsePayloadPools, ShmDetachResponse,
 };
 use tensorpool::transport::{
-    AeronClient, BackoffIdle, MediaDriverOptions, OfferOutcome, Publication, Subscription,
+    AeronClient, MediaDriverOptions, OfferOutcome, Publication, Subscription,
 };
 
-use crate::aeron_host::{DRIVER_MAX_PARK, SETUP_TIMEOUT};
+use crate::aeron_host::SETUP_TIMEOUT;
 use crate::driver_host::{CONTROL_CHANNEL, CONTROL_STREAM, FIRST_STREAM_ID};
 use crate::error::{BenchError, Context as _};
 use crate::sys::pin_current_thread;
 
 /// Answers attach and detach requests at once (OK, a response shaped like the driver's),
 /// on a duty cycle like the driver's: one thread pumping an embedded media driver, its
-/// Aeron client and the responder, idling with `BackoffIdle` up to 1 ms.
+/// Aeron client and the responder, idling with the driver's own [`DriverIdle`] (every
+/// message it answers is a request).
 pub struct EchoResponder {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), String>>>,
@@ -121,7 +123,7 @@ fn echo_loop(
     let mut requests = Vec::with_capacity(64);
     let mut buf = vec![0u8; 1024];
     let mut next_lease = 1u64;
-    let mut idle = BackoffIdle::with_max_park(DRIVER_MAX_PARK);
+    let mut idle = DriverIdle::new();
     while !stop.load(Ordering::Acquire) {
         let mut work = client.do_work().map_err(|e| e.to_string())?;
         work += subscription
@@ -139,6 +141,7 @@ fn echo_loop(
                 64,
             )
             .map_err(|e| e.to_string())?;
+        let answered = !requests.is_empty();
         for request in requests.drain(..) {
             let len = match request {
                 Request::Attach {
@@ -187,7 +190,7 @@ fn echo_loop(
             }
             work += 1;
         }
-        idle.idle(work);
+        idle.idle(work, answered);
     }
     Ok(())
 }

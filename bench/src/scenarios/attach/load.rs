@@ -29,9 +29,9 @@ pub struct Plan {
     pub window: Duration,
     /// Stop recording after this many pairs.
     pub max_pairs: Option<u64>,
-    /// Pause between a session's detach answer and its next attach (lets the responder
-    /// go idle, as it does between real clients' attaches).
-    pub gap: Option<Duration>,
+    /// Pause between a session's detach answer and its next attach, drawn uniformly from
+    /// this range (lets the responder go idle, as it does between real clients' attaches).
+    pub gap: Option<(Duration, Duration)>,
 }
 
 /// What one closed-loop run measured.
@@ -75,6 +75,7 @@ pub fn closed_loop(client: &mut ControlClient, plan: &Plan) -> Result<LoopResult
     let mut recorded = 0u64;
     let mut last_pair_at = start;
     let mut stop_at: Option<Instant> = None;
+    let mut gaps = GapSampler::new(plan.gap);
     loop {
         let now = Instant::now();
         if stop_at.is_none() {
@@ -181,7 +182,7 @@ pub fn closed_loop(client: &mut ControlClient, plan: &Plan) -> Result<LoopResult
                         }
                         None => {}
                     }
-                    states[i] = State::Waiting(received + plan.gap.unwrap_or_default());
+                    states[i] = State::Waiting(received + gaps.next());
                 }
                 Reply::Revoked { .. } => {}
             }
@@ -204,4 +205,53 @@ fn find(states: &[State], correlation_id: i64, attaching: bool) -> Option<(usize
         } if !attaching && c == correlation_id => Some((i, sent)),
         _ => None,
     })
+}
+
+/// Pauses drawn uniformly from a range, from a fixed seed (splitmix64): runs are repeatable
+/// and need no random-number crate.
+struct GapSampler {
+    range: Option<(Duration, Duration)>,
+    state: u64,
+}
+
+impl GapSampler {
+    fn new(range: Option<(Duration, Duration)>) -> Self {
+        Self {
+            range,
+            state: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// The next pause (zero without a range).
+    fn next(&mut self) -> Duration {
+        let Some((low, high)) = self.range else {
+            return Duration::ZERO;
+        };
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let fraction = (z >> 11) as f64 / (1u64 << 53) as f64;
+        low + high.saturating_sub(low).mul_f64(fraction)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaps_stay_in_their_range_and_spread_over_it() {
+        let (low, high) = (Duration::from_millis(4), Duration::from_millis(6));
+        let mut gaps = GapSampler::new(Some((low, high)));
+        let drawn: Vec<Duration> = (0..1000).map(|_| gaps.next()).collect();
+        assert!(drawn.iter().all(|g| *g >= low && *g <= high));
+        let below_middle = drawn
+            .iter()
+            .filter(|g| **g < Duration::from_millis(5))
+            .count();
+        assert!((400..600).contains(&below_middle), "{below_middle}");
+        assert_eq!(GapSampler::new(None).next(), Duration::ZERO);
+    }
 }
