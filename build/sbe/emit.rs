@@ -269,11 +269,9 @@ fn put_field(f: &Field, src: &str, module: &str) -> String {
             "put_{}(b, {off}, {src}.{n}.unwrap_or({module}::{u}_NULL));",
             prim.rust()
         ),
-        FieldKind::Array { prim, .. } => format!(
-            "for (i, v) in {src}.{n}.iter().enumerate() {{ put_{}(b, {off} + i * {}, *v); }}",
-            prim.rust(),
-            prim.size()
-        ),
+        FieldKind::Array { prim, .. } => {
+            format!("put_{}_array(b, {off}, &{src}.{n});", prim.rust())
+        }
         FieldKind::Constant { .. } => String::new(),
         FieldKind::Enum {
             prim, null: None, ..
@@ -301,12 +299,9 @@ fn getter(o: &mut String, f: &Field, module: &str) {
             "let raw = get_{}(self.buf, {off});\n        (raw != {module}::{u}_NULL).then_some(raw)",
             prim.rust()
         ),
-        FieldKind::Array { prim, length } => format!(
-            "let mut out = [0{}; {length}];\n        for (i, v) in out.iter_mut().enumerate() {{ *v = get_{}(self.buf, {off} + i * {}); }}\n        out",
-            prim.rust(),
-            prim.rust(),
-            prim.size()
-        ),
+        FieldKind::Array { prim, length } => {
+            format!("get_{}_array::<{length}>(self.buf, {off})", prim.rust())
+        }
         FieldKind::Constant { .. } => format!("{module}::{u}"),
         FieldKind::Enum { def, prim, null: None } => {
             format!("{def}::from_raw(get_{}(self.buf, {off}))", prim.rust())

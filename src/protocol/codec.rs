@@ -184,7 +184,35 @@ impl MessageHeader {
 }
 
 macro_rules! le_access {
-    ($($get:ident $put:ident $ty:ty),* $(,)?) => {$(
+    ($($get:ident $put:ident $get_array:ident $put_array:ident $ty:ty),* $(,)?) => {$(
+        /// Reads a fixed array of little-endian values at `off` with one bounds check;
+        /// zeros if out of range (never panics).
+        #[inline]
+        pub fn $get_array<const N: usize>(buf: &[u8], off: usize) -> [$ty; N] {
+            const SIZE: usize = core::mem::size_of::<$ty>();
+            let mut out = [0 as $ty; N];
+            if let Some(bytes) = off.checked_add(N * SIZE).and_then(|end| buf.get(off..end)) {
+                for (v, chunk) in out.iter_mut().zip(bytes.chunks_exact(SIZE)) {
+                    let mut raw = [0u8; SIZE];
+                    raw.copy_from_slice(chunk);
+                    *v = <$ty>::from_le_bytes(raw);
+                }
+            }
+            out
+        }
+
+        /// Writes a fixed array of little-endian values at `off` with one bounds check; a
+        /// no-op if out of range (encoders check the length first).
+        #[inline]
+        pub fn $put_array<const N: usize>(buf: &mut [u8], off: usize, values: &[$ty; N]) {
+            const SIZE: usize = core::mem::size_of::<$ty>();
+            if let Some(dst) = off.checked_add(N * SIZE).and_then(|end| buf.get_mut(off..end)) {
+                for (chunk, v) in dst.chunks_exact_mut(SIZE).zip(values) {
+                    chunk.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+
         /// Reads a little-endian value at `off`; 0 if out of range (never panics).
         #[inline]
         pub fn $get(buf: &[u8], off: usize) -> $ty {
@@ -212,14 +240,14 @@ macro_rules! le_access {
 }
 
 le_access! {
-    get_u8 put_u8 u8,
-    get_i8 put_i8 i8,
-    get_u16 put_u16 u16,
-    get_i16 put_i16 i16,
-    get_u32 put_u32 u32,
-    get_i32 put_i32 i32,
-    get_u64 put_u64 u64,
-    get_i64 put_i64 i64,
+    get_u8 put_u8 get_u8_array put_u8_array u8,
+    get_i8 put_i8 get_i8_array put_i8_array i8,
+    get_u16 put_u16 get_u16_array put_u16_array u16,
+    get_i16 put_i16 get_i16_array put_i16_array i16,
+    get_u32 put_u32 get_u32_array put_u32_array u32,
+    get_i32 put_i32 get_i32_array put_i32_array i32,
+    get_u64 put_u64 get_u64_array put_u64_array u64,
+    get_i64 put_i64 get_i64_array put_i64_array i64,
 }
 
 /// Zero-fills `buf[from..to]` (block padding).
