@@ -14,8 +14,7 @@ use crate::protocol::driver::{
 };
 use std::time::Duration;
 
-/// The error text on which an auto-assigned client id is replaced (Appendix B.2).
-pub const CLIENT_ID_ALREADY_ATTACHED: &str = "client_id already attached";
+pub use crate::protocol::CLIENT_ID_ALREADY_ATTACHED;
 
 /// How a session attaches and keeps its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]

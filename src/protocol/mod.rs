@@ -15,6 +15,11 @@ pub mod codec;
 
 pub use codec::{DecodeError, EncodeError, MessageHeader};
 
+/// The `errorMessage` of an attach refused because the client id already holds a lease
+/// on the stream in that role; clients that auto-assigned their id pick a new one on it
+/// (Driver Model Appendix B.2), so driver and clients must agree on it byte for byte.
+pub const CLIENT_ID_ALREADY_ATTACHED: &str = "client_id already attached";
+
 /// Driver control-plane codec (SBE schema id 901).
 #[allow(clippy::all)]
 pub mod driver {

@@ -4,8 +4,7 @@ use super::{is_producer, AttachGrant, AttachResponse, DriverCore, Lease, Output,
 use crate::protocol::driver::{HugepagesPolicy, PublishMode, ResponseCode, Role, ShmAttachRequest};
 use std::borrow::Cow;
 
-/// The error text clients key their client-id auto-assign retry on (Appendix B.2).
-pub const CLIENT_ID_ALREADY_ATTACHED: &str = "client_id already attached";
+pub use crate::protocol::CLIENT_ID_ALREADY_ATTACHED;
 
 /// Longest error message the driver sends (Driver Model §4.2).
 pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
