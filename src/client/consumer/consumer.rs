@@ -150,34 +150,21 @@ impl Consumer {
         let mut work = conn.link.do_work()?;
         let realtime_ns = realtime_now_ns();
         let ids = (self.stream_id, self.session.client_id());
-        work += conn.link.poll_control(
-            |bytes| {
-                classify(
-                    bytes,
-                    now_ns,
-                    realtime_ns,
-                    ids,
-                    &mut self.session,
-                    &mut self.announces,
-                    &mut self.inbox,
-                )
-            },
-            CONTROL_POLL_LIMIT,
-        )?;
-        work += conn.link.poll_announce(
-            |bytes| {
-                classify(
-                    bytes,
-                    now_ns,
-                    realtime_ns,
-                    ids,
-                    &mut self.session,
-                    &mut self.announces,
-                    &mut self.inbox,
-                )
-            },
-            CONTROL_POLL_LIMIT,
-        )?;
+        // Control and announce streams carry the same kinds of messages when they share a
+        // stream, so one classifier serves both.
+        let mut handler = |bytes: &[u8]| {
+            classify(
+                bytes,
+                now_ns,
+                realtime_ns,
+                ids,
+                &mut self.session,
+                &mut self.announces,
+                &mut self.inbox,
+            )
+        };
+        work += conn.link.poll_control(&mut handler, CONTROL_POLL_LIMIT)?;
+        work += conn.link.poll_announce(&mut handler, CONTROL_POLL_LIMIT)?;
         let mut inbox = std::mem::take(&mut self.inbox);
         for inbound in inbox.drain(..) {
             self.on_inbound(inbound, now_ns)?;
