@@ -1149,3 +1149,91 @@ fn reading_a_valid_frame_allocates_nothing() {
         }
     }
 }
+
+#[test]
+fn a_repeated_tensor_description_is_still_checked_against_each_payload() {
+    // The consumer keeps the last description that passed; a frame with the very same
+    // description bytes but a shorter payload must still be refused.
+    assert_rule(DropReason::Tensor, 0, |seq| {
+        tweaked(seq, |s| {
+            s.contents.values_len_bytes = 32;
+            s.contents.tensor = uint8_tensor(64);
+        })
+    });
+}
+
+#[test]
+fn the_reserved_tensor_pad_is_ignored() {
+    let mut s = Setup::start();
+    let mut slot = valid_slot(0, 64);
+    slot.contents.tensor.pad = [0xA5; 109];
+    s.producer.write(0, &slot);
+    s.producer.publish(0);
+    let seen = next_frame(&mut s.consumer, &mut s.producer, |f| {
+        (frame_is_intact(f), f.tensor().pad)
+    });
+    assert_eq!(seen, FramePoll::Delivered((true, [0; 109])));
+    // The same description with other pad bytes is the same description.
+    let mut slot = valid_slot(1, 64);
+    slot.contents.tensor.pad = [0x5A; 109];
+    assert_eq!(s.send(1, &slot), FramePoll::Delivered(true));
+}
+
+#[test]
+fn poll_frames_reads_up_to_its_limit_in_order() {
+    let mut s = Setup::start();
+    for seq in 0..5u64 {
+        let mut slot = valid_slot(seq, 64);
+        if seq == 2 {
+            slot.contents.payload_offset = 8;
+        }
+        s.producer.write(seq, &slot);
+        s.producer.publish(seq);
+    }
+    let mut outcomes = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while outcomes.is_empty() {
+        let read = s
+            .consumer
+            .poll_frames(
+                3,
+                |frame| (frame.seq(), frame_is_intact(frame)),
+                |outcome| outcomes.push(outcome),
+            )
+            .expect("poll_frames");
+        assert_eq!(read, outcomes.len(), "one outcome per message read");
+        assert!(read <= 3, "at most the limit: {read}");
+        s.consumer.do_work(monotonic_now_ns()).expect("duty cycle");
+        assert!(Instant::now() < deadline, "no descriptor arrived");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    while outcomes.len() < 5 {
+        s.consumer
+            .poll_frames(
+                3,
+                |frame| (frame.seq(), frame_is_intact(frame)),
+                |outcome| outcomes.push(outcome),
+            )
+            .expect("poll_frames");
+        assert!(
+            Instant::now() < deadline,
+            "descriptors missing: {outcomes:?}"
+        );
+    }
+    assert_eq!(
+        outcomes,
+        vec![
+            FramePoll::Delivered((0, true)),
+            FramePoll::Delivered((1, true)),
+            FramePoll::Dropped(DropReason::PayloadOffset),
+            FramePoll::Delivered((3, true)),
+            FramePoll::Delivered((4, true)),
+        ]
+    );
+    let c = s.consumer.counters();
+    assert_eq!(
+        (c.frames_delivered, c.drops_payload_offset),
+        (4, 1),
+        "{c:?}"
+    );
+}

@@ -46,6 +46,8 @@ use crate::tp_host::{self, DutyPump};
 
 /// Descriptor stream of the measured stream.
 const DESCRIPTOR_STREAM: u32 = 2301;
+/// Descriptors one consumer poll may read (as `aeron-rate`'s subscriber).
+const FRAGMENT_LIMIT: usize = crate::scenarios::aeron_rate::FRAGMENT_LIMIT;
 /// Loop iterations between clock reads.
 const CHECK_EVERY: u32 = 16;
 /// Longest the producer may wait for the consumer before the run is declared broken.
@@ -147,6 +149,10 @@ struct Position(AtomicU64);
 struct Shared {
     /// One past the highest sequence the consumer has seen.
     consumed: Position,
+    /// The consumer publishes `consumed` every this many frames (and after each poll): a
+    /// store per frame would move the line between the cores once per frame while the
+    /// producer waits on it.
+    release_every: u64,
     /// What the producer does (see [`mode`]).
     mode: AtomicUsize,
     /// The producer's epoch once it is attached (0 before).
@@ -184,6 +190,7 @@ pub fn run(
     let aeron_dir = driver.aeron_dir().to_owned();
     let shared = Shared {
         consumed: Position(AtomicU64::new(0)),
+        release_every: (window / 64).max(1),
         mode: AtomicUsize::new(mode(0, false)),
         epoch: AtomicU64::new(0),
         ready: AtomicBool::new(false),
@@ -515,26 +522,41 @@ impl<'a> Reader<'a> {
         let mut last_frame = start;
         let mut iterations = 0u32;
         loop {
-            let poll = self
+            let mut failed = None;
+            let consumed = &self.shared.consumed.0;
+            let release_every = self.shared.release_every;
+            let read = self
                 .consumer
-                .poll_frame(|frame| {
-                    let bytes = frame.payload();
-                    (bytes.len(), tp_host::verify(bytes, frame.seq()))
-                })
+                .poll_frames(
+                    FRAGMENT_LIMIT,
+                    |frame| {
+                        let bytes = frame.payload();
+                        (
+                            bytes.len(),
+                            tp_host::verify(bytes, frame.seq()),
+                            frame.seq(),
+                        )
+                    },
+                    |poll| {
+                        if let FramePoll::Delivered((len, ok, seq)) = poll {
+                            if !ok {
+                                failed.get_or_insert(len);
+                            }
+                            frames += u64::from(len == payload);
+                            // Free slots for the producer while the poll goes on.
+                            if (seq + 1) % release_every == 0 {
+                                consumed.store(seq + 1, Ordering::Release);
+                            }
+                        }
+                    },
+                )
                 .measure("reading frames")?;
-            let empty = match poll {
-                FramePoll::Delivered((len, ok)) => {
-                    if !ok {
-                        return Err(BenchError::Measure(format!(
-                            "a frame of {len} bytes failed verification"
-                        )));
-                    }
-                    frames += u64::from(len == payload);
-                    false
-                }
-                FramePoll::Dropped(_) | FramePoll::Ignored => false,
-                FramePoll::Empty => true,
-            };
+            if let Some(len) = failed {
+                return Err(BenchError::Measure(format!(
+                    "a frame of {len} bytes failed verification"
+                )));
+            }
+            let empty = read == 0;
             if !empty {
                 if let Some(last) = self.consumer.last_seq_seen() {
                     self.shared.consumed.0.store(last + 1, Ordering::Release);

@@ -11,7 +11,7 @@ use super::grant::{LeaseGrant, PoolGrant};
 use crate::protocol::control::RegionType;
 use crate::shm::layout::{
     decode_superblock, header_slot_offset, payload_slot_offset, ExpectedRegion, SuperblockError,
-    HEADER_SLOT_BYTES, SUPERBLOCK_SIZE,
+    HEADER_SLOT_BYTES, SLOT_READ_BYTES, SUPERBLOCK_SIZE,
 };
 use crate::shm::open::{map_region, open_region, Access, AllowedBaseDirs, OpenError};
 use crate::shm::seqlock::SeqCommit;
@@ -188,25 +188,48 @@ impl MappedEpoch {
     /// Copies header slot `index` into `out`, word by word with volatile reads (the
     /// producer may be writing it; the seqlock decides whether the copy is usable).
     pub fn read_slot(&self, index: u32, out: &mut [u8; HEADER_SLOT_BYTES]) {
+        self.read_slot_words(index, out, HEADER_SLOT_BYTES / 8);
+    }
+
+    /// Copies the first [`SLOT_READ_BYTES`] of header slot `index` into `out` (as
+    /// [`MappedEpoch::read_slot`]) and leaves the rest of `out` as it was: the slot's
+    /// tail is the tensor header's reserved pad, which a consumer ignores (§8.2).
+    pub fn read_slot_used(&self, index: u32, out: &mut [u8; HEADER_SLOT_BYTES]) {
+        self.read_slot_words(index, out, SLOT_READ_BYTES / 8);
+    }
+
+    fn read_slot_words(&self, index: u32, out: &mut [u8; HEADER_SLOT_BYTES], words: usize) {
         let src = self.slot_ptr(index).cast::<u64>();
-        for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        for (i, chunk) in out.chunks_exact_mut(8).take(words).enumerate() {
             // SAFETY: src..src+32 words lies inside the slot, 8-byte aligned.
             let word = unsafe { std::ptr::read_volatile(src.add(i)) };
             chunk.copy_from_slice(&word.to_ne_bytes());
         }
     }
 
-    /// Writes bytes 8..256 of header slot `index` from `image` (everything but
+    /// Makes bytes 8..256 of header slot `index` equal to `image` (everything but
     /// `seq_commit`, which only the seqlock stores touch). Producer only.
+    ///
+    /// Words that already hold their value are not stored again: most of a slot (the
+    /// tensor description, the pool, the length) is the same frame after frame, and a
+    /// store, even of the same value, takes the cache line away from every consumer that
+    /// read it, which then has to fetch it again across cores. Reading the words first
+    /// costs nothing comparable: the producer wrote them, so they are in its cache.
     pub fn write_slot_body(&self, index: u32, image: &[u8; HEADER_SLOT_BYTES]) {
         let dst = self.slot_ptr(index).cast::<u64>();
         for (i, chunk) in image.chunks_exact(8).enumerate().skip(1) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
+            let word = u64::from_ne_bytes(word);
             // SAFETY: dst..dst+32 words lies inside the slot, 8-byte aligned; the mapping
             // is read-write for producers (a read-only mapping would fault, and only the
-            // producer, which maps read-write, calls this).
-            unsafe { std::ptr::write_volatile(dst.add(i), u64::from_ne_bytes(word)) };
+            // producer, which maps read-write, calls this). The producer is the slot's only
+            // writer, so what it reads is what it last stored.
+            unsafe {
+                if std::ptr::read_volatile(dst.add(i)) != word {
+                    std::ptr::write_volatile(dst.add(i), word);
+                }
+            }
         }
     }
 }

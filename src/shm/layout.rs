@@ -28,12 +28,20 @@ pub const TENSOR_HEADER_LEN: usize = MESSAGE_HEADER_LEN + tensor_header::BLOCK_L
 pub const HEADER_BYTES_LEN_OFFSET: usize = slot_header::BLOCK_LENGTH as usize;
 /// Offset of the embedded `TensorHeader` (its SBE header) within a slot (64).
 pub const TENSOR_HEADER_OFFSET: usize = HEADER_BYTES_LEN_OFFSET + VAR_DATA_HEADER_LEN;
+/// Bytes of the embedded `TensorHeader` (its SBE header included) before its reserved
+/// `pad` (83): all a reader has to look at, as consumers MUST ignore the pad (§8.2).
+pub const TENSOR_HEADER_USED_LEN: usize = MESSAGE_HEADER_LEN + tensor_header::PAD_OFFSET;
+/// Bytes at the start of a header slot a reader copies: everything up to the tensor
+/// header's reserved pad, rounded up to whole 8-byte words (152 of 256). The rest of the
+/// slot is reserved bytes a consumer must ignore, so it need not cross between cores.
+pub const SLOT_READ_BYTES: usize = (TENSOR_HEADER_OFFSET + TENSOR_HEADER_USED_LEN).div_ceil(8) * 8;
 /// Offset of `activityTimestampNs` in the superblock (8-byte aligned: 56).
 pub const ACTIVITY_TIMESTAMP_OFFSET: usize = shm_region_superblock::ACTIVITY_TIMESTAMP_NS_OFFSET;
 
 const _: () = assert!(TENSOR_HEADER_OFFSET + TENSOR_HEADER_LEN == HEADER_SLOT_BYTES);
 const _: () = assert!(shm_region_superblock::BLOCK_LENGTH as usize == SUPERBLOCK_SIZE);
 const _: () = assert!(ACTIVITY_TIMESTAMP_OFFSET % 8 == 0);
+const _: () = assert!(SLOT_READ_BYTES <= HEADER_SLOT_BYTES);
 
 /// Size of a header ring file with `nslots` slots, or `None` on overflow.
 pub fn header_ring_len(nslots: u32) -> Option<u64> {
@@ -297,12 +305,29 @@ pub fn encode_slot(seq_commit: u64, contents: &SlotContents) -> [u8; HEADER_SLOT
     out
 }
 
-/// Decodes a slot image (a snapshot copied out of the ring) into its header fields and
-/// tensor header, checking the embedded header's length, schema, template and version
-/// (Wire Spec §8.3 step 5). Field values are not judged here; the consumer does that.
-pub fn decode_slot(
+/// The fields of a header slot other than `seq_commit` and the tensor description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotFields {
+    /// Payload length in bytes.
+    pub values_len_bytes: u32,
+    /// Payload slot index (v1.2: equals the header index).
+    pub payload_slot: u32,
+    /// Pool the payload lives in.
+    pub pool_id: u16,
+    /// Offset within the payload slot (v1.2: 0).
+    pub payload_offset: u32,
+    /// Capture timestamp.
+    pub timestamp_ns: u64,
+    /// Metadata version.
+    pub meta_version: u32,
+}
+
+/// Decodes the `SlotHeader` fields of a slot image and checks that `headerBytes` is
+/// 192 bytes long (Wire Spec §8.2); returns `seq_commit` and the fields. The embedded
+/// tensor header is left to [`decode_slot_tensor`].
+pub fn decode_slot_fields(
     image: &[u8; HEADER_SLOT_BYTES],
-) -> Result<(u64, SlotContents), SlotFormatError> {
+) -> Result<(u64, SlotFields), SlotFormatError> {
     let slot = SlotHeaderDecoder::wrap_body(
         image,
         slot_header::BLOCK_LENGTH as usize,
@@ -314,10 +339,36 @@ pub fn decode_slot(
             HEADER_BYTES_LEN_OFFSET,
         ))
     })?;
-    let bytes = slot.header_bytes();
-    if bytes.len() != TENSOR_HEADER_LEN {
-        return Err(SlotFormatError::HeaderBytesLength(bytes.len() as u32));
+    let len = slot.header_bytes().len();
+    if len != TENSOR_HEADER_LEN {
+        return Err(SlotFormatError::HeaderBytesLength(len as u32));
     }
+    Ok((
+        slot.seq_commit(),
+        SlotFields {
+            values_len_bytes: slot.values_len_bytes(),
+            payload_slot: slot.payload_slot(),
+            pool_id: slot.pool_id(),
+            payload_offset: slot.payload_offset(),
+            timestamp_ns: slot.timestamp_ns(),
+            meta_version: slot.meta_version(),
+        },
+    ))
+}
+
+/// The embedded `TensorHeader` bytes of a slot image (its SBE header included).
+pub fn slot_tensor_bytes(image: &[u8; HEADER_SLOT_BYTES]) -> &[u8; TENSOR_HEADER_LEN] {
+    image[TENSOR_HEADER_OFFSET..]
+        .try_into()
+        .expect("the tensor header ends the slot (checked at compile time)")
+}
+
+/// Decodes an embedded `TensorHeader` (192 bytes with its SBE header), checking its
+/// schema, template, version and block length (Wire Spec §8.3 step 5). Field values are
+/// not judged here; the consumer does that.
+pub fn decode_slot_tensor(
+    bytes: &[u8; TENSOR_HEADER_LEN],
+) -> Result<TensorHeader, SlotFormatError> {
     let not_tensor = |h: MessageHeader| SlotFormatError::NotTensorHeader {
         schema_id: h.schema_id,
         template_id: h.template_id,
@@ -333,16 +384,27 @@ pub fn decode_slot(
         return Err(not_tensor(h));
     }
     let tensor = TensorHeaderDecoder::wrap(bytes).map_err(|_| not_tensor(h))?;
+    Ok(tensor.to_value())
+}
+
+/// Decodes a slot image (a snapshot copied out of the ring) into its header fields and
+/// tensor header, checking the embedded header's length, schema, template and version
+/// (Wire Spec §8.3 step 5). Field values are not judged here; the consumer does that.
+pub fn decode_slot(
+    image: &[u8; HEADER_SLOT_BYTES],
+) -> Result<(u64, SlotContents), SlotFormatError> {
+    let (seq_commit, f) = decode_slot_fields(image)?;
+    let tensor = decode_slot_tensor(slot_tensor_bytes(image))?;
     Ok((
-        slot.seq_commit(),
+        seq_commit,
         SlotContents {
-            values_len_bytes: slot.values_len_bytes(),
-            payload_slot: slot.payload_slot(),
-            pool_id: slot.pool_id(),
-            payload_offset: slot.payload_offset(),
-            timestamp_ns: slot.timestamp_ns(),
-            meta_version: slot.meta_version(),
-            tensor: tensor.to_value(),
+            values_len_bytes: f.values_len_bytes,
+            payload_slot: f.payload_slot,
+            pool_id: f.pool_id,
+            payload_offset: f.payload_offset,
+            timestamp_ns: f.timestamp_ns,
+            meta_version: f.meta_version,
+            tensor,
         },
     ))
 }
@@ -472,6 +534,45 @@ mod tests {
         let (seq_commit, decoded) = decode_slot(&image).expect("well-formed slot");
         assert_eq!(seq_commit, 11);
         assert_eq!(decoded, contents);
+    }
+
+    #[test]
+    fn a_reader_needs_only_the_slot_up_to_the_tensor_pad() {
+        // Everything a consumer judges sits in the first 152 bytes (three cache lines).
+        assert_eq!(TENSOR_HEADER_USED_LEN, 8 + 75);
+        assert_eq!(SLOT_READ_BYTES, 152);
+        let mut contents = SlotContents {
+            values_len_bytes: 640,
+            payload_slot: 3,
+            pool_id: 1,
+            payload_offset: 0,
+            timestamp_ns: 77,
+            meta_version: 4,
+            tensor: tensor(),
+        };
+        contents.tensor.pad = [0xEE; 109];
+        let full = encode_slot(7, &contents);
+        let mut prefix = [0u8; HEADER_SLOT_BYTES];
+        prefix[..SLOT_READ_BYTES].copy_from_slice(&full[..SLOT_READ_BYTES]);
+        let (seq_commit, fields) = decode_slot_fields(&prefix).expect("well-formed");
+        assert_eq!(seq_commit, 7);
+        assert_eq!(
+            fields,
+            SlotFields {
+                values_len_bytes: 640,
+                payload_slot: 3,
+                pool_id: 1,
+                payload_offset: 0,
+                timestamp_ns: 77,
+                meta_version: 4,
+            }
+        );
+        let mut decoded = decode_slot_tensor(slot_tensor_bytes(&prefix)).expect("tensor");
+        decoded.pad = contents.tensor.pad;
+        assert_eq!(
+            decoded, contents.tensor,
+            "only reserved bytes were left out"
+        );
     }
 
     #[test]

@@ -64,6 +64,24 @@ impl Subscription {
         Ok(fragments.max(0) as usize)
     }
 
+    /// Delivers fragments as they are read, without reassembly, reading at most
+    /// `fragment_limit`; returns the fragments read. For streams whose messages always fit
+    /// in one frame (a `FrameDescriptor` is 48 bytes; the smallest MTU is 1408): it skips
+    /// the fragment assembler's bookkeeping on every message. A longer message on such a
+    /// stream arrives as several pieces, each passed on alone, so the handler must treat
+    /// its bytes as untrusted (it does anyway). Allocates nothing.
+    pub fn poll_fragments<F: FnMut(&[u8])>(
+        &mut self,
+        mut handler: F,
+        fragment_limit: usize,
+    ) -> Result<usize, TransportError> {
+        let fragments = self
+            .inner
+            .poll_fn(|bytes, _header| handler(bytes), fragment_limit)
+            .or_aeron("poll subscription")?;
+        Ok(fragments.max(0) as usize)
+    }
+
     /// Whether at least one publication's image is connected.
     pub fn is_connected(&self) -> bool {
         self.inner.is_connected()

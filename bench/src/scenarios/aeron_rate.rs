@@ -27,7 +27,7 @@ const END: u64 = u64::MAX;
 /// Loop iterations between clock reads.
 const CHECK_EVERY: u32 = 64;
 /// Fragments one poll may deliver.
-const FRAGMENT_LIMIT: usize = 256;
+pub const FRAGMENT_LIMIT: usize = 256;
 
 /// Length of an encoded `FrameDescriptor` (message header included).
 pub fn frame_descriptor_len() -> usize {
@@ -142,7 +142,7 @@ fn subscribe(
     let mut iterations = 0u32;
     while !done {
         let fragments = subscription
-            .poll(
+            .poll_fragments(
                 |bytes| {
                     let seq = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
                     if seq == END {

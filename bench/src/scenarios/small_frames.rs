@@ -23,7 +23,7 @@ use crate::tp_host::DESCRIPTOR_CHANNEL;
 /// Payload bytes of every frame.
 pub const PAYLOAD: usize = 64;
 /// Header ring slots (and payload slots): the producer may run this many frames ahead.
-pub const HEADER_SLOTS: u32 = 1024;
+pub const HEADER_SLOTS: u32 = 16384;
 /// Target: delivered frames/s / raw Aeron messages/s.
 pub const RATE_TARGET: f64 = 0.5;
 

@@ -9,7 +9,7 @@ use super::counters::{ConsumerCounters, DropReason};
 use super::descriptors::DescriptorStream;
 use super::events::{ConsumerEvent, EventQueue, UnmapReason};
 use super::frame::{
-    decode_descriptor, read_frame, DescriptorMessage, Frame, FramePoll, SeqTracker,
+    decode_descriptor, read_frame, DescriptorMessage, Frame, FramePoll, SeqTracker, TensorCache,
 };
 use super::ConsumerError;
 use crate::client::grant::{LeaseGrant, ProtocolError};
@@ -68,6 +68,7 @@ pub struct Consumer {
     stream_id: u32,
     announces: AnnounceTracker,
     seqs: SeqTracker,
+    tensors: TensorCache,
     counters: ConsumerCounters,
     events: EventQueue,
     inbox: Vec<Inbound>,
@@ -105,6 +106,7 @@ impl Consumer {
                 join_time_ns,
             ),
             seqs: SeqTracker::new(config.max_outstanding_seq_gap),
+            tensors: TensorCache::default(),
             counters: ConsumerCounters::default(),
             events: EventQueue::new(),
             inbox: Vec::with_capacity(CONTROL_POLL_LIMIT * 2),
@@ -183,54 +185,95 @@ impl Consumer {
     /// Reads at most one descriptor. A descriptor of this stream is either delivered
     /// (`f` ran on a frame that passed every check before and after it ran) or dropped
     /// and counted; `f`'s result is discarded if the slot was overwritten while it ran.
-    /// Allocates nothing.
+    /// Allocates nothing. To read many frames per call, see [`Consumer::poll_frames`].
     pub fn poll_frame<R>(
         &mut self,
         f: impl FnOnce(&Frame<'_>) -> R,
     ) -> Result<FramePoll<R>, ConsumerError> {
-        let mut message = None;
-        let Some(conn) = self.conn.as_mut() else {
+        let mut f = Some(f);
+        let mut outcome = FramePoll::Empty;
+        self.poll_frames(
+            1,
+            |frame| f.take().map(|f| f(frame)),
+            |poll| {
+                outcome = match poll {
+                    FramePoll::Delivered(Some(r)) => FramePoll::Delivered(r),
+                    // One message per call: `read` runs at most once.
+                    FramePoll::Delivered(None) | FramePoll::Ignored => FramePoll::Ignored,
+                    FramePoll::Dropped(reason) => FramePoll::Dropped(reason),
+                    FramePoll::Empty => FramePoll::Empty,
+                }
+            },
+        )?;
+        Ok(outcome)
+    }
+
+    /// Reads up to `limit` messages from the descriptor stream in one pass, as Aeron's
+    /// fragment handlers do. For each descriptor of this stream that passes the checks,
+    /// `read` runs on its frame; `outcome` then learns what became of every message read,
+    /// in order: `Delivered(read's result)` if the seqlock still held after `read`
+    /// returned, `Dropped` (and counted) otherwise or when a check failed, `Ignored` for a
+    /// message that is not a descriptor of this stream. Returns the number of messages
+    /// read; 0 means none was waiting. Allocates nothing.
+    ///
+    /// Act on what `read` saw only in `outcome`, once it says `Delivered`: the producer may
+    /// overwrite a slot while `read` looks at it.
+    pub fn poll_frames<R>(
+        &mut self,
+        limit: usize,
+        mut read: impl FnMut(&Frame<'_>) -> R,
+        mut outcome: impl FnMut(FramePoll<R>),
+    ) -> Result<usize, ConsumerError> {
+        let Self {
+            conn,
+            mapped,
+            awaiting_epoch_until,
+            stream_id,
+            seqs,
+            tensors,
+            counters,
+            ..
+        } = self;
+        let Some(conn) = conn.as_mut() else {
             // Reconnecting (see `do_work`): nothing to read.
-            return Ok(FramePoll::Empty);
+            return Ok(0);
         };
-        let fragments = match conn
-            .descriptors
-            .poll(|bytes| message = Some(decode_descriptor(bytes)), 1)
-        {
-            Ok(fragments) => fragments,
+        let mut handler = |bytes: &[u8]| {
+            let descriptor = match decode_descriptor(bytes) {
+                DescriptorMessage::Descriptor(d) if d.stream_id == *stream_id => d,
+                DescriptorMessage::Descriptor(_) => {
+                    counters.descriptors_other_stream += 1;
+                    return outcome(FramePoll::Ignored);
+                }
+                DescriptorMessage::Other => return outcome(FramePoll::Ignored),
+                DescriptorMessage::Malformed => {
+                    counters.malformed_descriptors += 1;
+                    return outcome(FramePoll::Ignored);
+                }
+            };
+            counters.descriptors_received += 1;
+            let result = match mapped {
+                None => Err(DropReason::Unmapped),
+                Some(_) if awaiting_epoch_until.is_some() => Err(DropReason::AwaitingEpoch),
+                Some(mapped) => read_frame(mapped, &descriptor, seqs, tensors, counters, &mut read),
+            };
+            outcome(match result {
+                Ok(r) => {
+                    counters.frames_delivered += 1;
+                    FramePoll::Delivered(r)
+                }
+                Err(reason) => {
+                    counters.record_drop(reason);
+                    FramePoll::Dropped(reason)
+                }
+            })
+        };
+        match conn.descriptors.poll(&mut handler, limit) {
+            Ok(messages) => Ok(messages),
             // The media driver went away; the next `do_work` reconnects.
-            Err(_) if conn.is_closed() => return Ok(FramePoll::Empty),
-            Err(error) => return Err(error.into()),
-        };
-        let descriptor = match message {
-            None if fragments == 0 => return Ok(FramePoll::Empty),
-            None | Some(DescriptorMessage::Other) => return Ok(FramePoll::Ignored),
-            Some(DescriptorMessage::Malformed) => {
-                self.counters.malformed_descriptors += 1;
-                return Ok(FramePoll::Ignored);
-            }
-            Some(DescriptorMessage::Descriptor(d)) => d,
-        };
-        if descriptor.stream_id != self.stream_id {
-            self.counters.descriptors_other_stream += 1;
-            return Ok(FramePoll::Ignored);
+            Err(_) if conn.is_closed() => Ok(0),
+            Err(error) => Err(error.into()),
         }
-        self.counters.descriptors_received += 1;
-        let result = match &self.mapped {
-            None => Err(DropReason::Unmapped),
-            Some(_) if self.awaiting_epoch_until.is_some() => Err(DropReason::AwaitingEpoch),
-            Some(mapped) => read_frame(mapped, &descriptor, &mut self.seqs, &mut self.counters, f),
-        };
-        Ok(match result {
-            Ok(r) => {
-                self.counters.frames_delivered += 1;
-                FramePoll::Delivered(r)
-            }
-            Err(reason) => {
-                self.counters.record_drop(reason);
-                FramePoll::Dropped(reason)
-            }
-        })
     }
 
     /// The next event, oldest first.

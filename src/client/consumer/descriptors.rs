@@ -87,12 +87,14 @@ impl DescriptorFeed {
         Ok(1)
     }
 
-    /// Reads up to `limit` fragments from the active subscription.
+    /// Reads up to `limit` messages from the active subscription. Descriptor streams
+    /// carry single-fragment messages, so fragments are not reassembled (see
+    /// [`Subscription::poll_fragments`]).
     pub(crate) fn poll(
         &mut self,
         handler: impl FnMut(&[u8]),
         limit: usize,
     ) -> Result<usize, TransportError> {
-        self.active.poll(handler, limit)
+        self.active.poll_fragments(handler, limit)
     }
 }

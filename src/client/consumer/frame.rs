@@ -3,16 +3,21 @@
 //! `seq_commit` is committed for exactly its sequence before and after the slot is copied,
 //! every header field passes the v1.2 rules, and the seqlock still holds after the
 //! application has read the payload. Anything else is a counted drop. No heap allocation:
-//! the slot is copied to the stack and the payload is a view into the mapped pool.
+//! the slot is copied to the stack (up to the reserved pad, which consumers ignore) and the
+//! payload is a view into the mapped pool. A tensor description identical to the last one
+//! that passed is not decoded and checked again (see [`TensorCache`]).
 
 use super::counters::{ConsumerCounters, DropReason};
 use crate::client::mapping::MappedEpoch;
-use crate::client::tensor::validate_tensor_header;
+use crate::client::tensor::tensor_layout;
 use crate::protocol::codec::MessageHeader;
 use crate::protocol::control::{
-    self, frame_descriptor, FrameDescriptor, FrameDescriptorDecoder, TensorHeader,
+    self, frame_descriptor, tensor_header, FrameDescriptor, FrameDescriptorDecoder, TensorHeader,
 };
-use crate::shm::layout::{decode_slot, header_index, SlotContents, HEADER_SLOT_BYTES};
+use crate::shm::layout::{
+    decode_slot_fields, decode_slot_tensor, header_index, slot_tensor_bytes, SlotFields,
+    HEADER_SLOT_BYTES, TENSOR_HEADER_LEN, TENSOR_HEADER_USED_LEN,
+};
 use crate::shm::seqlock::SeqReadError;
 
 /// One accepted frame, valid for the duration of the application's closure.
@@ -23,7 +28,8 @@ pub struct Frame<'a> {
     stream_id: u32,
     header_index: u32,
     descriptor_timestamp_ns: Option<u64>,
-    contents: &'a SlotContents,
+    fields: SlotFields,
+    tensor: &'a TensorHeader,
     payload: &'a [u8],
 }
 
@@ -48,14 +54,15 @@ impl<'a> Frame<'a> {
         self.header_index
     }
 
-    /// The validated tensor description.
+    /// The validated tensor description. Its reserved `pad` reads as zeros: consumers
+    /// ignore those bytes (Wire Spec §8.2) and do not copy them out of the slot.
     pub fn tensor(&self) -> &'a TensorHeader {
-        &self.contents.tensor
+        self.tensor
     }
 
     /// Capture timestamp from the slot header (`SlotHeader.timestamp_ns`).
     pub fn timestamp_ns(&self) -> u64 {
-        self.contents.timestamp_ns
+        self.fields.timestamp_ns
     }
 
     /// Publish timestamp from the descriptor, when the producer set one.
@@ -65,12 +72,12 @@ impl<'a> Frame<'a> {
 
     /// Metadata version the frame refers to.
     pub fn meta_version(&self) -> u32 {
-        self.contents.meta_version
+        self.fields.meta_version
     }
 
     /// Payload pool the bytes live in.
     pub fn pool_id(&self) -> u16 {
-        self.contents.pool_id
+        self.fields.pool_id
     }
 
     /// The payload, read in place from the mapped pool (`values_len_bytes` long).
@@ -182,6 +189,51 @@ impl SeqTracker {
     }
 }
 
+/// The last tensor description that passed the §8.2 checks, keyed by its encoded bytes
+/// up to the reserved pad. A stream usually describes every frame alike, so a frame whose
+/// bytes match is not decoded and checked again: only its fit in the payload is.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TensorCache {
+    entry: Option<CachedTensor>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedTensor {
+    key: [u8; TENSOR_HEADER_USED_LEN],
+    header: TensorHeader,
+    extent_bytes: u64,
+}
+
+impl TensorCache {
+    /// The tensor description in `bytes` (a slot's embedded header), checked for a payload
+    /// of `values_len` bytes.
+    fn resolve(
+        &mut self,
+        bytes: &[u8; TENSOR_HEADER_LEN],
+        values_len: u32,
+    ) -> Result<&TensorHeader, DropReason> {
+        let key = &bytes[..TENSOR_HEADER_USED_LEN];
+        if !matches!(&self.entry, Some(entry) if entry.key[..] == *key) {
+            let mut header = decode_slot_tensor(bytes).map_err(|_| DropReason::HeaderFormat)?;
+            // Reserved: consumers ignore it (§8.2), and only part of it was copied.
+            header.pad = [0; tensor_header::PAD_LEN];
+            let layout = tensor_layout(&header).map_err(|_| DropReason::Tensor)?;
+            let mut cached_key = [0u8; TENSOR_HEADER_USED_LEN];
+            cached_key.copy_from_slice(key);
+            self.entry = Some(CachedTensor {
+                key: cached_key,
+                header,
+                extent_bytes: layout.extent_bytes,
+            });
+        }
+        let entry = self.entry.as_ref().expect("the entry was filled above");
+        if entry.extent_bytes > u64::from(values_len) {
+            return Err(DropReason::Tensor);
+        }
+        Ok(&entry.header)
+    }
+}
+
 /// Runs the acceptance algorithm for one descriptor against the mapped regions, calling
 /// `f` with the frame once every check passed; `Err` names the (already counted by the
 /// caller) reason the frame was dropped. `f`'s result is discarded if the slot was
@@ -190,6 +242,7 @@ pub(crate) fn read_frame<R>(
     mapped: &MappedEpoch,
     descriptor: &FrameDescriptor,
     seqs: &mut SeqTracker,
+    tensors: &mut TensorCache,
     counters: &mut ConsumerCounters,
     f: impl FnOnce(&Frame<'_>) -> R,
 ) -> Result<R, DropReason> {
@@ -210,20 +263,22 @@ pub(crate) fn read_frame<R>(
         SeqReadError::Changed { .. } => DropReason::Late,
     })?;
     let mut image = [0u8; HEADER_SLOT_BYTES];
-    mapped.read_slot(index, &mut image);
+    mapped.read_slot_used(index, &mut image);
     // Re-check before judging the fields, so a torn copy counts as late rather than as
     // whichever field happened to be half-written.
     seq_commit
         .validate_read(first)
         .map_err(|_| DropReason::Late)?;
-    let (contents, payload) = check_slot(mapped, index, &image)?;
+    let (fields, payload) = check_slot(mapped, index, &image)?;
+    let tensor = tensors.resolve(slot_tensor_bytes(&image), fields.values_len_bytes)?;
     let frame = Frame {
         seq,
         epoch: descriptor.epoch,
         stream_id: descriptor.stream_id,
         header_index: index,
         descriptor_timestamp_ns: descriptor.timestamp_ns,
-        contents: &contents,
+        fields,
+        tensor,
         payload,
     };
     let result = f(&frame);
@@ -234,33 +289,32 @@ pub(crate) fn read_frame<R>(
     Ok(result)
 }
 
-/// Validates a copied slot image against the mapped geometry (§8.2, §9, §10.2.1, §15.5)
-/// and returns its fields with the payload view.
+/// Validates a copied slot image's fields against the mapped geometry (§8.2, §9, §10.2.1,
+/// §15.5) and returns them with the payload view; the tensor description is checked by
+/// [`TensorCache::resolve`].
 fn check_slot<'m>(
     mapped: &'m MappedEpoch,
     index: u32,
     image: &[u8; HEADER_SLOT_BYTES],
-) -> Result<(SlotContents, &'m [u8]), DropReason> {
-    let (_, contents) = decode_slot(image).map_err(|_| DropReason::HeaderFormat)?;
-    if contents.payload_slot != index {
+) -> Result<(SlotFields, &'m [u8]), DropReason> {
+    let (_, fields) = decode_slot_fields(image).map_err(|_| DropReason::HeaderFormat)?;
+    if fields.payload_slot != index {
         return Err(DropReason::PayloadSlot);
     }
-    let pool = mapped.pool(contents.pool_id).ok_or(DropReason::Pool)?;
-    if contents.payload_slot >= pool.grant.nslots {
+    let pool = mapped.pool(fields.pool_id).ok_or(DropReason::Pool)?;
+    if fields.payload_slot >= pool.grant.nslots {
         return Err(DropReason::PayloadSlot);
     }
-    if contents.values_len_bytes > pool.grant.stride_bytes {
+    if fields.values_len_bytes > pool.grant.stride_bytes {
         return Err(DropReason::Length);
     }
-    if contents.payload_offset != 0 {
+    if fields.payload_offset != 0 {
         return Err(DropReason::PayloadOffset);
     }
-    validate_tensor_header(&contents.tensor, contents.values_len_bytes as usize)
-        .map_err(|_| DropReason::Tensor)?;
     let payload = pool
-        .slot_bytes(contents.payload_slot, contents.values_len_bytes as usize)
+        .slot_bytes(fields.payload_slot, fields.values_len_bytes as usize)
         .ok_or(DropReason::Length)?;
-    Ok((contents, payload))
+    Ok((fields, payload))
 }
 
 #[cfg(test)]

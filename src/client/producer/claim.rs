@@ -5,7 +5,6 @@ use super::descriptors::DescriptorFanout;
 use super::error::PublishError;
 use super::events::ProducerCounters;
 use super::writer::{EpochWriter, SlotClaim};
-use crate::client::tensor::validate_tensor_header;
 use crate::protocol::codec::MESSAGE_HEADER_LEN;
 use crate::protocol::control::{frame_descriptor, FrameDescriptor, TensorHeader};
 
@@ -64,7 +63,7 @@ impl<'a> FrameClaim<'a> {
     /// Writes the header, commits the slot and announces the frame; returns its sequence.
     /// An invalid `tensor` abandons the claim (the slot stays IN-PROGRESS).
     pub fn commit(mut self, tensor: &TensorHeader, timestamp_ns: u64) -> Result<u64, PublishError> {
-        if let Err(error) = validate_tensor_header(tensor, self.slot.len) {
+        if let Err(error) = self.writer.check_tensor(tensor, self.slot.len) {
             self.counters.invalid_tensors += 1;
             return Err(error.into());
         }

@@ -34,7 +34,6 @@ use crate::client::grant::LeaseGrant;
 use crate::client::link::ClientStreams;
 use crate::client::mapping::MappedEpoch;
 use crate::client::session::{DriverSession, Request, SessionEvent};
-use crate::client::tensor::validate_tensor_header;
 use crate::protocol::control::{QosProducer, TensorHeader};
 use crate::protocol::driver::{Role, ShmDetachRequest};
 use crate::shm::open::{Access, AllowedBaseDirs, BaseDirError};
@@ -145,7 +144,7 @@ impl Producer {
         let pool = writer
             .pool_for(payload.len())
             .inspect_err(|_| self.counters.frames_too_large += 1)?;
-        if let Err(error) = validate_tensor_header(tensor, payload.len()) {
+        if let Err(error) = writer.check_tensor(tensor, payload.len()) {
             self.counters.invalid_tensors += 1;
             return Err(error.into());
         }

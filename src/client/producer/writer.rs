@@ -1,11 +1,16 @@
 //! The producer's side of the seqlock protocol over one mapped epoch (Wire Spec §8.3,
 //! §9, §15.18): choose the slot and pool, mark the slot IN-PROGRESS, let the payload be
 //! written, write the full header, mark it COMMITTED. No allocation, no syscalls.
+//!
+//! A stream usually describes every frame alike, so the last tensor description that
+//! passed the §8.2 checks is kept with its encoding: the same description again is neither
+//! checked nor encoded again, only its fit in the payload is.
 
 use super::error::PublishError;
 use crate::client::mapping::MappedEpoch;
-use crate::protocol::control::TensorHeader;
-use crate::shm::layout::{encode_slot, header_index, SlotContents};
+use crate::client::tensor::{tensor_layout, TensorError};
+use crate::protocol::control::{slot_header, SlotHeader, TensorHeader};
+use crate::shm::layout::{header_index, HEADER_SLOT_BYTES, TENSOR_HEADER_LEN};
 
 /// A slot taken for one frame: its sequence is used, its `seq_commit` is IN-PROGRESS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +30,28 @@ pub(super) struct EpochWriter {
     epoch: MappedEpoch,
     next_seq: u64,
     max_len: usize,
+    tensor: Option<CheckedTensor>,
+}
+
+/// A tensor description that passed [`tensor_layout`], with its encoding.
+struct CheckedTensor {
+    header: TensorHeader,
+    encoded: [u8; TENSOR_HEADER_LEN],
+    extent_bytes: u64,
+}
+
+impl CheckedTensor {
+    fn new(header: &TensorHeader) -> Result<Self, TensorError> {
+        let layout = tensor_layout(header)?;
+        let mut encoded = [0u8; TENSOR_HEADER_LEN];
+        // Cannot fail: the buffer is exactly the encoded length.
+        let _ = header.encode(&mut encoded);
+        Ok(Self {
+            header: *header,
+            encoded,
+            extent_bytes: layout.extent_bytes,
+        })
+    }
 }
 
 impl EpochWriter {
@@ -41,7 +68,35 @@ impl EpochWriter {
             epoch,
             next_seq: 0,
             max_len,
+            tensor: None,
         }
+    }
+
+    /// The Wire Spec §8.2 checks of `tensor` for a payload of `len` bytes (the ones a
+    /// consumer applies); a description equal to the last one that passed is only checked
+    /// for its fit.
+    pub(super) fn check_tensor(
+        &mut self,
+        tensor: &TensorHeader,
+        len: usize,
+    ) -> Result<(), TensorError> {
+        let extent_bytes = match &self.tensor {
+            Some(checked) if checked.header == *tensor => checked.extent_bytes,
+            _ => {
+                let checked = CheckedTensor::new(tensor)?;
+                let extent_bytes = checked.extent_bytes;
+                self.tensor = Some(checked);
+                extent_bytes
+            }
+        };
+        let values_len = len as u64;
+        if extent_bytes > values_len {
+            return Err(TensorError::ExceedsPayload {
+                needed: extent_bytes,
+                values_len,
+            });
+        }
+        Ok(())
     }
 
     /// The mapping.
@@ -95,22 +150,36 @@ impl EpochWriter {
         bytes.expect("the slot is in range: pools have header_nslots slots (checked with the grant) and len fits the stride (checked by pool_for)")
     }
 
-    /// Steps 5–7: writes the whole header for `claim`, then stores COMMITTED.
+    /// Steps 5–7: writes the whole header for `claim`, then stores COMMITTED. `tensor`
+    /// is the description that just passed [`EpochWriter::check_tensor`].
     pub(super) fn commit(&mut self, claim: &SlotClaim, tensor: &TensorHeader, timestamp_ns: u64) {
-        let pool_id = self.epoch.pools()[claim.pool].grant.pool_id;
-        let contents = SlotContents {
+        let mut fresh = [0u8; TENSOR_HEADER_LEN];
+        let encoded = match &self.tensor {
+            Some(checked) => &checked.encoded,
+            None => {
+                // Not reached (check_tensor fills the cache); encode rather than trust it.
+                let _ = tensor.encode(&mut fresh);
+                &fresh
+            }
+        };
+        debug_assert!(self.tensor.as_ref().is_none_or(|c| c.header == *tensor));
+        let slot = SlotHeader {
+            // seq_commit in the image is not written: only the seqlock stores touch it.
+            seq_commit: 0,
             // Fits: len <= stride_bytes, a u32.
             values_len_bytes: claim.len as u32,
             payload_slot: claim.index,
-            pool_id,
+            pool_id: self.epoch.pools()[claim.pool].grant.pool_id,
             payload_offset: 0,
             timestamp_ns,
             meta_version: 0,
-            tensor: *tensor,
+            pad: [0; slot_header::PAD_LEN],
+            header_bytes: encoded,
         };
-        // seq_commit in the image is not written: only the seqlock stores touch it.
-        self.epoch
-            .write_slot_body(claim.index, &encode_slot(0, &contents));
+        let mut image = [0u8; HEADER_SLOT_BYTES];
+        // Cannot fail: a slot header with a 192-byte tensor header is exactly 256 bytes.
+        let _ = slot.encode_body(&mut image);
+        self.epoch.write_slot_body(claim.index, &image);
         self.epoch
             .seq_commit(claim.index)
             .store_committed(claim.seq);
@@ -231,5 +300,73 @@ mod tests {
         }
         assert_eq!(writer.next_seq(), 5);
         assert_eq!(writer.epoch().epoch(), 1);
+    }
+
+    #[test]
+    fn a_repeated_tensor_description_is_checked_for_each_payload() {
+        let dir = base();
+        let grant = grant(dir.path());
+        let allowed = AllowedBaseDirs::new([dir.path()]).expect("allowed");
+        let mapped = MappedEpoch::map(&grant, &allowed, Access::ReadWrite).expect("maps");
+        let mut writer = EpochWriter::new(mapped);
+        let tensor = bytes_header(64).expect("tensor");
+        assert_eq!(writer.check_tensor(&tensor, 64), Ok(()));
+        assert_eq!(
+            writer.check_tensor(&tensor, 63),
+            Err(TensorError::ExceedsPayload {
+                needed: 64,
+                values_len: 63
+            }),
+            "the remembered description still has to fit"
+        );
+        let mut rank_zero = tensor;
+        rank_zero.ndims = 0;
+        assert_eq!(
+            writer.check_tensor(&rank_zero, 64),
+            Err(TensorError::Ndims(0))
+        );
+        assert_eq!(
+            writer.check_tensor(&rank_zero, 64),
+            Err(TensorError::Ndims(0))
+        );
+        assert_eq!(writer.check_tensor(&tensor, 64), Ok(()));
+    }
+
+    #[test]
+    fn a_reused_slot_holds_exactly_the_new_frame() {
+        let dir = base();
+        let grant = grant(dir.path());
+        let allowed = AllowedBaseDirs::new([dir.path()]).expect("allowed");
+        let mapped = MappedEpoch::map(&grant, &allowed, Access::ReadWrite).expect("maps");
+        let reader = MappedEpoch::map(&grant, &allowed, Access::ReadOnly).expect("maps");
+        let mut writer = EpochWriter::new(mapped);
+        let mut first = bytes_header(64).expect("tensor");
+        first.pad = [0xA5; 109];
+        let second = bytes_header(10).expect("tensor");
+        // Ring of 4: sequences 0 and 4 share slot 0; 1 and 5 slot 1 (same description).
+        for (seq, tensor, len, ts) in [
+            (0u64, &first, 64usize, 7u64),
+            (1, &first, 64, 7),
+            (2, &first, 64, 7),
+            (3, &first, 64, 7),
+            (4, &second, 10, 8),
+            (5, &second, 10, 8),
+        ] {
+            writer.check_tensor(tensor, len).expect("valid");
+            let claim = writer.begin(len, writer.pool_for(len).expect("fits"));
+            assert_eq!(claim.seq, seq);
+            writer.commit(&claim, tensor, ts);
+        }
+        for (index, seq) in [(0u32, 4u64), (1, 5)] {
+            let mut image = [0u8; 256];
+            reader.read_slot(index, &mut image);
+            let (word, contents) = decode_slot(&image).expect("well-formed");
+            assert_eq!(word, committed(seq));
+            assert_eq!(contents.tensor, second, "every changed byte was written");
+            assert_eq!((contents.values_len_bytes, contents.timestamp_ns), (10, 8));
+        }
+        let mut image = [0u8; 256];
+        reader.read_slot(2, &mut image);
+        assert_eq!(decode_slot(&image).expect("well-formed").1.tensor, first);
     }
 }
