@@ -1237,3 +1237,33 @@ fn poll_frames_reads_up_to_its_limit_in_order() {
         "{c:?}"
     );
 }
+
+#[test]
+fn client_attaches_ring_the_idle_drivers_doorbell() {
+    let mut s = Setup::start();
+    let env = &s._env;
+    let wakeups = || {
+        tensorpool::transport::read_counters(&env.aeron_dir())
+            .expect("counters")
+            .into_iter()
+            .find(|c| c.label.ends_with(": doorbell wake-ups"))
+            .map_or(0, |c| c.value)
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let mut extra = Vec::new();
+    // Each new consumer attaches once the driver has been quiet long enough to park; the
+    // counter is refreshed every 100 ms.
+    while wakeups() < 1 {
+        assert!(Instant::now() < deadline, "no attach woke the driver");
+        std::thread::sleep(Duration::from_millis(20));
+        let mut consumer = Consumer::connect(env.consumer_config()).expect("connects");
+        pump_until(
+            &mut consumer,
+            &mut s.producer,
+            "the extra consumer attached",
+            |c, _| c.is_ready(),
+        );
+        extra.push(consumer);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}

@@ -532,3 +532,42 @@ fn counters_show_attaches_and_active_leases() {
         Some(0)
     );
 }
+
+#[test]
+fn a_parked_driver_is_woken_by_its_doorbell_and_removes_it_on_exit() {
+    use tensorpool::shm::doorbell::{doorbell_path, Doorbell};
+    let env = TestEnv::new();
+    let settings = DriverSettings::shared_announce();
+    let config = settings.config(&env);
+    let path = doorbell_path(&env.aeron_dir(), config.driver.control_stream_id);
+    let driver = InThreadDriver::start(&env, &settings);
+    let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
+    let bell = wait_until("the driver's doorbell", DEADLINE, || {
+        Doorbell::open(&path).expect("a well-formed doorbell")
+    });
+    let wakeups = settings.counter_label("doorbell wake-ups");
+    // Ring after each attach until one finds the driver parked (it parks within a few
+    // ms of going quiet); that attach is answered and the wake-up counted.
+    let deadline = Instant::now() + DEADLINE;
+    let mut client_id = 90;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let request = attach_request(STATIC_STREAM, client_id, Role::Consumer);
+        client.send_attach(&request);
+        let woke = bell.ring();
+        let reply = client.attach_response(request.correlation_id);
+        reply.expect_ok(client_id, Role::Consumer);
+        if woke {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the driver never parked");
+        client_id += 1;
+    }
+    assert!(client.wait_for_counter(&wakeups, |v| v >= 1) >= 1);
+    drop(client);
+    driver.stop().expect("driver stops cleanly");
+    assert!(
+        !path.exists(),
+        "the doorbell is removed when the driver stops"
+    );
+}

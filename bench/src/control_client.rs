@@ -12,6 +12,7 @@ use tensorpool::protocol::driver::{
     ShmDetachRequest, ShmLeaseKeepalive,
 };
 use tensorpool::protocol::MessageHeader;
+use tensorpool::shm::doorbell::{doorbell_path, Doorbell};
 use tensorpool::transport::{AeronClient, Publication, Subscription};
 
 use crate::aeron_host::{self, offer_until_published, ClientPump};
@@ -95,6 +96,9 @@ pub struct ControlClient {
     pump: ClientPump,
     buf: Vec<u8>,
     next_correlation_id: i64,
+    /// The driver's doorbell, rung after attaches and detaches as the client library does.
+    bell_path: std::path::PathBuf,
+    bell: Option<Doorbell>,
 }
 
 impl ControlClient {
@@ -118,6 +122,8 @@ impl ControlClient {
             buf: vec![0; 256],
             // Distinct per process, so concurrent load clients never share an id.
             next_correlation_id: i64::from(std::process::id()) << 32,
+            bell_path: doorbell_path(aeron_dir, stream_id as u32),
+            bell: None,
         })
     }
 
@@ -152,8 +158,18 @@ impl ControlClient {
             require_hugepages: HugepagesPolicy::Unspecified,
             desired_node_id: None,
         };
+        if self.bell.is_none() {
+            self.bell = Doorbell::open(&self.bell_path).setup("opening the driver's doorbell")?;
+        }
         self.send_encoded(|buf| request.encode(buf))?;
+        self.ring();
         Ok(request.correlation_id)
+    }
+
+    fn ring(&self) {
+        if let Some(bell) = &self.bell {
+            bell.ring();
+        }
     }
 
     /// Sends a detach request for `lease`; returns its correlation id.
@@ -167,6 +183,7 @@ impl ControlClient {
             role: lease.role,
         };
         self.send_encoded(|buf| request.encode(buf))?;
+        self.ring();
         Ok(request.correlation_id)
     }
 

@@ -3,11 +3,12 @@
 
 use super::session::Request;
 use crate::protocol::codec::EncodeError;
+use crate::shm::doorbell::{doorbell_path, Doorbell};
 use crate::transport::{
     AeronClient, ClientOptions, OfferOutcome, Publication, Subscription, TransportError,
 };
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Default IPC channel of every stream: the channel `config/driver.toml` uses. The term
 /// length only shapes this client's own publications (Aeron's IPC default is 64 MiB per
@@ -21,6 +22,9 @@ pub const DEFAULT_ANNOUNCE_STREAM_ID: u32 = 1001;
 pub const DEFAULT_DESCRIPTOR_STREAM_ID: u32 = 1100;
 /// Default QoS stream (`QosProducer`, `QosConsumer`).
 pub const DEFAULT_QOS_STREAM_ID: u32 = 1200;
+/// How often an attach looks again for the driver's doorbell (a driver that started
+/// later, or restarted and made a new one).
+const DOORBELL_RECHECK: Duration = Duration::from_secs(1);
 
 /// Where a client finds the driver and the data streams. The defaults agree with the
 /// shipped `config/driver.toml`; every field can be changed.
@@ -105,7 +109,52 @@ pub struct ControlLink {
     control_sub: Subscription,
     announce_sub: Option<Subscription>,
     buf: [u8; 128],
+    doorbell: DriverBell,
     client: AeronClient,
+}
+
+/// The driver's [doorbell](crate::shm::doorbell), rung after attach and detach requests so
+/// an idle driver answers at once; absent when the driver has none.
+struct DriverBell {
+    path: PathBuf,
+    bell: Option<Doorbell>,
+    next_check: Option<Instant>,
+}
+
+impl DriverBell {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            bell: None,
+            next_check: None,
+        }
+    }
+
+    /// (Re)opens the doorbell if it is missing or was replaced, at most once per
+    /// [`DOORBELL_RECHECK`].
+    fn refresh(&mut self) {
+        let now = Instant::now();
+        if self.next_check.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_check = Some(now + DOORBELL_RECHECK);
+        if self.bell.as_ref().is_some_and(Doorbell::is_current) {
+            return;
+        }
+        self.bell = match Doorbell::open(&self.path) {
+            Ok(bell) => bell,
+            Err(error) => {
+                tracing::debug!(%error, "not ringing the driver's doorbell");
+                None
+            }
+        };
+    }
+
+    fn ring(&self) {
+        if let Some(bell) = &self.bell {
+            bell.ring();
+        }
+    }
 }
 
 impl ControlLink {
@@ -129,11 +178,14 @@ impl ControlLink {
                 stream_i32(streams.announce_stream_id)?,
             )?)
         };
+        let mut doorbell = DriverBell::new(doorbell_path(client.dir(), streams.control_stream_id));
+        doorbell.refresh();
         Ok(Self {
             control_pub,
             control_sub,
             announce_sub,
             buf: [0; 128],
+            doorbell,
             client,
         })
     }
@@ -151,15 +203,24 @@ impl ControlLink {
     /// Publishes a request; `Ok(false)` when it could not be offered now (back pressure,
     /// or the driver is not subscribed), which the session treats as a send failure.
     pub fn send(&mut self, request: &Request) -> Result<bool, LinkError> {
-        let len = match request {
-            Request::Attach(r) => r.encode(&mut self.buf)?,
-            Request::Keepalive(k) => k.encode(&mut self.buf)?,
-            Request::Detach(d) => d.encode(&mut self.buf)?,
+        let (len, urgent) = match request {
+            Request::Attach(r) => {
+                self.doorbell.refresh();
+                (r.encode(&mut self.buf)?, true)
+            }
+            Request::Keepalive(k) => (k.encode(&mut self.buf)?, false),
+            Request::Detach(d) => (d.encode(&mut self.buf)?, true),
         };
-        Ok(matches!(
+        let published = matches!(
             self.control_pub.offer(&self.buf[..len])?,
             OfferOutcome::Published { .. }
-        ))
+        );
+        // A client waits for the answer to these: wake the driver if it is parked.
+        // Keepalives need no answer and can wait for the driver's next turn.
+        if published && urgent {
+            self.doorbell.ring();
+        }
+        Ok(published)
     }
 
     /// Whether the driver (or anyone) subscribes to the control stream.

@@ -23,6 +23,8 @@ pub struct Snapshot<'a> {
     pub producer_leases: usize,
     /// Live consumer leases.
     pub consumer_leases: usize,
+    /// Parks a client's doorbell ended early.
+    pub doorbell_wakeups: u64,
 }
 
 type Reader = fn(&Snapshot<'_>) -> u64;
@@ -54,6 +56,7 @@ const COUNTERS: &[(&str, Reader)] = &[
     ("shutdown requests ignored", |s| {
         s.core.shutdown_requests_ignored
     }),
+    ("doorbell wake-ups", |s| s.doorbell_wakeups),
 ];
 
 impl DriverCounters {
@@ -70,13 +73,14 @@ impl DriverCounters {
     }
 
     /// Writes the current figures.
-    pub fn update(&self, core: &DriverCore, agent: &AgentCounters) {
+    pub fn update(&self, core: &DriverCore, agent: &AgentCounters, doorbell_wakeups: u64) {
         let (producer_leases, consumer_leases) = core.lease_counts();
         let snapshot = Snapshot {
             core: core.counters(),
             agent,
             producer_leases,
             consumer_leases,
+            doorbell_wakeups,
         };
         for (counter, read) in &self.counters {
             counter.set(read(&snapshot));

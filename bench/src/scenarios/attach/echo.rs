@@ -11,6 +11,7 @@ use tensorpool::driver::runner::DriverIdle;
 use tensorpool::protocol::driver::{
     AnyMessage, ResponseCode, ShmAttachResponse, ShmAttachResponsePayloadPools, ShmDetachResponse,
 };
+use tensorpool::shm::doorbell::{doorbell_path, DriverDoorbell};
 use tensorpool::transport::{
     AeronClient, MediaDriverOptions, OfferOutcome, Publication, Subscription,
 };
@@ -123,24 +124,28 @@ fn echo_loop(
     let mut requests = Vec::with_capacity(64);
     let mut buf = vec![0u8; 1024];
     let mut next_lease = 1u64;
-    let mut idle = DriverIdle::new();
+    // The same doorbell as the driver's, so the idle reference is the driver's floor.
+    let bell = DriverDoorbell::create(&doorbell_path(dir, CONTROL_STREAM as u32))
+        .map_err(|e| e.to_string())?;
+    let mut idle = DriverIdle::new().with_doorbell(bell);
+    let poll = |subscription: &mut Subscription, requests: &mut Vec<Request>| {
+        subscription.poll(
+            |bytes| match AnyMessage::decode(bytes) {
+                Ok(AnyMessage::ShmAttachRequest(r)) => requests.push(Request::Attach {
+                    correlation_id: r.correlation_id(),
+                    stream_id: r.stream_id(),
+                }),
+                Ok(AnyMessage::ShmDetachRequest(r)) => requests.push(Request::Detach {
+                    correlation_id: r.correlation_id(),
+                }),
+                _ => {}
+            },
+            64,
+        )
+    };
     while !stop.load(Ordering::Acquire) {
         let mut work = client.do_work().map_err(|e| e.to_string())?;
-        work += subscription
-            .poll(
-                |bytes| match AnyMessage::decode(bytes) {
-                    Ok(AnyMessage::ShmAttachRequest(r)) => requests.push(Request::Attach {
-                        correlation_id: r.correlation_id(),
-                        stream_id: r.stream_id(),
-                    }),
-                    Ok(AnyMessage::ShmDetachRequest(r)) => requests.push(Request::Detach {
-                        correlation_id: r.correlation_id(),
-                    }),
-                    _ => {}
-                },
-                64,
-            )
-            .map_err(|e| e.to_string())?;
+        work += poll(&mut subscription, &mut requests).map_err(|e| e.to_string())?;
         let answered = !requests.is_empty();
         for request in requests.drain(..) {
             let len = match request {
@@ -190,7 +195,9 @@ fn echo_loop(
             }
             work += 1;
         }
-        idle.idle(work, answered);
+        idle.idle_with(work, answered, || {
+            client.do_work().unwrap_or(1) + poll(&mut subscription, &mut requests).unwrap_or(1)
+        });
     }
     Ok(())
 }
