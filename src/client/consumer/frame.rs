@@ -252,6 +252,7 @@ pub(crate) fn read_frame<R>(
     let seq = descriptor.seq;
     seqs.observe(seq, counters)?;
     let index = header_index(seq, mapped.header_nslots());
+    mapped.prefetch_payloads(index);
     let seq_commit = mapped.seq_commit(index);
     let first = seq_commit.begin_read(seq).map_err(|e| match e {
         SeqReadError::NotCommitted { .. } => DropReason::NotCommitted,
