@@ -26,8 +26,11 @@ use crate::stats::size_label;
 use crate::sys::Scratch;
 use crate::tp_host;
 
-/// Target: delivered bandwidth / memcpy bandwidth.
+/// Target: delivered bandwidth / memcpy bandwidth, for [`TARGET_PAYLOAD`] frames (the
+/// issue's target; the other sizes are reported with their ratio, for information).
 pub const BANDWIDTH_TARGET: f64 = 0.9;
+/// The payload size the bandwidth target is set for.
+pub const TARGET_PAYLOAD: usize = 640 << 10;
 /// Recording slices per payload size, each followed by an interleaved memcpy slice.
 const SLICES: u32 = 10;
 
@@ -91,9 +94,13 @@ impl Scenario for LargeFrames {
                 delivered.mib_per_s(),
                 "MiB/s",
             )
-            .against(Some(&paired))
-            .with_target(Target::RatioAtLeast(BANDWIDTH_TARGET))
-            .with_note(format!(
+            .against(Some(&paired));
+            let bandwidth = if payload == TARGET_PAYLOAD {
+                bandwidth.with_target(Target::RatioAtLeast(BANDWIDTH_TARGET))
+            } else {
+                bandwidth
+            };
+            let bandwidth = bandwidth.with_note(format!(
                 "{} frames delivered and verified in {:.1} s ({SLICES} slices, median; slices \
                  {}), {} dropped; the consumer checked {words} words of 8 B per frame (1 per \
                  {} + the last) and the 256 B header slot",

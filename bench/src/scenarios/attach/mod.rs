@@ -12,7 +12,9 @@
 //!   client thread (each its own client id).
 //!
 //! Reference: the same client and plans against an echo responder ([`echo`]) that answers
-//! at once with responses of the same shape, on the same kind of duty cycle as the driver.
+//! at once with responses of the same shape, on the same kind of duty cycle as the driver
+//! (`DriverIdle` parked on a doorbell of its own, which the client rings after each
+//! attach and detach as it rings the driver's, like the client library).
 //! The ratio is what the driver's work adds to the transport and idle-strategy floor.
 
 mod echo;
@@ -197,7 +199,7 @@ fn figures(scenario: &str, echo: &[LoopResult], driver: &[LoopResult]) -> Vec<Fi
         .against(Some(ref_idle_p99))
         .with_target(Target::AtMost(ATTACH_P99_TARGET_US))
         .with_note(format!(
-            "{} attaches {:?}–{:?} apart (uniform): the driver is parked (≤ {IDLE_PARK:?}) when each arrives",
+            "{} attaches {:?}–{:?} apart (uniform): the driver is parked (≤ {IDLE_PARK:?}) when each arrives and the client rings its doorbell",
             idle.attach.count(),
             idle_gap().0,
             idle_gap().1
