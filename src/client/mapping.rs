@@ -11,7 +11,7 @@ use super::grant::{LeaseGrant, PoolGrant};
 use crate::protocol::control::RegionType;
 use crate::shm::layout::{
     decode_superblock, header_slot_offset, payload_slot_offset, ExpectedRegion, SuperblockError,
-    HEADER_SLOT_BYTES, SLOT_READ_BYTES, SUPERBLOCK_SIZE,
+    HEADER_SLOT_BYTES, SLOT_READ_BYTES, SUPERBLOCK_SIZE, TENSOR_HEADER_OFFSET,
 };
 use crate::shm::open::{map_region, open_region, Access, AllowedBaseDirs, OpenError};
 use crate::shm::seqlock::SeqCommit;
@@ -53,6 +53,7 @@ pub struct MappedPool {
 
 impl MappedPool {
     /// Pointer to the start of payload slot `slot` (checked against the slot count).
+    #[inline]
     pub fn slot_ptr(&self, slot: u32) -> Option<*mut u8> {
         if slot >= self.grant.nslots {
             return None;
@@ -66,6 +67,7 @@ impl MappedPool {
     ///
     /// The bytes live in shared memory another process may be overwriting: treat the
     /// view as valid only once the frame's seqlock re-check succeeded.
+    #[inline]
     pub fn slot_bytes(&self, slot: u32, len: usize) -> Option<&[u8]> {
         if len > self.grant.stride_bytes as usize {
             return None;
@@ -83,6 +85,7 @@ impl MappedPool {
     // The memory is shared with other processes, not owned through `&self`; exclusivity
     // is the single-writer contract above, which the borrow checker cannot see.
     #[allow(clippy::mut_from_ref)]
+    #[inline]
     pub unsafe fn slot_bytes_mut(&self, slot: u32, len: usize) -> Option<&mut [u8]> {
         if len > self.grant.stride_bytes as usize {
             return None;
@@ -139,26 +142,31 @@ impl MappedEpoch {
     }
 
     /// The grant these regions belong to.
+    #[inline]
     pub fn grant(&self) -> &LeaseGrant {
         &self.grant
     }
 
     /// Epoch of the mapping.
+    #[inline]
     pub fn epoch(&self) -> u64 {
         self.grant.epoch
     }
 
     /// Header ring slot count.
+    #[inline]
     pub fn header_nslots(&self) -> u32 {
         self.grant.header_nslots
     }
 
     /// Pools, smallest stride first.
+    #[inline]
     pub fn pools(&self) -> &[MappedPool] {
         &self.pools
     }
 
     /// A pool by id.
+    #[inline]
     pub fn pool(&self, pool_id: u16) -> Option<&MappedPool> {
         self.pools.iter().find(|p| p.grant.pool_id == pool_id)
     }
@@ -170,6 +178,7 @@ impl MappedEpoch {
             .find(|p| p.grant.stride_bytes as usize >= len)
     }
 
+    #[inline]
     fn slot_ptr(&self, index: u32) -> *mut u8 {
         let index = index & (self.grant.header_nslots - 1);
         // In bounds: index < nslots and the file holds nslots slots after the superblock.
@@ -193,6 +202,7 @@ impl MappedEpoch {
     }
 
     /// The `seq_commit` word of header slot `index` (masked to the ring).
+    #[inline]
     pub fn seq_commit(&self, index: u32) -> SeqCommit<'_> {
         // SAFETY: slot offsets are 64 + i*256 from a page-aligned mapping, so 8-byte
         // aligned; the word lives as long as `self`; it is only accessed atomically.
@@ -208,10 +218,12 @@ impl MappedEpoch {
     /// Copies the first [`SLOT_READ_BYTES`] of header slot `index` into `out` (as
     /// [`MappedEpoch::read_slot`]) and leaves the rest of `out` as it was: the slot's
     /// tail is the tensor header's reserved pad, which a consumer ignores (§8.2).
+    #[inline]
     pub fn read_slot_used(&self, index: u32, out: &mut [u8; HEADER_SLOT_BYTES]) {
         self.read_slot_words(index, out, SLOT_READ_BYTES / 8);
     }
 
+    #[inline]
     fn read_slot_words(&self, index: u32, out: &mut [u8; HEADER_SLOT_BYTES], words: usize) {
         let src = self.slot_ptr(index).cast::<u64>();
         for (i, chunk) in out.chunks_exact_mut(8).take(words).enumerate() {
@@ -229,9 +241,23 @@ impl MappedEpoch {
     /// store, even of the same value, takes the cache line away from every consumer that
     /// read it, which then has to fetch it again across cores. Reading the words first
     /// costs nothing comparable: the producer wrote them, so they are in its cache.
+    #[inline]
     pub fn write_slot_body(&self, index: u32, image: &[u8; HEADER_SLOT_BYTES]) {
+        self.write_slot_words(index, image, HEADER_SLOT_BYTES / 8);
+    }
+
+    /// As [`MappedEpoch::write_slot_body`] for bytes 8..64 only (the `SlotHeader` block
+    /// and the `headerBytes` length: the seqlock word's cache line), for a producer that
+    /// knows the slot already holds the tensor description it is writing. Producer only.
+    #[inline]
+    pub fn write_slot_head(&self, index: u32, image: &[u8; HEADER_SLOT_BYTES]) {
+        self.write_slot_words(index, image, TENSOR_HEADER_OFFSET / 8);
+    }
+
+    #[inline]
+    fn write_slot_words(&self, index: u32, image: &[u8; HEADER_SLOT_BYTES], words: usize) {
         let dst = self.slot_ptr(index).cast::<u64>();
-        for (i, chunk) in image.chunks_exact(8).enumerate().skip(1) {
+        for (i, chunk) in image.chunks_exact(8).enumerate().take(words).skip(1) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
             let word = u64::from_ne_bytes(word);

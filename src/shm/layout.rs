@@ -68,6 +68,7 @@ pub const fn payload_slot_offset(slot: u32, stride_bytes: u32) -> u64 {
 }
 
 /// Header index of sequence `seq` in a ring of `nslots` (a power of two).
+#[inline]
 pub const fn header_index(seq: u64, nslots: u32) -> u32 {
     (seq & (nslots as u64).wrapping_sub(1)) as u32
 }
@@ -325,6 +326,7 @@ pub struct SlotFields {
 /// Decodes the `SlotHeader` fields of a slot image and checks that `headerBytes` is
 /// 192 bytes long (Wire Spec §8.2); returns `seq_commit` and the fields. The embedded
 /// tensor header is left to [`decode_slot_tensor`].
+#[inline]
 pub fn decode_slot_fields(
     image: &[u8; HEADER_SLOT_BYTES],
 ) -> Result<(u64, SlotFields), SlotFormatError> {
@@ -357,6 +359,7 @@ pub fn decode_slot_fields(
 }
 
 /// The embedded `TensorHeader` bytes of a slot image (its SBE header included).
+#[inline]
 pub fn slot_tensor_bytes(image: &[u8; HEADER_SLOT_BYTES]) -> &[u8; TENSOR_HEADER_LEN] {
     image[TENSOR_HEADER_OFFSET..]
         .try_into()

@@ -29,11 +29,13 @@
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 /// Encodes logical sequence `seq` as IN-PROGRESS (`seq << 1`).
+#[inline]
 pub const fn in_progress(seq: u64) -> u64 {
     seq << 1
 }
 
 /// Encodes logical sequence `seq` as COMMITTED (`(seq << 1) | 1`).
+#[inline]
 pub const fn committed(seq: u64) -> u64 {
     (seq << 1) | 1
 }
@@ -105,6 +107,7 @@ impl<'a> SeqCommit<'a> {
     /// * all concurrent accesses to those bytes (in this and other processes) must be
     ///   atomic; for a read-only mapping only [`load`](Self::load) and the read helpers
     ///   may be used (the store methods would fault).
+    #[inline]
     pub unsafe fn from_ptr(ptr: *mut u64) -> Self {
         // SAFETY: forwarded to the caller (alignment, validity for 'a, atomic access).
         Self {
@@ -118,6 +121,7 @@ impl<'a> SeqCommit<'a> {
     }
 
     /// Loads the raw `seq_commit` word with acquire ordering.
+    #[inline]
     pub fn load(&self) -> u64 {
         self.word.load(Ordering::Acquire)
     }
@@ -130,12 +134,14 @@ impl<'a> SeqCommit<'a> {
     /// release *fence* after the store forbids that: if a reader observes any write
     /// made after this call, its acquire fence (in [`validate_read`](Self::validate_read))
     /// synchronizes with this fence and the re-read sees IN-PROGRESS or later.
+    #[inline]
     pub fn store_in_progress(&self, seq: u64) {
         self.word.store(in_progress(seq), Ordering::Release);
         fence(Ordering::Release);
     }
 
     /// Writer final step: publishes the slot as COMMITTED for `seq` (release store).
+    #[inline]
     pub fn store_committed(&self, seq: u64) {
         self.word.store(committed(seq), Ordering::Release);
     }
@@ -144,6 +150,7 @@ impl<'a> SeqCommit<'a> {
     ///
     /// Returns the observed word, to be passed to [`validate_read`](Self::validate_read)
     /// after the caller has read the slot's header and payload.
+    #[inline]
     pub fn begin_read(&self, expected_seq: u64) -> Result<u64, SeqReadError> {
         let word = self.load();
         check_word(word, expected_seq)?;
@@ -154,6 +161,7 @@ impl<'a> SeqCommit<'a> {
     ///
     /// The fence keeps the caller's preceding data reads from being reordered after
     /// the re-read (an acquire *load* alone only orders accesses that follow it).
+    #[inline]
     pub fn validate_read(&self, first: u64) -> Result<(), SeqReadError> {
         fence(Ordering::Acquire);
         let second = self.word.load(Ordering::Relaxed);

@@ -84,6 +84,7 @@ impl Publication {
     }
 
     /// Offers one message; never blocks (see [`OfferOutcome`] for what to do next).
+    #[inline]
     pub fn offer(&self, bytes: &[u8]) -> Result<OfferOutcome, TransportError> {
         if bytes.len() > self.max_message_length {
             return Err(TransportError::MessageTooLarge {

@@ -70,6 +70,7 @@ impl Subscription {
     /// the fragment assembler's bookkeeping on every message. A longer message on such a
     /// stream arrives as several pieces, each passed on alone, so the handler must treat
     /// its bytes as untrusted (it does anyway). Allocates nothing.
+    #[inline]
     pub fn poll_fragments<F: FnMut(&[u8])>(
         &mut self,
         mut handler: F,

@@ -12,6 +12,7 @@ pub mod aeron_pingpong;
 pub mod aeron_rate;
 pub mod attach;
 pub mod driver_scale;
+pub mod frame_cost;
 pub mod iceoryx2_pingpong;
 pub mod large_frames;
 pub mod memcpy;
@@ -27,6 +28,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(large_frames::LargeFrames),
         Box::new(aeron_rate::AeronRate),
         Box::new(small_frames::SmallFrames),
+        Box::new(frame_cost::FrameCost),
         Box::new(aeron_pingpong::AeronPingPong),
         Box::new(iceoryx2_pingpong::Iceoryx2PingPong),
         Box::new(tp_pingpong::TpPingPong),

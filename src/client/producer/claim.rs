@@ -25,6 +25,7 @@ pub struct FrameClaim<'a> {
 }
 
 impl<'a> FrameClaim<'a> {
+    #[inline]
     pub(super) fn new(
         writer: &'a mut EpochWriter,
         descriptors: Option<&'a DescriptorFanout>,
@@ -41,11 +42,13 @@ impl<'a> FrameClaim<'a> {
     }
 
     /// The frame's sequence number.
+    #[inline]
     pub fn seq(&self) -> u64 {
         self.slot.seq
     }
 
     /// Payload length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.slot.len
     }
@@ -56,6 +59,7 @@ impl<'a> FrameClaim<'a> {
     }
 
     /// The payload bytes, in shared memory.
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         self.writer.payload_mut(&self.slot)
     }
@@ -73,7 +77,6 @@ impl<'a> FrameClaim<'a> {
             self.descriptors,
             self.counters,
             &self.slot,
-            tensor,
             timestamp_ns,
         ))
     }
@@ -96,17 +99,17 @@ impl std::fmt::Debug for FrameClaim<'_> {
     }
 }
 
-/// Steps 5–8 of §15.18 for a claimed slot whose payload is written: header, COMMITTED,
-/// then the descriptor on every descriptor publication. Returns the sequence.
+/// Steps 5–8 of §15.18 for a claimed slot whose payload is written and whose tensor
+/// description has just passed [`EpochWriter::check_tensor`]: header, COMMITTED, then the
+/// descriptor on every descriptor publication. Returns the sequence.
 pub(super) fn finish(
     writer: &mut EpochWriter,
     descriptors: Option<&DescriptorFanout>,
     counters: &mut ProducerCounters,
     slot: &SlotClaim,
-    tensor: &TensorHeader,
     timestamp_ns: u64,
 ) -> u64 {
-    writer.commit(slot, tensor, timestamp_ns);
+    writer.commit(slot, timestamp_ns);
     counters.frames_published += 1;
     if let Some(descriptors) = descriptors {
         let grant = writer.epoch().grant();

@@ -156,13 +156,13 @@ impl Producer {
             descriptors,
             &mut self.counters,
             &slot,
-            tensor,
             timestamp_ns,
         ))
     }
 
     /// Takes the next sequence and a payload slot of `len` bytes to fill in place; see
     /// [`FrameClaim`]. A frame too large for every pool uses no sequence number.
+    #[inline]
     pub fn claim(&mut self, len: usize) -> Result<FrameClaim<'_>, PublishError> {
         let writer = self.writer.as_mut().ok_or(PublishError::NotAttached)?;
         let pool = writer

@@ -9,8 +9,12 @@
 use super::error::PublishError;
 use crate::client::mapping::MappedEpoch;
 use crate::client::tensor::{tensor_layout, TensorError};
-use crate::protocol::control::{slot_header, SlotHeader, TensorHeader};
-use crate::shm::layout::{header_index, HEADER_SLOT_BYTES, TENSOR_HEADER_LEN};
+use crate::protocol::codec::{put_u16, put_u32, put_u64};
+use crate::protocol::control::{slot_header, TensorHeader};
+use crate::shm::layout::{
+    header_index, HEADER_BYTES_LEN_OFFSET, HEADER_SLOT_BYTES, TENSOR_HEADER_LEN,
+    TENSOR_HEADER_OFFSET,
+};
 
 /// A slot taken for one frame: its sequence is used, its `seq_commit` is IN-PROGRESS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +35,15 @@ pub(super) struct EpochWriter {
     next_seq: u64,
     max_len: usize,
     tensor: Option<CheckedTensor>,
+    /// The slot image the next commit stores: the tensor description of the last
+    /// [`EpochWriter::check_tensor`] and the `headerBytes` length stay from frame to frame;
+    /// the per-frame fields are written into it at each commit.
+    image: [u8; HEADER_SLOT_BYTES],
+    /// Changes each time the image's tensor description does.
+    tensor_generation: u32,
+    /// Per header slot, the `tensor_generation` whose description the slot holds (0:
+    /// unknown). A slot that holds the current one only needs its first line written.
+    slot_generations: Vec<u32>,
 }
 
 /// A tensor description that passed [`tensor_layout`], with its encoding.
@@ -39,6 +52,9 @@ struct CheckedTensor {
     encoded: [u8; TENSOR_HEADER_LEN],
     extent_bytes: u64,
 }
+
+/// Where a slot image keeps the encoded tensor description.
+const TENSOR_RANGE: std::ops::Range<usize> = TENSOR_HEADER_OFFSET..HEADER_SLOT_BYTES;
 
 impl CheckedTensor {
     fn new(header: &TensorHeader) -> Result<Self, TensorError> {
@@ -64,11 +80,15 @@ impl EpochWriter {
             .map(|p| p.grant.stride_bytes as usize)
             .max()
             .unwrap_or(0);
+        let nslots = epoch.header_nslots() as usize;
         Self {
             epoch,
             next_seq: 0,
             max_len,
             tensor: None,
+            image: slot_image_template(),
+            tensor_generation: 0,
+            slot_generations: vec![0; nslots],
         }
     }
 
@@ -85,7 +105,10 @@ impl EpochWriter {
             _ => {
                 let checked = CheckedTensor::new(tensor)?;
                 let extent_bytes = checked.extent_bytes;
+                self.image[TENSOR_RANGE].copy_from_slice(&checked.encoded);
                 self.tensor = Some(checked);
+                // Never 0 (unknown), even after wrapping.
+                self.tensor_generation = self.tensor_generation.wrapping_add(1).max(1);
                 extent_bytes
             }
         };
@@ -100,6 +123,7 @@ impl EpochWriter {
     }
 
     /// The mapping.
+    #[inline]
     pub(super) fn epoch(&self) -> &MappedEpoch {
         &self.epoch
     }
@@ -115,6 +139,7 @@ impl EpochWriter {
     }
 
     /// Fails with [`PublishError::FrameTooLarge`] unless some pool fits `len`.
+    #[inline]
     pub(super) fn pool_for(&self, len: usize) -> Result<usize, PublishError> {
         self.epoch
             .pools()
@@ -128,6 +153,7 @@ impl EpochWriter {
 
     /// Steps 1–3 of §15.18 for a frame of `len` bytes in pool `pool` (from
     /// [`EpochWriter::pool_for`]): takes the next sequence and stores IN-PROGRESS.
+    #[inline]
     pub(super) fn begin(&mut self, len: usize, pool: usize) -> SlotClaim {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -142,6 +168,7 @@ impl EpochWriter {
     }
 
     /// The payload bytes of `claim` (step 4 writes them).
+    #[inline]
     pub(super) fn payload_mut(&mut self, claim: &SlotClaim) -> &mut [u8] {
         let pool = &self.epoch.pools()[claim.pool];
         // SAFETY: this producer holds the stream's exclusive producer lease, so it is the
@@ -150,40 +177,48 @@ impl EpochWriter {
         bytes.expect("the slot is in range: pools have header_nslots slots (checked with the grant) and len fits the stride (checked by pool_for)")
     }
 
-    /// Steps 5–7: writes the whole header for `claim`, then stores COMMITTED. `tensor`
-    /// is the description that just passed [`EpochWriter::check_tensor`].
-    pub(super) fn commit(&mut self, claim: &SlotClaim, tensor: &TensorHeader, timestamp_ns: u64) {
-        let mut fresh = [0u8; TENSOR_HEADER_LEN];
-        let encoded = match &self.tensor {
-            Some(checked) => &checked.encoded,
-            None => {
-                // Not reached (check_tensor fills the cache); encode rather than trust it.
-                let _ = tensor.encode(&mut fresh);
-                &fresh
-            }
-        };
-        debug_assert!(self.tensor.as_ref().is_none_or(|c| c.header == *tensor));
-        let slot = SlotHeader {
-            // seq_commit in the image is not written: only the seqlock stores touch it.
-            seq_commit: 0,
-            // Fits: len <= stride_bytes, a u32.
-            values_len_bytes: claim.len as u32,
-            payload_slot: claim.index,
-            pool_id: self.epoch.pools()[claim.pool].grant.pool_id,
-            payload_offset: 0,
-            timestamp_ns,
-            meta_version: 0,
-            pad: [0; slot_header::PAD_LEN],
-            header_bytes: encoded,
-        };
-        let mut image = [0u8; HEADER_SLOT_BYTES];
-        // Cannot fail: a slot header with a 192-byte tensor header is exactly 256 bytes.
-        let _ = slot.encode_body(&mut image);
-        self.epoch.write_slot_body(claim.index, &image);
+    /// Steps 5–7: writes the whole header for `claim`, then stores COMMITTED. The tensor
+    /// description is the one that last passed [`EpochWriter::check_tensor`]: call that
+    /// first for every frame (a slot committed without one describes the payload as it
+    /// was checked last, or not at all).
+    pub(super) fn commit(&mut self, claim: &SlotClaim, timestamp_ns: u64) {
+        let pool_id = self.epoch.pools()[claim.pool].grant.pool_id;
+        let image = &mut self.image;
+        // Fits: len <= stride_bytes, a u32.
+        put_u32(
+            image,
+            slot_header::VALUES_LEN_BYTES_OFFSET,
+            claim.len as u32,
+        );
+        put_u32(image, slot_header::PAYLOAD_SLOT_OFFSET, claim.index);
+        put_u16(image, slot_header::POOL_ID_OFFSET, pool_id);
+        put_u32(image, slot_header::PAYLOAD_OFFSET_OFFSET, 0);
+        put_u64(image, slot_header::TIMESTAMP_NS_OFFSET, timestamp_ns);
+        put_u32(image, slot_header::META_VERSION_OFFSET, 0);
+        // seq_commit in the image is not written: only the seqlock stores touch it.
+        let generation = &mut self.slot_generations[claim.index as usize];
+        if *generation == self.tensor_generation && *generation != 0 {
+            self.epoch.write_slot_head(claim.index, &self.image);
+        } else {
+            self.epoch.write_slot_body(claim.index, &self.image);
+            *generation = self.tensor_generation;
+        }
         self.epoch
             .seq_commit(claim.index)
             .store_committed(claim.seq);
     }
+}
+
+/// A slot image with everything that does not change per frame: zero pad and the
+/// `headerBytes` length (the tensor description is filled in when checked).
+fn slot_image_template() -> [u8; HEADER_SLOT_BYTES] {
+    let mut image = [0u8; HEADER_SLOT_BYTES];
+    put_u32(
+        &mut image,
+        HEADER_BYTES_LEN_OFFSET,
+        TENSOR_HEADER_LEN as u32,
+    );
+    image
 }
 
 #[cfg(test)]
@@ -277,7 +312,8 @@ mod tests {
                 .enumerate()
                 .for_each(|(i, b)| *b = (i as u64 + expected_seq) as u8);
             let tensor = bytes_header(len).expect("tensor");
-            writer.commit(&claim, &tensor, 100 + expected_seq);
+            writer.check_tensor(&tensor, len).expect("valid");
+            writer.commit(&claim, 100 + expected_seq);
 
             let mut image = [0u8; 256];
             reader.read_slot(claim.index, &mut image);
@@ -355,7 +391,7 @@ mod tests {
             writer.check_tensor(tensor, len).expect("valid");
             let claim = writer.begin(len, writer.pool_for(len).expect("fits"));
             assert_eq!(claim.seq, seq);
-            writer.commit(&claim, tensor, ts);
+            writer.commit(&claim, ts);
         }
         for (index, seq) in [(0u32, 4u64), (1, 5)] {
             let mut image = [0u8; 256];
