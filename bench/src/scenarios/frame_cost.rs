@@ -73,24 +73,45 @@ impl Scenario for FrameCost {
         };
         // The driver on the other core, so its wake-ups do not land in the timed batches.
         let driver = InProcessDriver::start(&spec, driver_core)?;
-        if let Some(core) = here {
+        let aeron_dir = driver.aeron_dir().to_owned();
+        // On a thread of its own: pinning is per thread, and the harness's main thread
+        // must stay free for the scenarios after this one.
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("tp-frame-cost".into())
+                .spawn_scoped(s, || self.measure(ctx, &spec, &aeron_dir, here))
+                .map_err(|e| BenchError::Setup(format!("starting the measuring thread: {e}")))?
+                .join()
+                .map_err(|_| BenchError::Measure("the measuring thread panicked".into()))?
+        })
+    }
+}
+
+impl FrameCost {
+    fn measure(
+        &self,
+        ctx: &RunContext,
+        spec: &DriverSpec,
+        aeron_dir: &std::path::Path,
+        core: Option<usize>,
+    ) -> Result<Vec<Figure>, BenchError> {
+        if let Some(core) = core {
             pin_current_thread(core);
         }
-        let aeron_dir = driver.aeron_dir().to_owned();
         let mut producer = tp_host::attach_producer(tp_host::producer_config(
             &spec.shm_dir,
-            &aeron_dir,
+            aeron_dir,
             FIRST_STREAM_ID,
             DESCRIPTOR_STREAM,
         ))?;
         let mut consumer = tp_host::connect_consumer(tp_host::consumer_config(
             &spec.shm_dir,
-            &aeron_dir,
+            aeron_dir,
             FIRST_STREAM_ID,
             DESCRIPTOR_STREAM,
         ))?;
         tp_host::await_consumer_ready(&mut consumer, producer.epoch().unwrap_or(0))?;
-        let client = aeron_host::connect(&aeron_dir)?;
+        let client = aeron_host::connect(aeron_dir)?;
         let publication =
             Publication::add(&client, DATA_CHANNEL, AERON_STREAM).setup("adding a publication")?;
         let mut subscription = Subscription::add(&client, DATA_CHANNEL, AERON_STREAM)
