@@ -252,6 +252,8 @@ impl DriverDoorbell {
         bytes[..8].copy_from_slice(&DOORBELL_MAGIC.to_le_bytes());
         bytes[8..12].copy_from_slice(&DOORBELL_VERSION.to_le_bytes());
         bytes[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+        // A file of that name can only be left over from a process that had our pid.
+        let _ = std::fs::remove_file(&tmp);
         let written = (|| {
             let mut file = std::fs::OpenOptions::new()
                 .read(true)
