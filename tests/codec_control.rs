@@ -9,7 +9,11 @@
 mod bytes;
 #[path = "common/codec.rs"]
 mod codec;
-use codec::{assert_too_small_everywhere, assert_truncated, encode_with, err};
+use codec::{
+    assert_body_is_message_without_header, assert_cuts_truncated, assert_encodes,
+    assert_header_cuts_truncated, assert_payload_pools, assert_round_trip,
+    assert_too_small_everywhere, assert_truncated, assert_unknown_templates, encode_with, err,
+};
 
 use bytes::{assert_bytes, rd_u16, wr_u16, wr_u32, B, VAR_MAX};
 use tensorpool::protocol::control::{
@@ -100,18 +104,7 @@ fn assert_pool_announce(d: &ShmPoolAnnounceDecoder<'_>, v: &ShmPoolAnnounce<'_>)
     assert_eq!(d.layout_version(), v.layout_version);
     assert_eq!(d.header_nslots(), v.header_nslots);
     assert_eq!(d.header_slot_bytes(), v.header_slot_bytes);
-    let pools = d.payload_pools();
-    assert_eq!(pools.len(), v.payload_pools.len());
-    let mut n = 0;
-    for (got, want) in pools.zip(v.payload_pools) {
-        assert_eq!(got.pool_id(), want.pool_id);
-        assert_eq!(got.pool_nslots(), want.pool_nslots);
-        assert_eq!(got.stride_bytes(), want.stride_bytes);
-        assert_eq!(got.region_uri(), want.region_uri);
-        assert_eq!(&got.to_value(), want);
-        n += 1;
-    }
-    assert_eq!(n, v.payload_pools.len());
+    assert_payload_pools!(d.payload_pools(), v.payload_pools);
     assert_eq!(d.header_region_uri(), v.header_region_uri);
 }
 
@@ -516,8 +509,7 @@ fn pool_announce_exact_bytes_two_pools() {
     let v = pool_announce();
     let expected = pool_announce_bytes();
     assert_eq!(v.encoded_len(), expected.len());
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    let got = assert_encodes!(v, expected);
     assert_eq!(rd_u16(&got, 8 + 35), 10, "payloadPools blockLength");
     assert_eq!(rd_u16(&got, 8 + 35 + 2), 2, "payloadPools numInGroup");
     let d = ShmPoolAnnounceDecoder::wrap(&got).unwrap();
@@ -548,17 +540,13 @@ fn pool_announce_without_pools() {
         .group(10, 0)
         .var(b"")
         .build();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    let got = assert_encodes!(v, expected);
     assert_pool_announce(&ShmPoolAnnounceDecoder::wrap(&got).unwrap(), &v);
 }
 
 #[test]
 fn consumer_hello_exact_bytes_and_round_trip() {
-    let v = consumer_hello();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &consumer_hello_bytes());
-    assert_eq!(ConsumerHello::decode(&got), Ok(v));
+    let got = assert_round_trip!(ConsumerHello, consumer_hello(), consumer_hello_bytes());
     let d = ConsumerHelloDecoder::wrap(&got).unwrap();
     assert_eq!(d.supports_shm(), Bool::True);
     assert_eq!(d.supports_progress(), Bool::False);
@@ -597,8 +585,7 @@ fn consumer_hello_optional_fields_null() {
         .var(b"")
         .var(b"")
         .build();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    assert_encodes!(v, expected);
     let d = ConsumerHelloDecoder::wrap(&expected).unwrap();
     assert_eq!(d.progress_interval_us(), None);
     assert_eq!(d.progress_bytes_delta(), None);
@@ -608,10 +595,7 @@ fn consumer_hello_optional_fields_null() {
 
 #[test]
 fn consumer_config_exact_bytes_and_round_trip() {
-    let v = consumer_config();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &consumer_config_bytes());
-    assert_eq!(ConsumerConfig::decode(&got), Ok(v));
+    let got = assert_round_trip!(ConsumerConfig, consumer_config(), consumer_config_bytes());
     let d = ConsumerConfigDecoder::wrap(&got).unwrap();
     assert_eq!(d.use_shm(), Bool::True);
     assert_eq!(d.mode(), Mode::Stream);
@@ -622,10 +606,11 @@ fn consumer_config_exact_bytes_and_round_trip() {
 
 #[test]
 fn frame_descriptor_exact_bytes_and_round_trip() {
-    let v = frame_descriptor();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &frame_descriptor_bytes());
-    assert_eq!(FrameDescriptor::decode(&got), Ok(v));
+    let got = assert_round_trip!(
+        FrameDescriptor,
+        frame_descriptor(),
+        frame_descriptor_bytes()
+    );
     let d = FrameDescriptorDecoder::wrap(&got).unwrap();
     assert_eq!(d.seq(), 0x0000_0001_0000_0002);
     assert_eq!(d.trace_id(), Some(0xABCD_EF01_2345_6789));
@@ -648,8 +633,7 @@ fn frame_descriptor_optional_fields_null() {
         .fill(4, 0xFF) // metaVersion null u32::MAX
         .zeros(8) // traceId nullValue="0"
         .build();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    assert_encodes!(v, expected);
     let d = FrameDescriptorDecoder::wrap(&expected).unwrap();
     assert_eq!(d.timestamp_ns(), None);
     assert_eq!(d.meta_version(), None);
@@ -666,10 +650,7 @@ fn frame_descriptor_optional_fields_null() {
 
 #[test]
 fn frame_progress_exact_bytes_and_round_trip() {
-    let v = frame_progress();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &frame_progress_bytes());
-    assert_eq!(FrameProgress::decode(&got), Ok(v));
+    let got = assert_round_trip!(FrameProgress, frame_progress(), frame_progress_bytes());
     let d = FrameProgressDecoder::wrap(&got).unwrap();
     assert_eq!(d.state(), FrameProgressState::Complete);
     assert_eq!(d.payload_bytes_filled(), 0x0012_3456);
@@ -691,10 +672,7 @@ fn frame_progress_exact_bytes_and_round_trip() {
 
 #[test]
 fn qos_consumer_exact_bytes_and_round_trip() {
-    let v = qos_consumer();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &qos_consumer_bytes());
-    assert_eq!(QosConsumer::decode(&got), Ok(v));
+    let got = assert_round_trip!(QosConsumer, qos_consumer(), qos_consumer_bytes());
     let d = QosConsumerDecoder::wrap(&got).unwrap();
     assert_eq!(d.drops_gap(), 0x1234);
     assert_eq!(d.drops_late(), 0x5678);
@@ -703,10 +681,7 @@ fn qos_consumer_exact_bytes_and_round_trip() {
 
 #[test]
 fn qos_producer_exact_bytes_and_round_trip() {
-    let v = qos_producer();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &qos_producer_bytes());
-    assert_eq!(QosProducer::decode(&got), Ok(v));
+    let got = assert_round_trip!(QosProducer, qos_producer(), qos_producer_bytes());
     assert_eq!(
         QosProducerDecoder::wrap(&got).unwrap().watermark(),
         Some(0x10)
@@ -727,8 +702,7 @@ fn qos_producer_watermark_null() {
         .u64(0x0001_0000)
         .fill(4, 0xFF)
         .build();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    assert_encodes!(v, expected);
     assert_eq!(
         QosProducerDecoder::wrap(&expected).unwrap().watermark(),
         None
@@ -904,10 +878,11 @@ fn slot_header_encoded_into_tensor_header_body_written_in_place() {
 
 #[test]
 fn data_source_announce_exact_bytes_and_round_trip() {
-    let v = data_source_announce();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &data_source_announce_bytes());
-    assert_eq!(DataSourceAnnounce::decode(&got), Ok(v));
+    let got = assert_round_trip!(
+        DataSourceAnnounce,
+        data_source_announce(),
+        data_source_announce_bytes()
+    );
     let d = DataSourceAnnounceDecoder::wrap(&got).unwrap();
     assert_eq!(d.meta_version(), 3);
     assert_eq!(d.name(), b"front-camera");
@@ -919,8 +894,7 @@ fn data_source_meta_exact_bytes_and_round_trip() {
     let v = data_source_meta();
     let expected = data_source_meta_bytes();
     assert_eq!(v.encoded_len(), expected.len());
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    let got = assert_encodes!(v, expected);
     assert_eq!(rd_u16(&got, 8 + 16), 0, "attributes blockLength");
     assert_eq!(rd_u16(&got, 8 + 16 + 2), 3, "attributes numInGroup");
     let d = DataSourceMetaDecoder::wrap(&got).unwrap();
@@ -941,17 +915,17 @@ fn data_source_meta_without_attributes() {
         .u64(0x0102_0304_0506_0708)
         .group(0, 0)
         .build();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    let got = assert_encodes!(v, expected);
     assert_data_source_meta(&DataSourceMetaDecoder::wrap(&got).unwrap(), &v);
 }
 
 #[test]
 fn control_response_exact_bytes_and_round_trip() {
-    let v = control_response();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &control_response_bytes());
-    assert_eq!(ControlResponse::decode(&got), Ok(v));
+    let got = assert_round_trip!(
+        ControlResponse,
+        control_response(),
+        control_response_bytes()
+    );
     let d = ControlResponseDecoder::wrap(&got).unwrap();
     assert_eq!(d.correlation_id(), -0x101);
     assert_eq!(d.code(), ResponseCode::InternalError);
@@ -961,17 +935,12 @@ fn control_response_exact_bytes_and_round_trip() {
 #[test]
 fn encode_body_matches_encode_without_header() {
     let v = pool_announce();
-    let full = encode_with(v.encoded_len(), |b| v.encode(b));
-    let body = encode_with(v.encoded_body_len(), |b| v.encode_body(b));
-    assert_bytes(&body, &full[8..]);
+    let body = assert_body_is_message_without_header!(v);
     assert_pool_announce(
         &ShmPoolAnnounceDecoder::wrap_body(&body, 35, 1).unwrap(),
         &v,
     );
-    let v = data_source_meta();
-    let full = encode_with(v.encoded_len(), |b| v.encode(b));
-    let body = encode_with(v.encoded_body_len(), |b| v.encode_body(b));
-    assert_bytes(&body, &full[8..]);
+    assert_body_is_message_without_header!(data_source_meta());
     let v = tensor();
     let full = encode_with(192, |b| v.encode(b));
     let body = encode_with(184, |b| v.encode_body(b));
@@ -1101,7 +1070,7 @@ fn unknown_enum_values_decode_as_unrecognized_and_reencode_unchanged() {
     assert_eq!(v.supports_shm, Bool::Unrecognized(2));
     assert_eq!(v.supports_progress, Bool::Unrecognized(0xFF));
     assert_eq!(v.mode, Mode::Unrecognized(0));
-    assert_bytes(&encode_with(v.encoded_len(), |b| v.encode(b)), &wire);
+    assert_encodes!(v, wire);
 
     // FrameProgress state 4.
     let wire = B::new()
@@ -1114,7 +1083,7 @@ fn unknown_enum_values_decode_as_unrecognized_and_reencode_unchanged() {
         .build();
     let v = FrameProgress::decode(&wire).unwrap();
     assert_eq!(v.state, FrameProgressState::Unrecognized(4));
-    assert_bytes(&encode_with(v.encoded_len(), |b| v.encode(b)), &wire);
+    assert_encodes!(v, wire);
 
     // ShmPoolAnnounce clock domain 0.
     let wire = B::new()
@@ -1144,7 +1113,7 @@ fn unknown_enum_values_decode_as_unrecognized_and_reencode_unchanged() {
         payload_pools: &[],
         header_region_uri: d.header_region_uri(),
     };
-    assert_bytes(&encode_with(v.encoded_len(), |b| v.encode(b)), &wire);
+    assert_encodes!(v, wire);
 
     // ControlResponse code i32::MIN.
     let wire = B::new()
@@ -1155,7 +1124,7 @@ fn unknown_enum_values_decode_as_unrecognized_and_reencode_unchanged() {
         .build();
     let v = ControlResponse::decode(&wire).unwrap();
     assert_eq!(v.code, ResponseCode::Unrecognized(i32::MIN));
-    assert_bytes(&encode_with(v.encoded_len(), |b| v.encode(b)), &wire);
+    assert_encodes!(v, wire);
 
     // Superblock region type -2 (int16).
     let mut body = superblock_body_bytes();
@@ -1211,105 +1180,78 @@ fn error_empty_buffer() {
 
 #[test]
 fn error_truncated_header() {
-    let full = frame_descriptor_bytes();
-    for n in 1..8 {
-        assert_eq!(
-            err(FrameDescriptorDecoder::wrap(&full[..n])),
-            DecodeError::Truncated {
-                at: "message header",
-                needed: 8,
-                available: n
-            }
-        );
-        assert!(matches!(
-            err(AnyMessage::decode(&full[..n])),
-            DecodeError::Truncated { needed: 8, .. }
-        ));
-    }
+    assert_header_cuts_truncated(
+        &frame_descriptor_bytes(),
+        |b| err(FrameDescriptorDecoder::wrap(b)),
+        |b| err(AnyMessage::decode(b)),
+    );
 }
 
 #[test]
 fn error_truncated_fixed_block() {
     let full = frame_descriptor_bytes();
-    for n in 8..full.len() {
-        assert_truncated(err(FrameDescriptorDecoder::wrap(&full[..n])), "block");
-        assert_truncated(err(AnyMessage::decode(&full[..n])), "block");
-    }
+    let cuts = 8..full.len();
+    assert_cuts_truncated(&full, cuts.clone(), "block", |b| {
+        err(FrameDescriptorDecoder::wrap(b))
+    });
+    assert_cuts_truncated(&full, cuts, "block", |b| err(AnyMessage::decode(b)));
     let th = tensor_bytes();
-    for n in 8..th.len() {
-        assert_truncated(err(TensorHeaderDecoder::wrap(&th[..n])), "block");
-    }
+    assert_cuts_truncated(&th, 8..th.len(), "block", |b| {
+        err(TensorHeaderDecoder::wrap(b))
+    });
     let sb = superblock_body_bytes();
-    for n in 0..64 {
-        assert_truncated(
-            err(ShmRegionSuperblockDecoder::wrap_body(&sb[..n], 64, 1)),
-            "block",
-        );
-    }
+    assert_cuts_truncated(&sb, 0..64, "block", |b| {
+        err(ShmRegionSuperblockDecoder::wrap_body(b, 64, 1))
+    });
     let slot = slot_header_body_bytes(&th);
-    for n in 0..60 {
-        assert_truncated(
-            err(SlotHeaderDecoder::wrap_body(&slot[..n], 60, 1)),
-            "block",
-        );
-    }
+    assert_cuts_truncated(&slot, 0..60, "block", |b| {
+        err(SlotHeaderDecoder::wrap_body(b, 60, 1))
+    });
 }
 
 #[test]
 fn error_truncated_group_header() {
     let full = pool_announce_bytes();
-    for n in 8 + 35..8 + 35 + 4 {
-        assert_truncated(
-            err(ShmPoolAnnounceDecoder::wrap(&full[..n])),
-            "payloadPools",
-        );
-    }
+    assert_cuts_truncated(&full, 8 + 35..8 + 35 + 4, "payloadPools", |b| {
+        err(ShmPoolAnnounceDecoder::wrap(b))
+    });
     let full = data_source_meta_bytes();
-    for n in 8 + 16..8 + 16 + 4 {
-        assert_truncated(err(DataSourceMetaDecoder::wrap(&full[..n])), "attributes");
-    }
+    assert_cuts_truncated(&full, 8 + 16..8 + 16 + 4, "attributes", |b| {
+        err(DataSourceMetaDecoder::wrap(b))
+    });
 }
 
 #[test]
 fn error_truncated_group_entry() {
     let full = pool_announce_bytes();
+    let wrap = |b: &[u8]| err(ShmPoolAnnounceDecoder::wrap(b));
     let first = 8 + 35 + 4;
     let end_of_pools = first + 2 * (10 + 4) + POOLS[0].region_uri.len() + POOLS[1].region_uri.len();
-    for n in first..end_of_pools {
-        assert_truncated(
-            err(ShmPoolAnnounceDecoder::wrap(&full[..n])),
-            "payloadPools",
-        );
-    }
+    assert_cuts_truncated(&full, first..end_of_pools, "payloadPools", wrap);
     // numInGroup says 3, only 2 present.
     let mut more = full[..end_of_pools].to_vec();
     wr_u16(&mut more, 8 + 35 + 2, 3);
-    assert_truncated(err(ShmPoolAnnounceDecoder::wrap(&more)), "payloadPools");
+    assert_truncated(wrap(&more), "payloadPools");
 
     // DataSourceMeta entries are var data only: every cut inside them is a truncation.
     let full = data_source_meta_bytes();
-    for n in 8 + 16 + 4..full.len() {
-        assert_truncated(err(DataSourceMetaDecoder::wrap(&full[..n])), "attributes");
-    }
+    assert_cuts_truncated(&full, 8 + 16 + 4..full.len(), "attributes", |b| {
+        err(DataSourceMetaDecoder::wrap(b))
+    });
 }
 
 #[test]
 fn error_truncated_trailing_var_data() {
     let full = pool_announce_bytes();
-    for n in full.len() - 4 - HEADER_URI.len()..full.len() {
-        assert_truncated(
-            err(ShmPoolAnnounceDecoder::wrap(&full[..n])),
-            "headerRegionUri",
-        );
-    }
+    let uri = full.len() - 4 - HEADER_URI.len()..full.len();
+    assert_cuts_truncated(&full, uri, "headerRegionUri", |b| {
+        err(ShmPoolAnnounceDecoder::wrap(b))
+    });
     let th = tensor_bytes();
     let slot = slot_header_body_bytes(&th);
-    for n in 60..slot.len() {
-        assert_truncated(
-            err(SlotHeaderDecoder::wrap_body(&slot[..n], 60, 1)),
-            "headerBytes",
-        );
-    }
+    assert_cuts_truncated(&slot, 60..slot.len(), "headerBytes", |b| {
+        err(SlotHeaderDecoder::wrap_body(b, 60, 1))
+    });
     let full = consumer_config_bytes();
     for n in 8 + 18..full.len() {
         assert!(matches!(
@@ -1423,17 +1365,12 @@ fn error_wrong_template_for_specific_decoder() {
 
 #[test]
 fn error_unknown_template_via_any_message() {
-    for template in [0u16, 10, 12, 49, 53, 0xFFFF] {
-        let mut buf = control_response_bytes();
-        wr_u16(&mut buf, 2, template);
-        assert_eq!(
-            err(AnyMessage::decode(&buf)),
-            DecodeError::UnknownTemplate {
-                schema_id: 900,
-                template_id: template
-            }
-        );
-    }
+    assert_unknown_templates(
+        &control_response_bytes(),
+        900,
+        &[0, 10, 12, 49, 53, 0xFFFF],
+        |b| err(AnyMessage::decode(b)),
+    );
 }
 
 #[test]

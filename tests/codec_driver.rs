@@ -9,9 +9,13 @@
 mod bytes;
 #[path = "common/codec.rs"]
 mod codec;
-use codec::{assert_too_small_everywhere, assert_truncated, encode_with, err};
+use codec::{
+    assert_body_is_message_without_header, assert_cuts_truncated, assert_encodes,
+    assert_header_cuts_truncated, assert_payload_pools, assert_round_trip,
+    assert_too_small_everywhere, assert_truncated, assert_unknown_templates, encode_with, err,
+};
 
-use bytes::{assert_bytes, rd_u16, wr_u16, wr_u32, B, VAR_MAX};
+use bytes::{rd_u16, wr_u16, wr_u32, B, VAR_MAX};
 use tensorpool::protocol::driver::{
     AnyMessage, HugepagesPolicy, LeaseRevokeReason, PublishMode, ResponseCode, Role,
     ShmAttachRequest, ShmAttachRequestDecoder, ShmAttachResponse, ShmAttachResponseDecoder,
@@ -131,18 +135,7 @@ fn assert_attach_response(d: &ShmAttachResponseDecoder<'_>, v: &ShmAttachRespons
     assert_eq!(d.header_nslots(), v.header_nslots);
     assert_eq!(d.header_slot_bytes(), v.header_slot_bytes);
     assert_eq!(d.node_id(), v.node_id);
-    let pools = d.payload_pools();
-    assert_eq!(pools.len(), v.payload_pools.len());
-    let mut n = 0;
-    for (got, want) in pools.zip(v.payload_pools) {
-        assert_eq!(got.pool_id(), want.pool_id);
-        assert_eq!(got.pool_nslots(), want.pool_nslots);
-        assert_eq!(got.stride_bytes(), want.stride_bytes);
-        assert_eq!(got.region_uri(), want.region_uri);
-        assert_eq!(&got.to_value(), want);
-        n += 1;
-    }
-    assert_eq!(n, v.payload_pools.len());
+    assert_payload_pools!(d.payload_pools(), v.payload_pools);
     assert_eq!(d.header_region_uri(), v.header_region_uri);
     assert_eq!(d.error_message(), v.error_message);
 }
@@ -283,9 +276,7 @@ fn attach_request_exact_bytes_and_round_trip() {
     let expected = attach_request_bytes();
     assert_eq!(expected.len(), 8 + 27);
     assert_eq!(v.encoded_len(), expected.len());
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
-    assert_eq!(ShmAttachRequest::decode(&got), Ok(v));
+    let got = assert_round_trip!(ShmAttachRequest, v, expected);
     let d = ShmAttachRequestDecoder::wrap(&got).unwrap();
     assert_eq!(d.block_length(), 27);
     assert_eq!(d.acting_version(), 1);
@@ -320,8 +311,7 @@ fn attach_request_optional_fields_null() {
         .u8(0) // UNSPECIFIED
         .bytes(&[0xFF; 4]) // desiredNodeId nullValue 4294967295
         .build();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    assert_encodes!(v, expected);
     let d = ShmAttachRequestDecoder::wrap(&expected).unwrap();
     assert_eq!(d.publish_mode(), None);
     assert_eq!(d.desired_node_id(), None);
@@ -346,8 +336,7 @@ fn attach_response_exact_bytes_two_pools() {
     let v = attach_response();
     let expected = attach_response_bytes();
     assert_eq!(v.encoded_len(), expected.len());
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    let got = assert_encodes!(v, expected);
     // Group header sits right after the 54-byte block.
     assert_eq!(rd_u16(&got, 8 + 54), 10, "payloadPools entry blockLength");
     assert_eq!(rd_u16(&got, 8 + 54 + 2), 2, "payloadPools numInGroup");
@@ -390,8 +379,7 @@ fn attach_response_error_with_all_optionals_null() {
         .var(b"")
         .var(b"producer already attached")
         .build();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
+    assert_encodes!(v, expected);
     let d = ShmAttachResponseDecoder::wrap(&expected).unwrap();
     assert_attach_response(&d, &v);
     assert_eq!(d.payload_pools().next().map(|p| p.pool_id()), None);
@@ -400,20 +388,15 @@ fn attach_response_error_with_all_optionals_null() {
 #[test]
 fn attach_response_encode_body_matches_encode_without_header() {
     let v = attach_response();
-    let full = encode_with(v.encoded_len(), |b| v.encode(b));
-    let body = encode_with(v.encoded_body_len(), |b| v.encode_body(b));
+    let body = assert_body_is_message_without_header!(v);
     assert_eq!(v.encoded_body_len() + 8, v.encoded_len());
-    assert_bytes(&body, &full[8..]);
     let d = ShmAttachResponseDecoder::wrap_body(&body, 54, 1).unwrap();
     assert_attach_response(&d, &v);
 }
 
 #[test]
 fn detach_request_exact_bytes_and_round_trip() {
-    let v = detach_request();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &detach_request_bytes());
-    assert_eq!(ShmDetachRequest::decode(&got), Ok(v));
+    let got = assert_round_trip!(ShmDetachRequest, detach_request(), detach_request_bytes());
     let d = ShmDetachRequestDecoder::wrap(&got).unwrap();
     assert_eq!(d.correlation_id(), 0x0A0B_0C0D_0E0F_1011);
     assert_eq!(d.lease_id(), 0xF1F2_F3F4_F5F6_F7F8);
@@ -424,10 +407,11 @@ fn detach_request_exact_bytes_and_round_trip() {
 
 #[test]
 fn detach_response_exact_bytes_and_round_trip() {
-    let v = detach_response();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &detach_response_bytes());
-    assert_eq!(ShmDetachResponse::decode(&got), Ok(v));
+    let got = assert_round_trip!(
+        ShmDetachResponse,
+        detach_response(),
+        detach_response_bytes()
+    );
     let d = ShmDetachResponseDecoder::wrap(&got).unwrap();
     assert_eq!(d.code(), ResponseCode::InvalidParams);
     assert_eq!(d.error_message(), b"unknown lease");
@@ -435,10 +419,7 @@ fn detach_response_exact_bytes_and_round_trip() {
 
 #[test]
 fn lease_keepalive_exact_bytes_and_round_trip() {
-    let v = keepalive();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &keepalive_bytes());
-    assert_eq!(ShmLeaseKeepalive::decode(&got), Ok(v));
+    let got = assert_round_trip!(ShmLeaseKeepalive, keepalive(), keepalive_bytes());
     let d = ShmLeaseKeepaliveDecoder::wrap(&got).unwrap();
     assert_eq!(d.lease_id(), 0x8000_0000_0000_0001);
     assert_eq!(d.client_timestamp_ns(), 0x1718_1920_2122_2324);
@@ -446,10 +427,11 @@ fn lease_keepalive_exact_bytes_and_round_trip() {
 
 #[test]
 fn driver_shutdown_exact_bytes_and_round_trip() {
-    let v = driver_shutdown();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &driver_shutdown_bytes());
-    assert_eq!(ShmDriverShutdown::decode(&got), Ok(v));
+    let got = assert_round_trip!(
+        ShmDriverShutdown,
+        driver_shutdown(),
+        driver_shutdown_bytes()
+    );
     let d = ShmDriverShutdownDecoder::wrap(&got).unwrap();
     assert_eq!(d.timestamp_ns(), 0x0123_4567_89AB_CDEF);
     assert_eq!(d.reason(), ShutdownReason::Error);
@@ -469,17 +451,12 @@ fn driver_shutdown_normal_with_empty_message() {
         .u8(0)
         .u32(0)
         .build();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &expected);
-    assert_eq!(ShmDriverShutdown::decode(&got), Ok(v));
+    assert_round_trip!(ShmDriverShutdown, v, expected);
 }
 
 #[test]
 fn lease_revoked_exact_bytes_and_round_trip() {
-    let v = lease_revoked();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &lease_revoked_bytes());
-    assert_eq!(ShmLeaseRevoked::decode(&got), Ok(v));
+    let got = assert_round_trip!(ShmLeaseRevoked, lease_revoked(), lease_revoked_bytes());
     let d = ShmLeaseRevokedDecoder::wrap(&got).unwrap();
     assert_eq!(d.lease_id(), 0x2122_2324_2526_2728);
     assert_eq!(d.role(), Role::Producer);
@@ -506,10 +483,11 @@ fn lease_revoked_reasons_round_trip() {
 
 #[test]
 fn shutdown_request_exact_bytes_and_round_trip() {
-    let v = shutdown_request();
-    let got = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&got, &shutdown_request_bytes());
-    assert_eq!(ShmDriverShutdownRequest::decode(&got), Ok(v));
+    let got = assert_round_trip!(
+        ShmDriverShutdownRequest,
+        shutdown_request(),
+        shutdown_request_bytes()
+    );
     let d = ShmDriverShutdownRequestDecoder::wrap(&got).unwrap();
     assert_eq!(d.correlation_id(), 0x5152_5354_5556_5758);
     assert_eq!(d.reason(), ShutdownReason::Admin);
@@ -638,8 +616,7 @@ fn unknown_enum_values_decode_as_unrecognized_and_reencode_unchanged() {
     assert_eq!(v.role, Role::Unrecognized(0x7E));
     assert_eq!(v.publish_mode, Some(PublishMode::Unrecognized(9)));
     assert_eq!(v.require_hugepages, HugepagesPolicy::Unrecognized(200));
-    let again = encode_with(v.encoded_len(), |b| v.encode(b));
-    assert_bytes(&again, &wire);
+    assert_encodes!(v, wire);
 
     // ResponseCode (int32) with a negative unknown value.
     let wire = B::new()
@@ -650,7 +627,7 @@ fn unknown_enum_values_decode_as_unrecognized_and_reencode_unchanged() {
         .build();
     let v = ShmDetachResponse::decode(&wire).unwrap();
     assert_eq!(v.code, ResponseCode::Unrecognized(-3));
-    assert_bytes(&encode_with(v.encoded_len(), |b| v.encode(b)), &wire);
+    assert_encodes!(v, wire);
 
     // LeaseRevokeReason 0 (not defined) and ShutdownReason 99.
     let wire = B::new()
@@ -665,7 +642,7 @@ fn unknown_enum_values_decode_as_unrecognized_and_reencode_unchanged() {
         .build();
     let v = ShmLeaseRevoked::decode(&wire).unwrap();
     assert_eq!(v.reason, LeaseRevokeReason::Unrecognized(0));
-    assert_bytes(&encode_with(v.encoded_len(), |b| v.encode(b)), &wire);
+    assert_encodes!(v, wire);
 
     let wire = B::new()
         .header(9, 6, SCHEMA, VERSION)
@@ -675,7 +652,7 @@ fn unknown_enum_values_decode_as_unrecognized_and_reencode_unchanged() {
         .build();
     let v = ShmDriverShutdown::decode(&wire).unwrap();
     assert_eq!(v.reason, ShutdownReason::Unrecognized(99));
-    assert_bytes(&encode_with(v.encoded_len(), |b| v.encode(b)), &wire);
+    assert_encodes!(v, wire);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -712,79 +689,54 @@ fn error_empty_buffer() {
 
 #[test]
 fn error_truncated_header() {
-    let full = attach_request_bytes();
-    for n in 1..8 {
-        assert_eq!(
-            err(ShmAttachRequestDecoder::wrap(&full[..n])),
-            DecodeError::Truncated {
-                at: "message header",
-                needed: 8,
-                available: n
-            }
-        );
-        assert!(matches!(
-            err(AnyMessage::decode(&full[..n])),
-            DecodeError::Truncated { needed: 8, .. }
-        ));
-    }
+    assert_header_cuts_truncated(
+        &attach_request_bytes(),
+        |b| err(ShmAttachRequestDecoder::wrap(b)),
+        |b| err(AnyMessage::decode(b)),
+    );
 }
 
 #[test]
 fn error_truncated_fixed_block() {
     let full = attach_request_bytes();
-    for n in 8..full.len() {
-        assert_truncated(err(ShmAttachRequestDecoder::wrap(&full[..n])), "block");
-        assert_truncated(err(AnyMessage::decode(&full[..n])), "block");
-    }
+    let cuts = 8..full.len();
+    assert_cuts_truncated(&full, cuts.clone(), "block", |b| {
+        err(ShmAttachRequestDecoder::wrap(b))
+    });
+    assert_cuts_truncated(&full, cuts, "block", |b| err(AnyMessage::decode(b)));
     let full = attach_response_bytes();
-    for n in 8..8 + 54 {
-        assert_truncated(err(ShmAttachResponseDecoder::wrap(&full[..n])), "block");
-    }
+    assert_cuts_truncated(&full, 8..8 + 54, "block", |b| {
+        err(ShmAttachResponseDecoder::wrap(b))
+    });
 }
 
 #[test]
 fn error_truncated_group_header() {
     let full = attach_response_bytes();
-    for n in 8 + 54..8 + 54 + 4 {
-        assert_truncated(
-            err(ShmAttachResponseDecoder::wrap(&full[..n])),
-            "payloadPools",
-        );
-    }
+    assert_cuts_truncated(&full, 8 + 54..8 + 54 + 4, "payloadPools", |b| {
+        err(ShmAttachResponseDecoder::wrap(b))
+    });
 }
 
 #[test]
 fn error_truncated_group_entry() {
     let full = attach_response_bytes();
+    let wrap = |b: &[u8]| err(ShmAttachResponseDecoder::wrap(b));
     let first_entry = 8 + 54 + 4;
     // Inside the first entry's fixed block.
-    for n in first_entry..first_entry + 10 {
-        assert_truncated(
-            err(ShmAttachResponseDecoder::wrap(&full[..n])),
-            "payloadPools",
-        );
-    }
+    assert_cuts_truncated(&full, first_entry..first_entry + 10, "payloadPools", wrap);
     // Inside the first entry's regionUri (length prefix and bytes).
     let uri_len = POOLS[0].region_uri.len();
-    for n in first_entry + 10..first_entry + 10 + 4 + uri_len {
-        assert_truncated(
-            err(ShmAttachResponseDecoder::wrap(&full[..n])),
-            "payloadPools",
-        );
-    }
+    let uri = first_entry + 10..first_entry + 10 + 4 + uri_len;
+    assert_cuts_truncated(&full, uri, "payloadPools", wrap);
     // Anywhere in the second entry.
     let second = first_entry + 10 + 4 + uri_len;
-    for n in second..second + 14 {
-        assert_truncated(
-            err(ShmAttachResponseDecoder::wrap(&full[..n])),
-            "payloadPools",
-        );
-    }
+    assert_cuts_truncated(&full, second..second + 14, "payloadPools", wrap);
     // numInGroup larger than the entries present (buffer ends after the second entry).
     let end_of_pools = second + 10 + 4 + POOLS[1].region_uri.len();
     let mut more = full[..end_of_pools].to_vec();
     wr_u16(&mut more, 8 + 54 + 2, 3);
-    assert_truncated(err(ShmAttachResponseDecoder::wrap(&more)), "payloadPools");
+    assert_truncated(wrap(&more), "payloadPools");
 }
 
 #[test]
@@ -802,12 +754,9 @@ fn error_truncated_trailing_var_data() {
         }
     }
     let full = attach_response_bytes();
-    for n in full.len() - 4..full.len() {
-        assert_truncated(
-            err(ShmAttachResponseDecoder::wrap(&full[..n])),
-            "errorMessage",
-        );
-    }
+    assert_cuts_truncated(&full, full.len() - 4..full.len(), "errorMessage", |b| {
+        err(ShmAttachResponseDecoder::wrap(b))
+    });
 }
 
 #[test]
@@ -898,17 +847,9 @@ fn error_wrong_template_for_specific_decoder() {
 
 #[test]
 fn error_unknown_template_via_any_message() {
-    for template in [0u16, 9, 50, 0xFFFF] {
-        let mut buf = detach_request_bytes();
-        wr_u16(&mut buf, 2, template);
-        assert_eq!(
-            err(AnyMessage::decode(&buf)),
-            DecodeError::UnknownTemplate {
-                schema_id: 901,
-                template_id: template
-            }
-        );
-    }
+    assert_unknown_templates(&detach_request_bytes(), 901, &[0, 9, 50, 0xFFFF], |b| {
+        err(AnyMessage::decode(b))
+    });
 }
 
 #[test]

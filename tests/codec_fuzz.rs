@@ -10,6 +10,19 @@ use tensorpool::protocol::{control, driver};
 // Exercising decoders
 // ---------------------------------------------------------------------------------------
 
+/// Encodes `$v`, the value of the decoder `$d`, into a buffer of exactly its
+/// `encoded_len()`, checks the length `encode` returns and that the body is no longer than
+/// what was decoded, and evaluates to the bytes.
+macro_rules! reencode {
+    ($v:expr, $d:expr) => {{
+        let len = $v.encoded_len();
+        let mut out = vec![0u8; len];
+        assert_eq!($v.encode(&mut out), Ok(len));
+        assert!($v.encoded_body_len() <= $d.encoded_body_len());
+        out
+    }};
+}
+
 /// For a decoder of a message without groups: call the bookkeeping accessors and every
 /// getter (through `to_value`), format it, re-encode the value and check that it decodes
 /// to the same value and is no longer than what was decoded.
@@ -19,27 +32,34 @@ macro_rules! check_flat {
         let _ = (d.block_length(), d.acting_version(), d.encoded_body_len());
         let v = d.to_value();
         let _ = format!("{v:?} {d:?}");
-        let len = v.encoded_len();
-        let mut out = vec![0u8; len];
-        assert_eq!(v.encode(&mut out), Ok(len));
+        let out = reencode!(v, d);
         assert_eq!(<$V>::decode(&out), Ok(v));
-        assert!(v.encoded_body_len() <= d.encoded_body_len());
+    }};
+}
+
+/// The entries of the decoder `$d`'s `payloadPools` group as values, after calling every
+/// accessor of each entry and formatting it.
+macro_rules! pool_values {
+    ($d:expr) => {{
+        let d = $d;
+        let pools: Vec<_> = d.payload_pools().map(|p| p.to_value()).collect();
+        assert_eq!(pools.len(), d.payload_pools().len());
+        for p in d.payload_pools() {
+            let _ = (
+                p.pool_id(),
+                p.pool_nslots(),
+                p.stride_bytes(),
+                p.region_uri(),
+            );
+            let _ = format!("{p:?}");
+        }
+        pools
     }};
 }
 
 fn check_attach_response(d: &driver::ShmAttachResponseDecoder<'_>) {
     let _ = (d.block_length(), d.acting_version(), d.encoded_body_len());
-    let pools: Vec<_> = d.payload_pools().map(|p| p.to_value()).collect();
-    assert_eq!(pools.len(), d.payload_pools().len());
-    for p in d.payload_pools() {
-        let _ = (
-            p.pool_id(),
-            p.pool_nslots(),
-            p.stride_bytes(),
-            p.region_uri(),
-        );
-        let _ = format!("{p:?}");
-    }
+    let pools = pool_values!(d);
     let v = driver::ShmAttachResponse {
         correlation_id: d.correlation_id(),
         code: d.code(),
@@ -56,10 +76,7 @@ fn check_attach_response(d: &driver::ShmAttachResponseDecoder<'_>) {
         error_message: d.error_message(),
     };
     let _ = format!("{v:?} {d:?} {}", d.code());
-    let len = v.encoded_len();
-    let mut out = vec![0u8; len];
-    assert_eq!(v.encode(&mut out), Ok(len));
-    assert!(v.encoded_body_len() <= d.encoded_body_len());
+    let out = reencode!(v, d);
     let again = driver::ShmAttachResponseDecoder::wrap(&out).expect("re-encoded decodes");
     let pools2: Vec<_> = again.payload_pools().map(|p| p.to_value()).collect();
     assert_eq!(pools2, pools);
@@ -82,17 +99,7 @@ fn check_attach_response(d: &driver::ShmAttachResponseDecoder<'_>) {
 
 fn check_pool_announce(d: &control::ShmPoolAnnounceDecoder<'_>) {
     let _ = (d.block_length(), d.acting_version(), d.encoded_body_len());
-    let pools: Vec<_> = d.payload_pools().map(|p| p.to_value()).collect();
-    assert_eq!(pools.len(), d.payload_pools().len());
-    for p in d.payload_pools() {
-        let _ = (
-            p.pool_id(),
-            p.pool_nslots(),
-            p.stride_bytes(),
-            p.region_uri(),
-        );
-        let _ = format!("{p:?}");
-    }
+    let pools = pool_values!(d);
     let v = control::ShmPoolAnnounce {
         stream_id: d.stream_id(),
         producer_id: d.producer_id(),
@@ -106,10 +113,7 @@ fn check_pool_announce(d: &control::ShmPoolAnnounceDecoder<'_>) {
         header_region_uri: d.header_region_uri(),
     };
     let _ = format!("{v:?} {d:?} {}", d.announce_clock_domain());
-    let len = v.encoded_len();
-    let mut out = vec![0u8; len];
-    assert_eq!(v.encode(&mut out), Ok(len));
-    assert!(v.encoded_body_len() <= d.encoded_body_len());
+    let out = reencode!(v, d);
     let again = control::ShmPoolAnnounceDecoder::wrap(&out).expect("re-encoded decodes");
     let pools2: Vec<_> = again.payload_pools().map(|p| p.to_value()).collect();
     assert_eq!(pools2, pools);
@@ -139,10 +143,7 @@ fn check_data_source_meta(d: &control::DataSourceMetaDecoder<'_>) {
         attributes: &attrs,
     };
     let _ = format!("{v:?} {d:?}");
-    let len = v.encoded_len();
-    let mut out = vec![0u8; len];
-    assert_eq!(v.encode(&mut out), Ok(len));
-    assert!(v.encoded_body_len() <= d.encoded_body_len());
+    let out = reencode!(v, d);
     let again = control::DataSourceMetaDecoder::wrap(&out).expect("re-encoded decodes");
     let attrs2: Vec<_> = again.attributes().map(|a| a.to_value()).collect();
     assert_eq!(attrs2, attrs);
@@ -212,159 +213,119 @@ fn check_control_any(m: &control::AnyMessage<'_>) {
     }
 }
 
-/// `AnyMessage::decode` and every individual `wrap` of the driver schema.
-fn exercise_driver(buf: &[u8]) {
+/// How the bytes under test are wrapped: as a message (`wrap`, message header first) or
+/// headerless (`wrap_body`, as for SHM-resident blocks) with a caller-supplied block
+/// length and version.
+#[derive(Clone, Copy)]
+enum Wrap<'a> {
+    Message(&'a [u8]),
+    Body(&'a [u8], usize, u16),
+}
+
+/// `$Decoder::wrap` or `$Decoder::wrap_body`, as `$how` (a [`Wrap`]) says.
+macro_rules! wrap {
+    ($Decoder:ident, $how:expr) => {
+        match $how {
+            Wrap::Message(b) => $Decoder::wrap(b),
+            Wrap::Body(b, l, v) => $Decoder::wrap_body(b, l, v),
+        }
+    };
+}
+
+/// Every decoder of the driver schema, wrapped as `how` says.
+fn exercise_driver_decoders(how: Wrap<'_>) {
     use driver::*;
-    if let Ok(m) = AnyMessage::decode(buf) {
-        check_driver_any(&m);
-    }
-    if let Ok(d) = ShmAttachRequestDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmAttachRequestDecoder, how) {
         check_flat!(d, ShmAttachRequest);
     }
-    if let Ok(d) = ShmAttachResponseDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmAttachResponseDecoder, how) {
         check_attach_response(&d);
     }
-    if let Ok(d) = ShmDetachRequestDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmDetachRequestDecoder, how) {
         check_flat!(d, ShmDetachRequest);
     }
-    if let Ok(d) = ShmDetachResponseDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmDetachResponseDecoder, how) {
         check_flat!(d, ShmDetachResponse);
     }
-    if let Ok(d) = ShmLeaseKeepaliveDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmLeaseKeepaliveDecoder, how) {
         check_flat!(d, ShmLeaseKeepalive);
     }
-    if let Ok(d) = ShmDriverShutdownDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmDriverShutdownDecoder, how) {
         check_flat!(d, ShmDriverShutdown);
     }
-    if let Ok(d) = ShmLeaseRevokedDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmLeaseRevokedDecoder, how) {
         check_flat!(d, ShmLeaseRevoked);
     }
-    if let Ok(d) = ShmDriverShutdownRequestDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmDriverShutdownRequestDecoder, how) {
         check_flat!(d, ShmDriverShutdownRequest);
     }
 }
 
-/// `AnyMessage::decode` and every individual `wrap` of the control schema.
-fn exercise_control(buf: &[u8]) {
+/// Every decoder of the control schema, wrapped as `how` says.
+fn exercise_control_decoders(how: Wrap<'_>) {
     use control::*;
-    if let Ok(m) = AnyMessage::decode(buf) {
-        check_control_any(&m);
-    }
-    if let Ok(d) = ShmPoolAnnounceDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmPoolAnnounceDecoder, how) {
         check_pool_announce(&d);
     }
-    if let Ok(d) = ConsumerHelloDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ConsumerHelloDecoder, how) {
         check_flat!(d, ConsumerHello);
     }
-    if let Ok(d) = ConsumerConfigDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ConsumerConfigDecoder, how) {
         check_flat!(d, ConsumerConfig);
     }
-    if let Ok(d) = FrameDescriptorDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(FrameDescriptorDecoder, how) {
         check_flat!(d, FrameDescriptor);
     }
-    if let Ok(d) = FrameProgressDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(FrameProgressDecoder, how) {
         check_flat!(d, FrameProgress);
     }
-    if let Ok(d) = QosConsumerDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(QosConsumerDecoder, how) {
         check_flat!(d, QosConsumer);
     }
-    if let Ok(d) = QosProducerDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(QosProducerDecoder, how) {
         check_flat!(d, QosProducer);
     }
-    if let Ok(d) = ShmRegionSuperblockDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ShmRegionSuperblockDecoder, how) {
         check_flat!(d, ShmRegionSuperblock);
     }
-    if let Ok(d) = SlotHeaderDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(SlotHeaderDecoder, how) {
         check_slot_header(&d);
     }
-    if let Ok(d) = TensorHeaderDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(TensorHeaderDecoder, how) {
         check_tensor_header(&d);
     }
-    if let Ok(d) = DataSourceAnnounceDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(DataSourceAnnounceDecoder, how) {
         check_flat!(d, DataSourceAnnounce);
     }
-    if let Ok(d) = DataSourceMetaDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(DataSourceMetaDecoder, how) {
         check_data_source_meta(&d);
     }
-    if let Ok(d) = ControlResponseDecoder::wrap(buf) {
+    if let Ok(d) = wrap!(ControlResponseDecoder, how) {
         check_flat!(d, ControlResponse);
     }
+}
+
+/// `AnyMessage::decode` and every individual `wrap` of the driver schema.
+fn exercise_driver(buf: &[u8]) {
+    if let Ok(m) = driver::AnyMessage::decode(buf) {
+        check_driver_any(&m);
+    }
+    exercise_driver_decoders(Wrap::Message(buf));
+}
+
+/// `AnyMessage::decode` and every individual `wrap` of the control schema.
+fn exercise_control(buf: &[u8]) {
+    if let Ok(m) = control::AnyMessage::decode(buf) {
+        check_control_any(&m);
+    }
+    exercise_control_decoders(Wrap::Message(buf));
 }
 
 /// Every `wrap_body` (headerless, as for SHM-resident blocks) of both schemas with a
 /// caller-supplied block length and version.
 fn exercise_bodies(buf: &[u8], block_length: usize, version: u16) {
-    {
-        use driver::*;
-        let (b, l, v) = (buf, block_length, version);
-        if let Ok(d) = ShmAttachRequestDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ShmAttachRequest);
-        }
-        if let Ok(d) = ShmAttachResponseDecoder::wrap_body(b, l, v) {
-            check_attach_response(&d);
-        }
-        if let Ok(d) = ShmDetachRequestDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ShmDetachRequest);
-        }
-        if let Ok(d) = ShmDetachResponseDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ShmDetachResponse);
-        }
-        if let Ok(d) = ShmLeaseKeepaliveDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ShmLeaseKeepalive);
-        }
-        if let Ok(d) = ShmDriverShutdownDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ShmDriverShutdown);
-        }
-        if let Ok(d) = ShmLeaseRevokedDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ShmLeaseRevoked);
-        }
-        if let Ok(d) = ShmDriverShutdownRequestDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ShmDriverShutdownRequest);
-        }
-    }
-    {
-        use control::*;
-        let (b, l, v) = (buf, block_length, version);
-        if let Ok(d) = ShmPoolAnnounceDecoder::wrap_body(b, l, v) {
-            check_pool_announce(&d);
-        }
-        if let Ok(d) = ConsumerHelloDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ConsumerHello);
-        }
-        if let Ok(d) = ConsumerConfigDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ConsumerConfig);
-        }
-        if let Ok(d) = FrameDescriptorDecoder::wrap_body(b, l, v) {
-            check_flat!(d, FrameDescriptor);
-        }
-        if let Ok(d) = FrameProgressDecoder::wrap_body(b, l, v) {
-            check_flat!(d, FrameProgress);
-        }
-        if let Ok(d) = QosConsumerDecoder::wrap_body(b, l, v) {
-            check_flat!(d, QosConsumer);
-        }
-        if let Ok(d) = QosProducerDecoder::wrap_body(b, l, v) {
-            check_flat!(d, QosProducer);
-        }
-        if let Ok(d) = ShmRegionSuperblockDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ShmRegionSuperblock);
-        }
-        if let Ok(d) = SlotHeaderDecoder::wrap_body(b, l, v) {
-            check_slot_header(&d);
-        }
-        if let Ok(d) = TensorHeaderDecoder::wrap_body(b, l, v) {
-            check_tensor_header(&d);
-        }
-        if let Ok(d) = DataSourceAnnounceDecoder::wrap_body(b, l, v) {
-            check_flat!(d, DataSourceAnnounce);
-        }
-        if let Ok(d) = DataSourceMetaDecoder::wrap_body(b, l, v) {
-            check_data_source_meta(&d);
-        }
-        if let Ok(d) = ControlResponseDecoder::wrap_body(b, l, v) {
-            check_flat!(d, ControlResponse);
-        }
-    }
+    exercise_driver_decoders(Wrap::Body(buf, block_length, version));
+    exercise_control_decoders(Wrap::Body(buf, block_length, version));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -399,6 +360,21 @@ type Pool = (u16, u32, u32, Vec<u8>);
 
 fn pools() -> impl Strategy<Value = Vec<Pool>> {
     vec((any::<u16>(), any::<u32>(), any::<u32>(), bytes(40)), 0..4)
+}
+
+/// The `payloadPools` entries (of the entry type `$Entry`) for the generated `$pools`.
+macro_rules! pool_entries {
+    ($Entry:ident, $pools:expr) => {
+        $pools
+            .iter()
+            .map(|(id, n, st, uri)| $Entry {
+                pool_id: *id,
+                pool_nslots: *n,
+                stride_bytes: *st,
+                region_uri: uri,
+            })
+            .collect::<Vec<_>>()
+    };
 }
 
 /// A valid encoding of an arbitrary driver message.
@@ -437,15 +413,7 @@ fn driver_message() -> impl Strategy<Value = Vec<u8>> {
         )
             .prop_map(
                 |((c, code, lease, exp, sid), (ep, lv, ns, sb, node), p, hu, em)| {
-                    let entries: Vec<_> = p
-                        .iter()
-                        .map(|(id, n, st, uri)| ShmAttachResponsePayloadPools {
-                            pool_id: *id,
-                            pool_nslots: *n,
-                            stride_bytes: *st,
-                            region_uri: uri,
-                        })
-                        .collect();
+                    let entries = pool_entries!(ShmAttachResponsePayloadPools, p);
                     let v = ShmAttachResponse {
                         correlation_id: c,
                         code: ResponseCode::from_raw(code),
@@ -600,15 +568,7 @@ fn control_message() -> impl Strategy<Value = Vec<u8>> {
             bytes(40)
         )
             .prop_map(|((s, p, e, t, cd), (lv, ns, sb), pl, hu)| {
-                let entries: Vec<_> = pl
-                    .iter()
-                    .map(|(id, n, st, uri)| ShmPoolAnnouncePayloadPools {
-                        pool_id: *id,
-                        pool_nslots: *n,
-                        stride_bytes: *st,
-                        region_uri: uri,
-                    })
-                    .collect();
+                let entries = pool_entries!(ShmPoolAnnouncePayloadPools, pl);
                 let v = ShmPoolAnnounce {
                     stream_id: s,
                     producer_id: p,

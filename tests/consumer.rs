@@ -4,15 +4,21 @@
 //! read-write mapping, seqlock writes, descriptors) and the consumer run on the test
 //! thread. Every wait is bounded; the driver thread stops when its handle drops.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
+use support::{
+    client_streams, DriverSettings, InThreadDriver, TestEnv, ANNOUNCE_PERIOD, CHANNEL,
+    CONTROL_STREAM, DEADLINE, DESCRIPTOR_RANGE, DESCRIPTOR_STREAM, HEADER_NSLOTS as NSLOTS,
+    KEEPALIVE_INTERVAL as KEEPALIVE, SEPARATE_ANNOUNCE_STREAM as ANNOUNCE_STREAM,
+    STATIC_STREAM as STREAM,
+};
 use tensorpool::client::consumer::{
     monotonic_now_ns, Consumer, ConsumerConfig, ConsumerCounters, ConsumerEvent, DescriptorStream,
     DropReason, Frame, FramePoll, UnmapReason,
@@ -20,8 +26,7 @@ use tensorpool::client::consumer::{
 use tensorpool::client::{
     ClientStreams, ControlLink, DriverSession, MappedEpoch, Request, SessionConfig, SessionEvent,
 };
-use tensorpool::config::{DriverConfig, NoEnv};
-use tensorpool::driver::runner::{run_until, RunError};
+use tensorpool::config::{DriverConfig, DEFAULT_SHUTDOWN_TIMEOUT_MS};
 use tensorpool::protocol::control::{
     ClockDomain, Dtype, FrameDescriptor, MajorOrder, ProgressUnit, ShmPoolAnnounce,
     ShmPoolAnnouncePayloadPools, TensorHeader,
@@ -30,22 +35,10 @@ use tensorpool::protocol::driver::{LeaseRevokeReason, Role, ShmLeaseRevoked};
 use tensorpool::shm::layout::{encode_slot, header_index, SlotContents, HEADER_SLOT_BYTES};
 use tensorpool::shm::open::{Access, AllowedBaseDirs};
 use tensorpool::shm::seqlock::{committed, in_progress};
-use tensorpool::transport::{AeronClient, Publication};
+use tensorpool::transport::Publication;
 
-/// Failsafe for every wait (each finishes far sooner).
-const DEADLINE: Duration = Duration::from_secs(10);
-/// IPC with the smallest term Aeron allows.
-const CHANNEL: &str = "aeron:ipc?term-length=64k";
-const CONTROL_STREAM: u32 = 1000;
-const ANNOUNCE_STREAM: u32 = 1001;
-const DESCRIPTOR_STREAM: u32 = 1100;
-const QOS_STREAM: u32 = 1200;
 /// First per-consumer descriptor stream the driver assigns.
-const PER_CONSUMER_DESCRIPTOR: u32 = 31000;
-const STREAM: u32 = 10000;
-const NSLOTS: u32 = 8;
-const ANNOUNCE_PERIOD: Duration = Duration::from_millis(200);
-const KEEPALIVE: Duration = Duration::from_millis(100);
+const PER_CONSUMER_DESCRIPTOR: u32 = DESCRIPTOR_RANGE.0;
 
 /// Counts heap allocations per thread, to pin the allocation-free frame path.
 struct CountingAllocator;
@@ -75,99 +68,62 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-/// A private directory under /dev/shm with `aeron/` and `shm/`, removed on drop.
+/// A private directory under /dev/shm with `aeron/` and `shm/` (removed on drop) and the
+/// driver settings of the test.
 struct Env {
-    dir: TempDir,
-    announce_stream: u32,
+    dir: TestEnv,
+    settings: DriverSettings,
 }
 
 impl Env {
     /// Announces on a stream of their own.
     fn new() -> Self {
-        Self::with_announce_stream(ANNOUNCE_STREAM)
+        Self::with_settings(DriverSettings::separate_announce())
     }
 
     /// Announces on the control stream, which keeps revokes and announces in order.
     fn shared_announce() -> Self {
-        Self::with_announce_stream(CONTROL_STREAM)
+        Self::with_settings(DriverSettings::shared_announce())
     }
 
-    fn with_announce_stream(announce_stream: u32) -> Self {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("tp-consumer-test-");
-        let dir = builder
-            .tempdir_in("/dev/shm")
-            .or_else(|_| builder.tempdir())
-            .expect("creating a temporary directory");
-        std::fs::create_dir(dir.path().join("shm")).expect("creating shm/");
+    fn with_settings(settings: DriverSettings) -> Self {
         Self {
-            dir,
-            announce_stream,
+            dir: TestEnv::new(),
+            settings: DriverSettings {
+                instance_id: "tp-consumer-test".into(),
+                ..settings
+            },
         }
     }
 
     fn aeron_dir(&self) -> PathBuf {
-        self.dir.path().join("aeron")
+        self.dir.aeron_dir()
     }
 
     fn shm_dir(&self) -> PathBuf {
-        self.dir.path().join("shm")
+        self.dir.shm_dir()
     }
 
+    /// The support configuration as these tests have always run the driver: a static
+    /// stream only, no remote shutdown, the default shutdown drain.
     fn driver_config(&self) -> DriverConfig {
-        let toml = format!(
-            r#"[driver]
-instance_id = "tp-consumer-test"
-media_driver = "embedded"
-aeron_dir = "{aeron}"
-control_channel = "{CHANNEL}"
-control_stream_id = {CONTROL_STREAM}
-announce_channel = "{CHANNEL}"
-announce_stream_id = {announce_stream}
-qos_channel = "{CHANNEL}"
-qos_stream_id = {QOS_STREAM}
-descriptor_stream_id_range = "{PER_CONSUMER_DESCRIPTOR}-31003"
-control_stream_id_range = "32000-32003"
+        let mut config = self.settings.config(&self.dir);
+        config.driver.stream_id_range = None;
+        config.policies.allow_dynamic_streams = false;
+        config.policies.shutdown_token = None;
+        config.policies.shutdown_timeout_ms = DEFAULT_SHUTDOWN_TIMEOUT_MS;
+        config
+    }
 
-[shm]
-base_dir = "{shm}"
-namespace = "test"
-
-[policies]
-announce_period_ms = {announce}
-lease_keepalive_interval_ms = {keepalive}
-lease_expiry_grace_intervals = 3
-prefault_shm = false
-
-[profiles.small]
-header_nslots = {NSLOTS}
-payload_pools = [{{ pool_id = 1, stride_bytes = 4096 }}, {{ pool_id = 2, stride_bytes = 65536 }}]
-
-[streams.fixed]
-stream_id = {STREAM}
-profile = "small"
-"#,
-            aeron = self.aeron_dir().display(),
-            shm = self.shm_dir().display(),
-            announce = ANNOUNCE_PERIOD.as_millis(),
-            keepalive = KEEPALIVE.as_millis(),
-            announce_stream = self.announce_stream,
-        );
-        DriverConfig::from_toml_str(&toml, &NoEnv).expect("valid test configuration")
+    /// Starts the SHM driver on a thread of its own; stopped and joined on drop.
+    fn start_driver(&self) -> InThreadDriver {
+        InThreadDriver::start_with_config(&self.dir, self.driver_config())
     }
 
     fn streams(&self) -> ClientStreams {
         ClientStreams {
-            aeron_dir: Some(self.aeron_dir()),
-            control_channel: CHANNEL.into(),
-            control_stream_id: CONTROL_STREAM,
-            announce_channel: CHANNEL.into(),
-            announce_stream_id: self.announce_stream,
-            descriptor_channel: CHANNEL.into(),
-            descriptor_stream_id: DESCRIPTOR_STREAM,
-            qos_channel: CHANNEL.into(),
-            qos_stream_id: QOS_STREAM,
             connect_timeout: Duration::from_secs(5),
+            ..client_streams(&self.dir, self.settings.announce_stream_id)
         }
     }
 
@@ -180,61 +136,6 @@ profile = "small"
             qos_interval: Duration::from_millis(100),
             client_name: "consumer-under-test".into(),
             ..ConsumerConfig::new(self.streams(), STREAM)
-        }
-    }
-}
-
-/// The SHM driver on a thread of its own; stopped and joined on drop.
-struct Driver {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(), RunError>>>,
-}
-
-impl Driver {
-    fn start(env: &Env) -> Self {
-        let config = env.driver_config();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("tp-driver".into())
-            .spawn(move || run_until(&config, &flag))
-            .expect("spawning the driver thread");
-        let driver = Self {
-            stop,
-            thread: Some(thread),
-        };
-        let deadline = Instant::now() + DEADLINE;
-        let aeron_dir = env.aeron_dir();
-        while !(aeron_dir.join("cnc.dat").exists()
-            && AeronClient::connect(&aeron_dir, Duration::from_millis(200)).is_ok())
-        {
-            assert!(
-                driver.thread.as_ref().is_some_and(|t| !t.is_finished()),
-                "the driver thread ended during start-up"
-            );
-            assert!(Instant::now() < deadline, "the driver did not start");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        driver
-    }
-
-    /// Asks the driver to stop (it sends `ShmDriverShutdown` first).
-    fn request_stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let deadline = Instant::now() + DEADLINE;
-            while !thread.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            if thread.is_finished() {
-                let _ = thread.join();
-            }
         }
     }
 }
@@ -503,7 +404,7 @@ fn frame_is_intact(frame: &Frame<'_>) -> bool {
 struct Setup {
     consumer: Consumer,
     producer: TestProducer,
-    driver: Driver,
+    driver: InThreadDriver,
     _env: Env,
 }
 
@@ -513,7 +414,7 @@ impl Setup {
     }
 
     fn start_in(env: Env, adjust: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> Self {
-        let driver = Driver::start(&env);
+        let driver = env.start_driver();
         let consumer = Consumer::connect(adjust(env.consumer_config())).expect("consumer connects");
         let producer = TestProducer::connect(&env);
         let mut setup = Self {
@@ -998,7 +899,7 @@ fn announce_bytes(producer: &TestProducer, epoch: u64, timestamp_ns: u64) -> Vec
 #[test]
 fn stale_and_pre_join_announces_are_ignored() {
     let env = Env::new();
-    let _driver = Driver::start(&env);
+    let _driver = env.start_driver();
     let joined = monotonic_now_ns();
     let mut consumer = Consumer::connect(env.consumer_config()).expect("consumer connects");
     let mut producer = TestProducer::connect(&env);

@@ -14,15 +14,14 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use support::{
-    DriverSettings, InThreadDriver, TestEnv, CHANNEL, CONTROL_STREAM, DEADLINE, KEEPALIVE_INTERVAL,
-    STATIC_STREAM,
+    client_streams, DriverSettings, InThreadDriver, TestEnv, CONTROL_STREAM, DEADLINE,
+    DESCRIPTOR_STREAM, KEEPALIVE_INTERVAL, STATIC_STREAM,
 };
 use tensorpool::client::producer::{monotonic_now_ns, Producer, ProducerConfig};
 use tensorpool::client::tensor::bytes_header;
 use tensorpool::client::ClientStreams;
 use tensorpool::transport::{AeronClient, Subscription};
 
-const DESCRIPTOR_STREAM: u32 = 1100;
 /// The descriptor publication's channel: a term roomy enough that the burst of
 /// descriptors never meets back pressure (the media driver raises an IPC publication's
 /// limit only as often as its conductor runs).
@@ -114,16 +113,8 @@ impl DescriptorReader {
 
 fn producer_config(env: &TestEnv) -> ProducerConfig {
     let streams = ClientStreams {
-        aeron_dir: Some(env.aeron_dir()),
-        control_channel: CHANNEL.into(),
-        control_stream_id: CONTROL_STREAM,
-        announce_channel: CHANNEL.into(),
-        announce_stream_id: CONTROL_STREAM,
         descriptor_channel: DESCRIPTOR_CHANNEL.into(),
-        descriptor_stream_id: DESCRIPTOR_STREAM,
-        qos_channel: CHANNEL.into(),
-        qos_stream_id: 1200,
-        connect_timeout: DEADLINE,
+        ..client_streams(env, CONTROL_STREAM)
     };
     ProducerConfig::new(STATIC_STREAM)
         .streams(streams)

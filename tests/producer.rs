@@ -6,20 +6,21 @@
 //! Every test has its own directory (Aeron and SHM), bounds every wait, and stops its
 //! driver threads when it ends.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
+use support::{
+    client_streams, DriverSettings, InThreadDriver, TestEnv, CHANNEL, CONTROL_STREAM, DEADLINE,
+    DESCRIPTOR_RANGE, DESCRIPTOR_STREAM, KEEPALIVE_INTERVAL as KEEPALIVE, QOS_STREAM,
+    SEPARATE_ANNOUNCE_STREAM as ANNOUNCE_STREAM, STATIC_STREAM as STREAM,
+};
 use tensorpool::client::producer::{
     monotonic_now_ns, ConsumerStreamState, Producer, ProducerConfig, ProducerEvent, PublishError,
 };
 use tensorpool::client::tensor::{bytes_header, TensorError};
-use tensorpool::client::{ClientStreams, MappedEpoch};
-use tensorpool::config::{DriverConfig, NoEnv};
-use tensorpool::driver::runner::{run_until, RunError};
+use tensorpool::client::MappedEpoch;
 use tensorpool::protocol::control::{Bool, ConsumerConfig, FrameDescriptor, Mode, QosProducer};
 use tensorpool::protocol::driver::{
     LeaseRevokeReason, Role, ShmLeaseRevoked, ShmLeaseRevokedDecoder,
@@ -29,162 +30,29 @@ use tensorpool::shm::open::{Access, AllowedBaseDirs};
 use tensorpool::shm::seqlock::{committed, in_progress};
 use tensorpool::transport::{AeronClient, OfferOutcome, Publication, Subscription};
 
-/// Failsafe for every wait (each should finish far sooner).
-const DEADLINE: Duration = Duration::from_secs(10);
-/// IPC with the smallest term Aeron allows, for every stream of the test.
-const CHANNEL: &str = "aeron:ipc?term-length=64k";
-const CONTROL_STREAM: u32 = 1000;
-const ANNOUNCE_STREAM: u32 = 1001;
-const DESCRIPTOR_STREAM: u32 = 1100;
-const QOS_STREAM: u32 = 1200;
-const STREAM: u32 = 10000;
-const PRIVATE_DESCRIPTOR_STREAM: u32 = 31000;
-const KEEPALIVE: Duration = Duration::from_millis(100);
+/// The first per-consumer descriptor stream the driver assigns.
+const PRIVATE_DESCRIPTOR_STREAM: u32 = DESCRIPTOR_RANGE.0;
 
-/// A test's directory under /dev/shm (when possible) with `aeron/` and `shm/`.
-struct Env {
-    dir: TempDir,
+/// The SHM driver for `env` on a thread of the test (the support configuration, announces
+/// on a stream of their own); stopped and joined on drop.
+fn start_driver(env: &TestEnv) -> InThreadDriver {
+    let settings = DriverSettings {
+        instance_id: "tp-producer-test".into(),
+        ..DriverSettings::separate_announce()
+    };
+    let mut config = settings.config(env);
+    // As these tests have always run it: no remote shutdown.
+    config.policies.shutdown_token = None;
+    InThreadDriver::start_with_config(env, config)
 }
 
-impl Env {
-    fn new() -> Self {
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("tp-producer-test-");
-        let dir = Path::new("/dev/shm")
-            .is_dir()
-            .then(|| builder.tempdir_in("/dev/shm").ok())
-            .flatten()
-            .unwrap_or_else(|| builder.tempdir().expect("creating a temporary directory"));
-        std::fs::create_dir(dir.path().join("shm")).expect("creating the shm directory");
-        Self { dir }
-    }
-
-    fn aeron_dir(&self) -> PathBuf {
-        self.dir.path().join("aeron")
-    }
-
-    fn shm_dir(&self) -> PathBuf {
-        self.dir.path().join("shm")
-    }
-
-    fn driver_config(&self) -> DriverConfig {
-        let toml = format!(
-            r#"[driver]
-instance_id = "tp-producer-test"
-media_driver = "embedded"
-aeron_dir = "{aeron}"
-control_channel = "{CHANNEL}"
-control_stream_id = {CONTROL_STREAM}
-announce_channel = "{CHANNEL}"
-announce_stream_id = {ANNOUNCE_STREAM}
-qos_channel = "{CHANNEL}"
-qos_stream_id = {QOS_STREAM}
-stream_id_range = "20000-20001"
-descriptor_stream_id_range = "31000-31003"
-control_stream_id_range = "32000-32003"
-
-[shm]
-base_dir = "{shm}"
-namespace = "test"
-
-[policies]
-allow_dynamic_streams = true
-announce_period_ms = 200
-lease_keepalive_interval_ms = {keepalive}
-lease_expiry_grace_intervals = 3
-prefault_shm = false
-shutdown_timeout_ms = 300
-
-[profiles.small]
-header_nslots = 8
-payload_pools = [{{ pool_id = 1, stride_bytes = 4096 }}, {{ pool_id = 2, stride_bytes = 65536 }}]
-
-[streams.fixed]
-stream_id = {STREAM}
-profile = "small"
-"#,
-            aeron = self.aeron_dir().display(),
-            shm = self.shm_dir().display(),
-            keepalive = KEEPALIVE.as_millis(),
-        );
-        DriverConfig::from_toml_str(&toml, &NoEnv).expect("the test configuration is valid")
-    }
-
-    fn producer_config(&self) -> ProducerConfig {
-        let streams = ClientStreams {
-            aeron_dir: Some(self.aeron_dir()),
-            control_channel: CHANNEL.into(),
-            control_stream_id: CONTROL_STREAM,
-            announce_channel: CHANNEL.into(),
-            announce_stream_id: ANNOUNCE_STREAM,
-            descriptor_channel: CHANNEL.into(),
-            descriptor_stream_id: DESCRIPTOR_STREAM,
-            qos_channel: CHANNEL.into(),
-            qos_stream_id: QOS_STREAM,
-            connect_timeout: DEADLINE,
-        };
-        ProducerConfig::new(STREAM)
-            .streams(streams)
-            .allowed_base_dirs([self.shm_dir()])
-            .keepalive_interval(KEEPALIVE)
-            .attach_timeout(Duration::from_millis(500))
-            .qos_interval(Duration::from_millis(100))
-    }
-}
-
-/// The SHM driver on a thread of the test; stopped (and joined) on drop.
-struct DriverThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(), RunError>>>,
-}
-
-impl DriverThread {
-    fn start(env: &Env) -> Self {
-        let config = env.driver_config();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("tp-driver".into())
-            .spawn(move || run_until(&config, &flag))
-            .expect("spawning the driver thread");
-        let driver = Self {
-            stop,
-            thread: Some(thread),
-        };
-        let aeron_dir = env.aeron_dir();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            assert!(
-                !driver.thread.as_ref().is_some_and(|t| t.is_finished()),
-                "the driver thread ended during start-up"
-            );
-            if AeronClient::connect(&aeron_dir, Duration::from_millis(100)).is_ok() {
-                return driver;
-            }
-            assert!(Instant::now() < deadline, "the driver did not start");
-        }
-    }
-
-    fn stop(mut self) {
-        self.join();
-    }
-
-    fn join(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let result = thread.join().expect("the driver thread panicked");
-            assert!(result.is_ok(), "the driver failed: {result:?}");
-        }
-    }
-}
-
-impl Drop for DriverThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+fn producer_config(env: &TestEnv) -> ProducerConfig {
+    ProducerConfig::new(STREAM)
+        .streams(client_streams(env, ANNOUNCE_STREAM))
+        .allowed_base_dirs([env.shm_dir()])
+        .keepalive_interval(KEEPALIVE)
+        .attach_timeout(Duration::from_millis(500))
+        .qos_interval(Duration::from_millis(100))
 }
 
 /// Runs the producer's duty cycle until `probe` yields a value.
@@ -216,8 +84,21 @@ fn attach(producer: &mut Producer) -> (u32, u64) {
     })
 }
 
+/// Waits for the next reattach; returns its epoch and every event seen meanwhile.
+fn reattach(producer: &mut Producer) -> (u64, Vec<ProducerEvent>) {
+    let mut seen = Vec::new();
+    let epoch = pump_until(producer, "the reattach", |p| {
+        seen.extend(p.events());
+        seen.iter().find_map(|event| match event {
+            ProducerEvent::Reattached { epoch } => Some(*epoch),
+            _ => None,
+        })
+    });
+    (epoch, seen)
+}
+
 /// The producer's current epoch, mapped read-only as a consumer would.
-fn reader(env: &Env, producer: &Producer) -> MappedEpoch {
+fn reader(env: &TestEnv, producer: &Producer) -> MappedEpoch {
     let grant = producer.grant().expect("attached").clone();
     let allowed = AllowedBaseDirs::new([env.shm_dir()]).expect("allowed dirs");
     MappedEpoch::map(&grant, &allowed, Access::ReadOnly).expect("read-only mapping")
@@ -251,13 +132,13 @@ fn offer(publication: &Publication, bytes: &[u8]) {
 
 #[test]
 fn published_frame_lands_in_the_slot_and_pool_and_is_announced() {
-    let env = Env::new();
-    let _driver = DriverThread::start(&env);
+    let env = TestEnv::new();
+    let _driver = start_driver(&env);
     let client = AeronClient::connect(env.aeron_dir(), DEADLINE).expect("test client");
     let mut shared = Subscription::add(&client, "aeron:ipc", DESCRIPTOR_STREAM as i32)
         .expect("descriptor subscription");
 
-    let mut producer = Producer::new(env.producer_config()).expect("producer connects");
+    let mut producer = Producer::new(producer_config(&env)).expect("producer connects");
     let tensor = bytes_header(1000).expect("tensor");
     assert_eq!(
         producer.publish(&pattern(0, 1000), &tensor, 1),
@@ -371,9 +252,9 @@ fn published_frame_lands_in_the_slot_and_pool_and_is_announced() {
 
 #[test]
 fn refusals_claims_and_sequence_numbers() {
-    let env = Env::new();
-    let _driver = DriverThread::start(&env);
-    let mut producer = Producer::new(env.producer_config()).expect("producer connects");
+    let env = TestEnv::new();
+    let _driver = start_driver(&env);
+    let mut producer = Producer::new(producer_config(&env)).expect("producer connects");
     attach(&mut producer);
     let ring = reader(&env, &producer);
 
@@ -452,16 +333,17 @@ fn refusals_claims_and_sequence_numbers() {
 
 #[test]
 fn producer_reattaches_to_a_restarted_driver_with_a_larger_epoch() {
-    let env = Env::new();
-    let driver = DriverThread::start(&env);
-    let mut producer = Producer::new(env.producer_config()).expect("producer connects");
+    let env = TestEnv::new();
+    let driver = start_driver(&env);
+    let mut producer = Producer::new(producer_config(&env)).expect("producer connects");
     let (_, first_epoch) = attach(&mut producer);
     let tensor = bytes_header(64).expect("tensor");
     for seq in 0..3 {
         assert_eq!(producer.publish(&pattern(seq, 64), &tensor, seq), Ok(seq));
     }
 
-    driver.stop();
+    let result = driver.stop();
+    assert!(result.is_ok(), "the driver failed: {result:?}");
     pump_until(&mut producer, "the producer to stop publishing", |p| {
         (!p.is_attached()).then_some(())
     });
@@ -470,15 +352,8 @@ fn producer_reattaches_to_a_restarted_driver_with_a_larger_epoch() {
         Err(PublishError::NotAttached)
     );
 
-    let _driver = DriverThread::start(&env);
-    let mut seen = Vec::new();
-    let epoch = pump_until(&mut producer, "the reattach", |p| {
-        seen.extend(p.events());
-        seen.iter().find_map(|event| match event {
-            ProducerEvent::Reattached { epoch } => Some(*epoch),
-            _ => None,
-        })
-    });
+    let _driver = start_driver(&env);
+    let (epoch, seen) = reattach(&mut producer);
     assert!(epoch > first_epoch, "epoch {epoch} after {first_epoch}");
     assert!(
         seen.iter().any(|e| matches!(
@@ -507,9 +382,9 @@ fn producer_reattaches_to_a_restarted_driver_with_a_larger_epoch() {
 
 #[test]
 fn an_expired_lease_is_revoked_and_the_producer_reattaches_from_seq_zero() {
-    let env = Env::new();
-    let _driver = DriverThread::start(&env);
-    let mut producer = Producer::new(env.producer_config()).expect("producer connects");
+    let env = TestEnv::new();
+    let _driver = start_driver(&env);
+    let mut producer = Producer::new(producer_config(&env)).expect("producer connects");
     let (_, first_epoch) = attach(&mut producer);
     let tensor = bytes_header(64).expect("tensor");
     for seq in 0..5 {
@@ -518,14 +393,7 @@ fn an_expired_lease_is_revoked_and_the_producer_reattaches_from_seq_zero() {
 
     // No duty cycle for longer than the lease expiry (3 x 100 ms): no keepalives.
     std::thread::sleep(Duration::from_millis(700));
-    let mut seen = Vec::new();
-    let epoch = pump_until(&mut producer, "the reattach", |p| {
-        seen.extend(p.events());
-        seen.iter().find_map(|event| match event {
-            ProducerEvent::Reattached { epoch } => Some(*epoch),
-            _ => None,
-        })
-    });
+    let (epoch, seen) = reattach(&mut producer);
     assert_eq!(
         seen.first(),
         Some(&ProducerEvent::Revoked(LeaseRevokeReason::Expired)),
@@ -538,14 +406,14 @@ fn an_expired_lease_is_revoked_and_the_producer_reattaches_from_seq_zero() {
 
 #[test]
 fn per_consumer_descriptor_streams_open_on_config_and_close_on_revoke() {
-    let env = Env::new();
-    let _driver = DriverThread::start(&env);
+    let env = TestEnv::new();
+    let _driver = start_driver(&env);
     let client = AeronClient::connect(env.aeron_dir(), DEADLINE).expect("test client");
     let mut private = Subscription::add(&client, "aeron:ipc", PRIVATE_DESCRIPTOR_STREAM as i32)
         .expect("private descriptor subscription");
     let control =
         Publication::add(&client, CHANNEL, CONTROL_STREAM as i32).expect("control publication");
-    let mut producer = Producer::new(env.producer_config()).expect("producer connects");
+    let mut producer = Producer::new(producer_config(&env)).expect("producer connects");
     let (_, epoch) = attach(&mut producer);
 
     let mut buf = [0u8; 256];
@@ -639,14 +507,14 @@ fn per_consumer_descriptor_streams_open_on_config_and_close_on_revoke() {
 
 #[test]
 fn regions_outside_the_allowed_dirs_are_not_mapped_and_the_lease_is_given_back() {
-    let env = Env::new();
-    let _driver = DriverThread::start(&env);
+    let env = TestEnv::new();
+    let _driver = start_driver(&env);
     let client = AeronClient::connect(env.aeron_dir(), DEADLINE).expect("test client");
     let mut control = Subscription::add(&client, "aeron:ipc", CONTROL_STREAM as i32)
         .expect("control subscription");
-    let elsewhere = env.dir.path().join("elsewhere");
+    let elsewhere = env.path().join("elsewhere");
     std::fs::create_dir(&elsewhere).expect("creating a directory");
-    let config = env.producer_config().allowed_base_dirs([elsewhere]);
+    let config = producer_config(&env).allowed_base_dirs([elsewhere]);
     let mut producer = Producer::new(config).expect("producer connects");
 
     let epoch = pump_until(&mut producer, "a refused mapping", |p| {

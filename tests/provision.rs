@@ -68,6 +68,17 @@ impl Default for Opts {
     }
 }
 
+impl Opts {
+    /// Epoch GC keeping only the current epoch, of epochs at least `min_age` old.
+    fn keep_one_min_age(min_age: Duration) -> Self {
+        Self {
+            gc_keep: 1,
+            gc_min_age_ns: u64::try_from(min_age.as_nanos()).expect("fits"),
+            ..Self::default()
+        }
+    }
+}
+
 fn config(base: &Path, o: &Opts) -> DriverConfig {
     let toml = format!(
         r#"
@@ -108,6 +119,15 @@ fn profile(cfg: &DriverConfig) -> Profile {
 
 fn provisioner(cfg: &DriverConfig) -> ShmProvisioner {
     ShmProvisioner::with_user(cfg, USER).expect("provisioner")
+}
+
+/// A fresh base directory (keep it for the whole test), the configuration for `o` on it
+/// and a provisioner.
+fn setup(o: &Opts) -> (TempDir, DriverConfig, ShmProvisioner) {
+    let base = base_tempdir();
+    let cfg = config(base.path(), o);
+    let p = provisioner(&cfg);
+    (base, cfg, p)
 }
 
 /// Provisions the next epoch the way the core does (high-water + 1).
@@ -176,9 +196,7 @@ fn regions(layout: &EpochLayout) -> Vec<(PathBuf, u16, u16, u32, u32)> {
 #[test]
 fn files_have_exact_sizes_and_superblocks() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::default());
     let layout = p
         .provision(STREAM, 7, LAYOUT_VERSION, &profile(&cfg))
         .expect("provision");
@@ -230,9 +248,7 @@ fn files_have_exact_sizes_and_superblocks() {
 #[test]
 fn uris_parse_and_point_at_canonical_paths() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (base, cfg, mut p) = setup(&Opts::default());
     assert!(!p.is_hugetlbfs());
     let layout = next_epoch(&mut p, &cfg, STREAM);
     let l = p.layout();
@@ -337,9 +353,7 @@ fn default_mode_660_gives_770_directories() {
 #[test]
 fn existing_epoch_dir_fails_and_is_left_untouched() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::default());
     let epoch_dir = p.layout().epoch_dir(STREAM, 5);
     fs::create_dir_all(&epoch_dir).expect("plant epoch dir");
     fs::write(epoch_dir.join("header.ring"), b"keep me").expect("plant file");
@@ -370,9 +384,7 @@ fn existing_epoch_dir_fails_and_is_left_untouched() {
 #[test]
 fn highest_epoch_reads_dirs_and_high_water_file() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::default());
     assert_eq!(p.highest_epoch(STREAM), Ok(0), "no stream dir yet");
     let stream_dir = p.layout().stream_dir(STREAM);
     for name in ["3", "12", "junk", "12abc", "epoch.tmp"] {
@@ -409,13 +421,7 @@ fn highest_epoch_reads_dirs_and_high_water_file() {
 fn restart_never_reuses_an_epoch() {
     let _g = shared();
     let base = base_tempdir();
-    let cfg = config(
-        base.path(),
-        &Opts {
-            gc_keep: 1,
-            ..Opts::default()
-        },
-    );
+    let cfg = config(base.path(), &Opts::keep_one_min_age(Duration::ZERO));
     let mut used = Vec::new();
     {
         let mut p = provisioner(&cfg);
@@ -461,9 +467,7 @@ fn restart_never_reuses_an_epoch() {
 #[test]
 fn remove_existing_epochs_writes_missing_high_water_file() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, _cfg, mut p) = setup(&Opts::default());
     let stream_dir = p.layout().stream_dir(STREAM);
     // Epoch directories left by an older driver without a high-water file.
     fs::create_dir_all(stream_dir.join("8")).expect("plant");
@@ -481,9 +485,7 @@ fn remove_existing_epochs_writes_missing_high_water_file() {
 #[test]
 fn gc_keeps_current_plus_keep_minus_one() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::default());
     for _ in 0..5 {
         let l = next_epoch(&mut p, &cfg, STREAM);
         p.retire_older(STREAM, l.epoch);
@@ -511,17 +513,8 @@ fn gc_keeps_current_plus_keep_minus_one() {
 #[test]
 fn gc_never_deletes_epochs_younger_than_min_age() {
     let _g = shared();
-    let base = base_tempdir();
     let hour = Duration::from_secs(3600);
-    let cfg = config(
-        base.path(),
-        &Opts {
-            gc_keep: 1,
-            gc_min_age_ns: u64::try_from(hour.as_nanos()).expect("fits"),
-            ..Opts::default()
-        },
-    );
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::keep_one_min_age(hour));
     for _ in 0..4 {
         let l = next_epoch(&mut p, &cfg, STREAM);
         p.retire_older(STREAM, l.epoch);
@@ -556,17 +549,8 @@ fn age_dir(dir: &Path, age: Duration) {
 #[test]
 fn retire_older_does_not_rescan_before_an_epoch_can_reach_the_minimum_age() {
     let _g = shared();
-    let base = base_tempdir();
     let hour = Duration::from_secs(3600);
-    let cfg = config(
-        base.path(),
-        &Opts {
-            gc_keep: 1,
-            gc_min_age_ns: u64::try_from(hour.as_nanos()).expect("fits"),
-            ..Opts::default()
-        },
-    );
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::keep_one_min_age(hour));
     let first = next_epoch(&mut p, &cfg, STREAM);
     p.retire_older(STREAM, first.epoch); // scans: nothing older than epoch 1
     let second = next_epoch(&mut p, &cfg, STREAM);
@@ -583,17 +567,8 @@ fn retire_older_does_not_rescan_before_an_epoch_can_reach_the_minimum_age() {
 #[test]
 fn retire_older_collects_once_the_oldest_epoch_is_old_enough() {
     let _g = shared();
-    let base = base_tempdir();
     let min_age = Duration::from_secs(1);
-    let cfg = config(
-        base.path(),
-        &Opts {
-            gc_keep: 1,
-            gc_min_age_ns: u64::try_from(min_age.as_nanos()).expect("fits"),
-            ..Opts::default()
-        },
-    );
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::keep_one_min_age(min_age));
     for _ in 0..2 {
         let l = next_epoch(&mut p, &cfg, STREAM);
         p.retire_older(STREAM, l.epoch);
@@ -608,9 +583,7 @@ fn retire_older_collects_once_the_oldest_epoch_is_old_enough() {
 #[test]
 fn an_epoch_directory_in_the_way_fails_and_numbering_resumes_above_it() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::default());
     assert_eq!(next_epoch(&mut p, &cfg, STREAM).epoch, 1);
     // Something else created epoch 2 after the provisioner last looked.
     let planted = p.layout().epoch_dir(STREAM, 2);
@@ -664,9 +637,7 @@ fn is_mapped(path: &Path) -> bool {
 #[test]
 fn previous_epoch_stays_mapped_until_the_next_activity_refresh() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::default());
     let old = next_epoch(&mut p, &cfg, STREAM);
     let old_header = regions(&old)[0].0.clone();
     assert!(is_mapped(&old_header));
@@ -688,16 +659,11 @@ fn previous_epoch_stays_mapped_until_the_next_activity_refresh() {
 #[test]
 fn gc_disabled_deletes_nothing() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(
-        base.path(),
-        &Opts {
-            gc_enabled: false,
-            gc_keep: 1,
-            ..Opts::default()
-        },
-    );
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts {
+        gc_enabled: false,
+        gc_keep: 1,
+        ..Opts::default()
+    });
     for _ in 0..3 {
         let l = next_epoch(&mut p, &cfg, STREAM);
         p.retire_older(STREAM, l.epoch);
@@ -710,18 +676,10 @@ fn gc_disabled_deletes_nothing() {
 #[test]
 fn gc_skips_symlink_planted_as_epoch_dir_without_following_it() {
     let _g = shared();
-    let base = base_tempdir();
+    let (_base, cfg, mut p) = setup(&Opts::keep_one_min_age(Duration::ZERO));
     let outside = base_tempdir();
     let victim = outside.path().join("precious");
     fs::write(&victim, b"do not delete").expect("victim");
-    let cfg = config(
-        base.path(),
-        &Opts {
-            gc_keep: 1,
-            ..Opts::default()
-        },
-    );
-    let mut p = provisioner(&cfg);
     next_epoch(&mut p, &cfg, STREAM); // epoch 1, creates the stream dir
     let planted = p.layout().stream_dir(STREAM).join("2");
     symlink(outside.path(), &planted).expect("plant symlink");
@@ -743,13 +701,7 @@ fn gc_skips_symlink_planted_as_epoch_dir_without_following_it() {
 fn gc_all_collects_every_stream_at_startup() {
     let _g = shared();
     let base = base_tempdir();
-    let cfg = config(
-        base.path(),
-        &Opts {
-            gc_keep: 1,
-            ..Opts::default()
-        },
-    );
+    let cfg = config(base.path(), &Opts::keep_one_min_age(Duration::ZERO));
     {
         let mut p = provisioner(&cfg);
         for stream in [STREAM, STREAM + 1] {
@@ -771,9 +723,7 @@ fn gc_all_collects_every_stream_at_startup() {
 #[test]
 fn refresh_activity_updates_every_current_superblock() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::default());
     let old = next_epoch(&mut p, &cfg, STREAM);
     let other = next_epoch(&mut p, &cfg, STREAM + 1);
     let before: Vec<Vec<u8>> = regions(&old)
@@ -814,15 +764,10 @@ fn refresh_activity_updates_every_current_superblock() {
 #[test]
 fn prefault_keeps_superblocks_intact() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(
-        base.path(),
-        &Opts {
-            prefault: true,
-            ..Opts::default()
-        },
-    );
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts {
+        prefault: true,
+        ..Opts::default()
+    });
     let layout = next_epoch(&mut p, &cfg, STREAM);
     for (path, region_type, pool_id, slot_bytes, stride) in regions(&layout) {
         let b = fs::read(&path).expect("read");
@@ -844,16 +789,11 @@ fn prefault_keeps_superblocks_intact() {
 #[test]
 fn mlock_success_path_keeps_superblocks() {
     let _g = exclusive();
-    let base = base_tempdir();
-    let cfg = config(
-        base.path(),
-        &Opts {
-            mlock: true,
-            prefault: true,
-            ..Opts::default()
-        },
-    );
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts {
+        mlock: true,
+        prefault: true,
+        ..Opts::default()
+    });
     let layout = next_epoch(&mut p, &cfg, STREAM);
     for (path, ..) in regions(&layout) {
         let b = fs::read(&path).expect("read");
@@ -964,15 +904,10 @@ impl Drop for NoMlock {
 #[test]
 fn mlock_failure_is_a_provision_failure() {
     let _g = exclusive();
-    let base = base_tempdir();
-    let cfg = config(
-        base.path(),
-        &Opts {
-            mlock: true,
-            ..Opts::default()
-        },
-    );
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts {
+        mlock: true,
+        ..Opts::default()
+    });
     let result = {
         let _no_mlock = NoMlock::new();
         p.provision(STREAM, 1, LAYOUT_VERSION, &profile(&cfg))
@@ -1009,9 +944,7 @@ fn uncreatable_base_dir_reports_path_and_os_error() {
 #[test]
 fn blocked_user_dir_reports_path() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (base, cfg, mut p) = setup(&Opts::default());
     let user_dir = p.layout().user_dir();
     fs::write(&user_dir, b"in the way").expect("plant");
     let err = p
@@ -1029,9 +962,7 @@ fn blocked_user_dir_reports_path() {
 #[test]
 fn core_start_provisions_static_streams_through_the_provisioner() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::default());
     let mut core = DriverCore::new(
         &cfg,
         CoreEnv {
@@ -1059,9 +990,7 @@ fn core_start_provisions_static_streams_through_the_provisioner() {
 #[test]
 fn the_driver_agent_path_refreshes_activity_through_the_trait() {
     let _g = shared();
-    let base = base_tempdir();
-    let cfg = config(base.path(), &Opts::default());
-    let mut p = provisioner(&cfg);
+    let (_base, cfg, mut p) = setup(&Opts::default());
     let layout = next_epoch(&mut p, &cfg, STREAM);
     Provisioner::refresh_activity(&mut p, 0x0A0B_0C0D_0E0F_1011);
     for r in regions(&layout) {

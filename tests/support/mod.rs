@@ -1,8 +1,10 @@
-//! Harness shared by the driver integration and system tests (`tests/driver_protocol.rs`,
-//! `tests/driver_process.rs`): a private directory per test, a driver configuration with
-//! short timings, the driver run on a thread of the test process ([`InThreadDriver`]) or as
-//! the `tp-driver` binary ([`ProcessDriver`]), and a control-plane client on the test
-//! thread ([`TestClient`]) that speaks SBE over a real Aeron media driver.
+//! Harness shared by the driver, client and system integration tests (e.g.
+//! `tests/driver_protocol.rs`, `tests/driver_process.rs`, `tests/producer.rs`,
+//! `tests/consumer.rs`): a private directory per test, a driver configuration with short
+//! timings and the matching client streams, the driver run on a thread of the test process
+//! ([`InThreadDriver`]) or as the `tp-driver` binary ([`ProcessDriver`]), and a
+//! control-plane client on the test thread ([`TestClient`]) that speaks SBE over a real
+//! Aeron media driver.
 //!
 //! Every wait is bounded by a deadline and fails the test with a message saying what it
 //! waited for; every thread and process a test starts is stopped when its handle drops.
@@ -19,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use tensorpool::client::ClientStreams;
 use tensorpool::config::{DriverConfig, NoEnv};
 use tensorpool::driver::runner::{run_until, RunError};
 use tensorpool::protocol::control::{self, Bool, ConsumerHello, Mode};
@@ -39,6 +42,10 @@ pub const CHANNEL: &str = "aeron:ipc?term-length=64k";
 pub const CONTROL_STREAM: u32 = 1000;
 /// Announce stream id when announces do not share the control stream.
 pub const SEPARATE_ANNOUNCE_STREAM: u32 = 1001;
+/// QoS stream id.
+pub const QOS_STREAM: u32 = 1200;
+/// Shared descriptor stream id of the clients.
+pub const DESCRIPTOR_STREAM: u32 = 1100;
 /// The statically configured stream.
 pub const STATIC_STREAM: u32 = 10000;
 /// Range of dynamically created streams (two ids, so tests can exhaust it).
@@ -124,6 +131,24 @@ impl Default for TestEnv {
     }
 }
 
+/// The streams of a client of the driver in `env`: every stream on [`CHANNEL`], announces
+/// on `announce_stream_id` (as the driver's [`DriverSettings`] say), descriptors on
+/// [`DESCRIPTOR_STREAM`], [`DEADLINE`] to connect.
+pub fn client_streams(env: &TestEnv, announce_stream_id: u32) -> ClientStreams {
+    ClientStreams {
+        aeron_dir: Some(env.aeron_dir()),
+        control_channel: CHANNEL.into(),
+        control_stream_id: CONTROL_STREAM,
+        announce_channel: CHANNEL.into(),
+        announce_stream_id,
+        descriptor_channel: CHANNEL.into(),
+        descriptor_stream_id: DESCRIPTOR_STREAM,
+        qos_channel: CHANNEL.into(),
+        qos_stream_id: QOS_STREAM,
+        connect_timeout: DEADLINE,
+    }
+}
+
 /// What varies between test configurations.
 #[derive(Debug, Clone)]
 pub struct DriverSettings {
@@ -170,7 +195,7 @@ control_stream_id = {CONTROL_STREAM}
 announce_channel = "{CHANNEL}"
 announce_stream_id = {announce}
 qos_channel = "{CHANNEL}"
-qos_stream_id = 1200
+qos_stream_id = {QOS_STREAM}
 stream_id_range = {dynamic}
 descriptor_stream_id_range = {descriptor}
 control_stream_id_range = {control}
@@ -324,6 +349,12 @@ impl InThreadDriver {
     /// Whether `run_until` has returned.
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Asks the driver to stop (it sends `ShmDriverShutdown` first) without waiting for
+    /// it; dropping the handle joins the thread.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// Asks the driver to stop and returns what `run_until` returned.
