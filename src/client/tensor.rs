@@ -238,11 +238,17 @@ pub fn tensor_layout(header: &TensorHeader) -> Result<TensorLayout, TensorError>
 /// The Wire Spec §8.2 checks a consumer applies to the `TensorHeader` of a frame whose
 /// payload is `values_len` bytes; any error means DROP.
 pub fn validate_tensor_header(header: &TensorHeader, values_len: usize) -> Result<(), TensorError> {
-    let layout = tensor_layout(header)?;
+    check_extent(tensor_layout(header)?.extent_bytes, values_len)
+}
+
+/// The fit check of §8.2 on its own: a tensor spanning `extent_bytes` (its
+/// [`TensorLayout::extent_bytes`]) must fit in a payload of `values_len` bytes. For
+/// callers that resolved the layout once and check many payloads against it.
+pub fn check_extent(extent_bytes: u64, values_len: usize) -> Result<(), TensorError> {
     let values_len = values_len as u64;
-    if layout.extent_bytes > values_len {
+    if extent_bytes > values_len {
         return Err(TensorError::ExceedsPayload {
-            needed: layout.extent_bytes,
+            needed: extent_bytes,
             values_len,
         });
     }

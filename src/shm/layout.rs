@@ -5,10 +5,12 @@
 //! (`SlotHeader` 60-byte block + u32 length + embedded 192-byte `TensorHeader` with its
 //! own SBE message header) or fixed-stride payload slots.
 
-use crate::protocol::codec::{MessageHeader, MESSAGE_HEADER_LEN, VAR_DATA_HEADER_LEN};
+use crate::protocol::codec::{
+    put_u16, put_u32, put_u64, MessageHeader, MESSAGE_HEADER_LEN, VAR_DATA_HEADER_LEN,
+};
 use crate::protocol::control::{
     self, shm_region_superblock, slot_header, tensor_header, RegionType, ShmRegionSuperblock,
-    ShmRegionSuperblockDecoder, SlotHeader, SlotHeaderDecoder, TensorHeader, TensorHeaderDecoder,
+    ShmRegionSuperblockDecoder, SlotHeaderDecoder, TensorHeader, TensorHeaderDecoder,
 };
 use thiserror::Error;
 
@@ -287,23 +289,49 @@ pub struct SlotContents {
 
 /// Encodes a whole 256-byte slot image with `seq_commit` as given.
 pub fn encode_slot(seq_commit: u64, contents: &SlotContents) -> [u8; HEADER_SLOT_BYTES] {
-    let mut tensor = [0u8; TENSOR_HEADER_LEN];
-    // Cannot fail: the buffer is exactly the encoded length (checked at compile time).
-    let _ = contents.tensor.encode(&mut tensor);
-    let slot = SlotHeader {
-        seq_commit,
-        values_len_bytes: contents.values_len_bytes,
-        payload_slot: contents.payload_slot,
-        pool_id: contents.pool_id,
-        payload_offset: contents.payload_offset,
-        timestamp_ns: contents.timestamp_ns,
-        meta_version: contents.meta_version,
-        pad: [0; slot_header::PAD_LEN],
-        header_bytes: &tensor,
-    };
     let mut out = [0u8; HEADER_SLOT_BYTES];
-    let _ = slot.encode_body(&mut out);
+    put_u64(&mut out, slot_header::SEQ_COMMIT_OFFSET, seq_commit);
+    put_slot_fields(
+        &mut out,
+        &SlotFields {
+            values_len_bytes: contents.values_len_bytes,
+            payload_slot: contents.payload_slot,
+            pool_id: contents.pool_id,
+            payload_offset: contents.payload_offset,
+            timestamp_ns: contents.timestamp_ns,
+            meta_version: contents.meta_version,
+        },
+    );
+    put_slot_tensor(&mut out, &contents.tensor);
     out
+}
+
+/// Writes the `SlotHeader` fields other than `seq_commit` into a slot image. The block's
+/// reserved pad is left as it is (zero in an image that started zeroed).
+pub fn put_slot_fields(image: &mut [u8; HEADER_SLOT_BYTES], fields: &SlotFields) {
+    put_u32(
+        image,
+        slot_header::VALUES_LEN_BYTES_OFFSET,
+        fields.values_len_bytes,
+    );
+    put_u32(image, slot_header::PAYLOAD_SLOT_OFFSET, fields.payload_slot);
+    put_u16(image, slot_header::POOL_ID_OFFSET, fields.pool_id);
+    put_u32(
+        image,
+        slot_header::PAYLOAD_OFFSET_OFFSET,
+        fields.payload_offset,
+    );
+    put_u64(image, slot_header::TIMESTAMP_NS_OFFSET, fields.timestamp_ns);
+    put_u32(image, slot_header::META_VERSION_OFFSET, fields.meta_version);
+}
+
+/// Writes the embedded tensor description into a slot image: the `headerBytes` length
+/// (192) and the `TensorHeader` with its SBE message header.
+pub fn put_slot_tensor(image: &mut [u8; HEADER_SLOT_BYTES], tensor: &TensorHeader) {
+    put_u32(image, HEADER_BYTES_LEN_OFFSET, TENSOR_HEADER_LEN as u32);
+    // Cannot fail: the rest of the slot is exactly the encoded length (checked at compile
+    // time).
+    let _ = tensor.encode(&mut image[TENSOR_HEADER_OFFSET..]);
 }
 
 /// The fields of a header slot other than `seq_commit` and the tensor description.

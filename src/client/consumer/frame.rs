@@ -9,7 +9,7 @@
 
 use super::counters::{ConsumerCounters, DropReason};
 use crate::client::mapping::MappedEpoch;
-use crate::client::tensor::tensor_layout;
+use crate::client::tensor::{check_extent, tensor_layout};
 use crate::protocol::codec::MessageHeader;
 use crate::protocol::control::{
     self, frame_descriptor, tensor_header, FrameDescriptor, FrameDescriptorDecoder, TensorHeader,
@@ -227,9 +227,7 @@ impl TensorCache {
             });
         }
         let entry = self.entry.as_ref().expect("the entry was filled above");
-        if entry.extent_bytes > u64::from(values_len) {
-            return Err(DropReason::Tensor);
-        }
+        check_extent(entry.extent_bytes, values_len as usize).map_err(|_| DropReason::Tensor)?;
         Ok(&entry.header)
     }
 }

@@ -8,12 +8,10 @@
 
 use super::error::PublishError;
 use crate::client::mapping::MappedEpoch;
-use crate::client::tensor::{tensor_layout, TensorError};
-use crate::protocol::codec::{put_u16, put_u32, put_u64};
-use crate::protocol::control::{slot_header, TensorHeader};
+use crate::client::tensor::{check_extent, tensor_layout, TensorError};
+use crate::protocol::control::TensorHeader;
 use crate::shm::layout::{
-    header_index, HEADER_BYTES_LEN_OFFSET, HEADER_SLOT_BYTES, TENSOR_HEADER_LEN,
-    TENSOR_HEADER_OFFSET,
+    header_index, put_slot_fields, put_slot_tensor, SlotFields, HEADER_SLOT_BYTES,
 };
 
 /// A slot taken for one frame: its sequence is used, its `seq_commit` is IN-PROGRESS.
@@ -36,8 +34,8 @@ pub(super) struct EpochWriter {
     max_len: usize,
     tensor: Option<CheckedTensor>,
     /// The slot image the next commit stores: the tensor description of the last
-    /// [`EpochWriter::check_tensor`] and the `headerBytes` length stay from frame to frame;
-    /// the per-frame fields are written into it at each commit.
+    /// [`EpochWriter::check_tensor`] stays from frame to frame; the per-frame fields are
+    /// written into it at each commit (a commit with no description yet stores zeros).
     image: [u8; HEADER_SLOT_BYTES],
     /// Changes each time the image's tensor description does.
     tensor_generation: u32,
@@ -46,28 +44,10 @@ pub(super) struct EpochWriter {
     slot_generations: Vec<u32>,
 }
 
-/// A tensor description that passed [`tensor_layout`], with its encoding.
+/// A tensor description that passed [`tensor_layout`] (its encoding is in the image).
 struct CheckedTensor {
     header: TensorHeader,
-    encoded: [u8; TENSOR_HEADER_LEN],
     extent_bytes: u64,
-}
-
-/// Where a slot image keeps the encoded tensor description.
-const TENSOR_RANGE: std::ops::Range<usize> = TENSOR_HEADER_OFFSET..HEADER_SLOT_BYTES;
-
-impl CheckedTensor {
-    fn new(header: &TensorHeader) -> Result<Self, TensorError> {
-        let layout = tensor_layout(header)?;
-        let mut encoded = [0u8; TENSOR_HEADER_LEN];
-        // Cannot fail: the buffer is exactly the encoded length.
-        let _ = header.encode(&mut encoded);
-        Ok(Self {
-            header: *header,
-            encoded,
-            extent_bytes: layout.extent_bytes,
-        })
-    }
 }
 
 impl EpochWriter {
@@ -86,7 +66,7 @@ impl EpochWriter {
             next_seq: 0,
             max_len,
             tensor: None,
-            image: slot_image_template(),
+            image: [0; HEADER_SLOT_BYTES],
             tensor_generation: 0,
             slot_generations: vec![0; nslots],
         }
@@ -103,23 +83,18 @@ impl EpochWriter {
         let extent_bytes = match &self.tensor {
             Some(checked) if checked.header == *tensor => checked.extent_bytes,
             _ => {
-                let checked = CheckedTensor::new(tensor)?;
-                let extent_bytes = checked.extent_bytes;
-                self.image[TENSOR_RANGE].copy_from_slice(&checked.encoded);
-                self.tensor = Some(checked);
+                let extent_bytes = tensor_layout(tensor)?.extent_bytes;
+                put_slot_tensor(&mut self.image, tensor);
+                self.tensor = Some(CheckedTensor {
+                    header: *tensor,
+                    extent_bytes,
+                });
                 // Never 0 (unknown), even after wrapping.
                 self.tensor_generation = self.tensor_generation.wrapping_add(1).max(1);
                 extent_bytes
             }
         };
-        let values_len = len as u64;
-        if extent_bytes > values_len {
-            return Err(TensorError::ExceedsPayload {
-                needed: extent_bytes,
-                values_len,
-            });
-        }
-        Ok(())
+        check_extent(extent_bytes, len)
     }
 
     /// The mapping.
@@ -182,19 +157,18 @@ impl EpochWriter {
     /// first for every frame (a slot committed without one describes the payload as it
     /// was checked last, or not at all).
     pub(super) fn commit(&mut self, claim: &SlotClaim, timestamp_ns: u64) {
-        let pool_id = self.epoch.pools()[claim.pool].grant.pool_id;
-        let image = &mut self.image;
-        // Fits: len <= stride_bytes, a u32.
-        put_u32(
-            image,
-            slot_header::VALUES_LEN_BYTES_OFFSET,
-            claim.len as u32,
+        put_slot_fields(
+            &mut self.image,
+            &SlotFields {
+                // Fits: len <= stride_bytes, a u32.
+                values_len_bytes: claim.len as u32,
+                payload_slot: claim.index,
+                pool_id: self.epoch.pools()[claim.pool].grant.pool_id,
+                payload_offset: 0,
+                timestamp_ns,
+                meta_version: 0,
+            },
         );
-        put_u32(image, slot_header::PAYLOAD_SLOT_OFFSET, claim.index);
-        put_u16(image, slot_header::POOL_ID_OFFSET, pool_id);
-        put_u32(image, slot_header::PAYLOAD_OFFSET_OFFSET, 0);
-        put_u64(image, slot_header::TIMESTAMP_NS_OFFSET, timestamp_ns);
-        put_u32(image, slot_header::META_VERSION_OFFSET, 0);
         // seq_commit in the image is not written: only the seqlock stores touch it.
         let generation = &mut self.slot_generations[claim.index as usize];
         if *generation == self.tensor_generation && *generation != 0 {
@@ -207,18 +181,6 @@ impl EpochWriter {
             .seq_commit(claim.index)
             .store_committed(claim.seq);
     }
-}
-
-/// A slot image with everything that does not change per frame: zero pad and the
-/// `headerBytes` length (the tensor description is filled in when checked).
-fn slot_image_template() -> [u8; HEADER_SLOT_BYTES] {
-    let mut image = [0u8; HEADER_SLOT_BYTES];
-    put_u32(
-        &mut image,
-        HEADER_BYTES_LEN_OFFSET,
-        TENSOR_HEADER_LEN as u32,
-    );
-    image
 }
 
 #[cfg(test)]
