@@ -12,7 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::BenchError;
-use crate::stats::Latency;
+use crate::report::Figure;
+use crate::stats::{latency_name, Latency};
 use crate::sys::{check_interrupted, ChildProcess};
 
 /// Payload sizes of the latency benchmarks.
@@ -91,6 +92,44 @@ pub fn measure_round_trips(
             return Ok((latency, seq));
         }
     }
+}
+
+/// Measures round trips at every size of [`SIZES`] in turn (each with its warm-up and
+/// window), then tells the pong to exit.
+pub fn measure_all_sizes(
+    transport: &mut impl PingTransport,
+    warmup: Duration,
+    window: Duration,
+) -> Result<Vec<(usize, Latency)>, BenchError> {
+    let mut measured = Vec::with_capacity(SIZES.len());
+    let mut seq = 1;
+    for size in SIZES {
+        let (latency, next) = measure_round_trips(transport, size, warmup, window, seq)?;
+        seq = next;
+        measured.push((size, latency));
+    }
+    transport.send(&END.to_le_bytes())?;
+    Ok(measured)
+}
+
+/// The reference rows of a ping-pong scenario (every percentile at every size), the first
+/// row of each size carrying the round-trip count, the mean and `detail`.
+pub fn reference_figures(
+    scenario: &str,
+    measured: &[(usize, Latency)],
+    detail: &str,
+) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    for (size, latency) in measured {
+        let mut rows = latency.figures(scenario, |p| latency_name(*size, p));
+        rows[0].note = Some(format!(
+            "{} round trips{detail}, mean {:.2} µs",
+            latency.count(),
+            latency.mean_us()
+        ));
+        figures.extend(rows.into_iter().map(Figure::marked_reference));
+    }
+    figures
 }
 
 /// Starts this executable as the pong of a ping-pong: `--role <role>` plus `args`, with the

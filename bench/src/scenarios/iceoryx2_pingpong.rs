@@ -17,10 +17,9 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 
 use crate::error::{BenchError, Context as _};
-use crate::pingpong::{self, seq_of, PingTransport, END, SIZES};
+use crate::pingpong::{self, seq_of, PingTransport, END};
 use crate::report::Figure;
 use crate::scenario::{RunContext, Scenario};
-use crate::stats::latency_name;
 use crate::sys::{check_interrupted, core_pair, pin_current_thread, Scratch};
 
 /// The `--role` of the pong process.
@@ -95,23 +94,8 @@ impl Scenario for Iceoryx2PingPong {
                     publisher,
                     subscriber,
                 };
-                let mut figures = Vec::new();
-                let mut seq = 1;
-                for size in SIZES {
-                    let (latency, next) =
-                        pingpong::measure_round_trips(&mut ping, size, warmup, window, seq)?;
-                    seq = next;
-                    let note = format!(
-                        "{} round trips, mean {:.2} µs",
-                        latency.count(),
-                        latency.mean_us()
-                    );
-                    let mut rows = latency.figures(self.name(), |p| latency_name(size, p));
-                    rows[0].note = Some(note);
-                    figures.extend(rows.into_iter().map(Figure::marked_reference));
-                }
-                ping.send(&END.to_le_bytes())?;
-                Ok(figures)
+                let measured = pingpong::measure_all_sizes(&mut ping, warmup, window)?;
+                Ok(pingpong::reference_figures(self.name(), &measured, ""))
             })
             .join()
             .map_err(|_| BenchError::Measure("the ping thread panicked".into()))?

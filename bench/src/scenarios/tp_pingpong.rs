@@ -89,16 +89,7 @@ impl Scenario for TpPingPong {
             }
             let mut ping = TpPing::connect(&spec.shm_dir, driver.aeron_dir())?;
             ping.handshake()?;
-            let mut measured = Vec::new();
-            let mut seq = 1;
-            for size in SIZES {
-                let (latency, next) =
-                    pingpong::measure_round_trips(&mut ping, size, warmup, window, seq)?;
-                seq = next;
-                measured.push((size, latency));
-            }
-            ping.send(&END.to_le_bytes())?;
-            Ok(measured)
+            pingpong::measure_all_sizes(&mut ping, warmup, window)
         };
         let result = std::thread::scope(|s| {
             std::thread::Builder::new()
