@@ -187,16 +187,12 @@ fn main() -> ExitCode {
 
 fn config(args: &Args) -> ConsumerConfig {
     let streams = ClientStreams {
-        aeron_dir: Some(args.aeron_dir.clone()),
-        control_channel: args.channel.clone(),
         control_stream_id: args.control_stream_id,
-        announce_channel: args.channel.clone(),
         announce_stream_id: args.announce_stream_id,
-        descriptor_channel: args.channel.clone(),
         descriptor_stream_id: args.descriptor_stream_id,
-        qos_channel: args.channel.clone(),
         qos_stream_id: args.qos_stream_id,
         connect_timeout: Duration::from_secs(1),
+        ..ClientStreams::on_channel(&args.aeron_dir, &args.channel)
     };
     ConsumerConfig {
         consumer_id: args.consumer_id,

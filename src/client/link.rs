@@ -78,6 +78,18 @@ impl ClientStreams {
         }
     }
 
+    /// Defaults with an explicit Aeron directory and every stream on `channel`.
+    pub fn on_channel(aeron_dir: impl Into<PathBuf>, channel: &str) -> Self {
+        Self {
+            aeron_dir: Some(aeron_dir.into()),
+            control_channel: channel.into(),
+            announce_channel: channel.into(),
+            descriptor_channel: channel.into(),
+            qos_channel: channel.into(),
+            ..Self::default()
+        }
+    }
+
     /// Whether announces arrive on the control stream itself.
     pub fn announce_shares_control(&self) -> bool {
         self.announce_channel == self.control_channel
@@ -248,5 +260,41 @@ impl ControlLink {
             Some(sub) => sub.poll(handler, limit),
             None => Ok(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_channel_puts_every_stream_on_the_channel_and_keeps_the_default_ids() {
+        let streams = ClientStreams::on_channel("/dev/shm/aeron-x", "aeron:ipc?term-length=64k");
+        assert_eq!(streams.aeron_dir, Some(PathBuf::from("/dev/shm/aeron-x")));
+        for channel in [
+            &streams.control_channel,
+            &streams.announce_channel,
+            &streams.descriptor_channel,
+            &streams.qos_channel,
+        ] {
+            assert_eq!(channel, "aeron:ipc?term-length=64k");
+        }
+        let defaults = ClientStreams::default();
+        assert_eq!(
+            (
+                streams.control_stream_id,
+                streams.announce_stream_id,
+                streams.descriptor_stream_id,
+                streams.qos_stream_id,
+                streams.connect_timeout
+            ),
+            (
+                defaults.control_stream_id,
+                defaults.announce_stream_id,
+                defaults.descriptor_stream_id,
+                defaults.qos_stream_id,
+                defaults.connect_timeout
+            )
+        );
     }
 }

@@ -136,16 +136,12 @@ impl Default for TestEnv {
 /// [`DESCRIPTOR_STREAM`], [`DEADLINE`] to connect.
 pub fn client_streams(env: &TestEnv, announce_stream_id: u32) -> ClientStreams {
     ClientStreams {
-        aeron_dir: Some(env.aeron_dir()),
-        control_channel: CHANNEL.into(),
         control_stream_id: CONTROL_STREAM,
-        announce_channel: CHANNEL.into(),
         announce_stream_id,
-        descriptor_channel: CHANNEL.into(),
         descriptor_stream_id: DESCRIPTOR_STREAM,
-        qos_channel: CHANNEL.into(),
         qos_stream_id: QOS_STREAM,
         connect_timeout: DEADLINE,
+        ..ClientStreams::on_channel(env.aeron_dir(), CHANNEL)
     }
 }
 

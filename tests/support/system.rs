@@ -544,16 +544,13 @@ impl RoleSpec {
     /// The streams of the test configuration (`support::DriverSettings::shared_announce`).
     pub fn streams(&self) -> ClientStreams {
         ClientStreams {
-            aeron_dir: Some(self.aeron_dir.clone()),
-            control_channel: CHANNEL.into(),
             control_stream_id: CONTROL_STREAM,
-            announce_channel: CHANNEL.into(),
             announce_stream_id: CONTROL_STREAM,
             descriptor_channel: self.descriptor_channel.clone(),
             descriptor_stream_id: 1100,
-            qos_channel: CHANNEL.into(),
             qos_stream_id: 1200,
             connect_timeout: Duration::from_millis(500),
+            ..ClientStreams::on_channel(&self.aeron_dir, CHANNEL)
         }
     }
 }
