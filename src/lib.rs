@@ -7,8 +7,10 @@
 //! - [`shm`]: shared-memory layout primitives (superblock, header slots, seqlock, region
 //!   URIs, canonical paths, safe mapping).
 //! - [`config`]: driver configuration (TOML + environment overrides + validation).
+//! - [`clock`]: the monotonic and wall clocks the driver and clients share.
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod protocol;

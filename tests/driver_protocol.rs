@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::*;
-use tensorpool::driver::provision::monotonic_now_ns;
+use tensorpool::clock::monotonic_now_ns;
 use tensorpool::protocol::codec::MESSAGE_HEADER_LEN;
 use tensorpool::protocol::driver::{
     self, HugepagesPolicy, LeaseRevokeReason, PublishMode, ResponseCode, Role, ShutdownReason,

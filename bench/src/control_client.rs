@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use tensorpool::driver::provision::monotonic_now_ns;
+use tensorpool::clock::monotonic_now_ns;
 use tensorpool::protocol::driver::{
     self, AnyMessage, HugepagesPolicy, PublishMode, ResponseCode, Role, ShmAttachRequest,
     ShmDetachRequest, ShmLeaseKeepalive,

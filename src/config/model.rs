@@ -24,7 +24,7 @@ pub const DEFAULT_QOS_CHANNEL: &str = "aeron:ipc?term-length=4m";
 /// Default `driver.qos_stream_id`.
 pub const DEFAULT_QOS_STREAM_ID: u32 = 1200;
 /// Default `shm.base_dir`.
-pub const DEFAULT_SHM_BASE_DIR: &str = "/dev/shm/tensorpool";
+pub const DEFAULT_SHM_BASE_DIR: &str = crate::shm::paths::DEFAULT_BASE_DIR;
 /// Default `shm.namespace`.
 pub const DEFAULT_SHM_NAMESPACE: &str = "default";
 /// Default `shm.page_size_bytes`.

@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 
 use crate::shm::uri;
 
+/// The base directory drivers create regions under and clients accept them from unless
+/// configured otherwise (`shm.base_dir`; Wire Spec §15.21a.5).
+pub const DEFAULT_BASE_DIR: &str = "/dev/shm/tensorpool";
+
 /// Prefix of the per-user directory name (`tensorpool-<user>`).
 pub const USER_DIR_PREFIX: &str = "tensorpool-";
 

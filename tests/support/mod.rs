@@ -792,7 +792,7 @@ impl TestClient {
             stream_id: lease.stream_id,
             client_id: lease.client_id,
             role: lease.role,
-            client_timestamp_ns: tensorpool::driver::provision::monotonic_now_ns(),
+            client_timestamp_ns: tensorpool::clock::monotonic_now_ns(),
         };
         self.send_encoded(|buf| ka.encode(buf).expect("encoding a keepalive"));
     }

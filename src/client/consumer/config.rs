@@ -3,7 +3,7 @@
 //! `max_outstanding_seq_gap`; Driver Model §4.4 keepalives, §4.9 revoke wait).
 
 use crate::client::link::ClientStreams;
-use crate::config::DEFAULT_SHM_BASE_DIR;
+use crate::shm::paths::DEFAULT_BASE_DIR;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ impl ConsumerConfig {
             streams,
             stream_id,
             consumer_id: 0,
-            allowed_base_dirs: vec![PathBuf::from(DEFAULT_SHM_BASE_DIR)],
+            allowed_base_dirs: vec![PathBuf::from(DEFAULT_BASE_DIR)],
             request_per_consumer_descriptor: None,
             announce_period: Duration::from_secs(1),
             keepalive_interval: Duration::from_secs(1),

@@ -16,7 +16,7 @@ use crate::client::grant::{LeaseGrant, ProtocolError};
 use crate::client::link::{ClientStreams, LinkError};
 use crate::client::mapping::MappedEpoch;
 use crate::client::session::{DriverSession, Request, SessionConfig, SessionEvent};
-use crate::driver::provision::monotonic_now_ns;
+use crate::clock::{monotonic_now_ns, realtime_now_ns};
 use crate::protocol::codec::{get_u32, MessageHeader, MESSAGE_HEADER_LEN};
 use crate::protocol::control::{
     self, consumer_config, shm_pool_announce, Bool, ConsumerConfigDecoder, ConsumerHello, Mode,
@@ -25,7 +25,7 @@ use crate::protocol::control::{
 use crate::protocol::driver::{self, Role};
 use crate::shm::open::{Access, AllowedBaseDirs};
 use crate::transport::{OfferOutcome, TransportError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Fragments read per stream per duty cycle.
 const CONTROL_POLL_LIMIT: usize = 16;
@@ -794,12 +794,6 @@ fn session_config(config: &ConsumerConfig) -> SessionConfig {
 }
 
 /// Wall-clock nanoseconds (for REALTIME_SYNCED announces only).
-fn realtime_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 /// Decodes one control-stream or announce-stream message into what the consumer acts
 /// on: driver notices and responses (through the session), announces of its stream, and
 /// `ConsumerConfig` for its consumer id.

@@ -39,7 +39,7 @@ pub use frame::{Frame, FramePoll};
 
 /// The clock [`Consumer::do_work`] expects: CLOCK_MONOTONIC in nanoseconds, the domain
 /// of the driver's MONOTONIC announce timestamps.
-pub use crate::driver::provision::monotonic_now_ns;
+pub use crate::clock::monotonic_now_ns;
 
 use crate::client::link::LinkError;
 use crate::protocol::codec::EncodeError;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Default directory the producer accepts SHM files under (the shipped driver's base).
-pub const DEFAULT_ALLOWED_BASE_DIR: &str = "/dev/shm/tensorpool";
+pub const DEFAULT_ALLOWED_BASE_DIR: &str = crate::shm::paths::DEFAULT_BASE_DIR;
 /// Default `QosProducer` period (Wire Spec §10.4.2).
 pub const DEFAULT_QOS_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -52,9 +52,7 @@ const RECONNECT_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The monotonic clock the producer's deadlines (and the driver's lease expiry) use.
-pub fn monotonic_now_ns() -> u64 {
-    crate::driver::provision::monotonic_now_ns()
-}
+pub use crate::clock::monotonic_now_ns;
 
 /// A stream's producer: lease, mapping, descriptor publications (see the module docs).
 pub struct Producer {

@@ -41,22 +41,6 @@ pub fn dir_mode_for(file_mode: u32) -> u32 {
     0o700 | group | (file_mode & 0o2000)
 }
 
-/// Current `CLOCK_MONOTONIC` time in nanoseconds (0 if the clock cannot be read).
-pub fn monotonic_now_ns() -> u64 {
-    let mut ts = nix::libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return 0;
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
 /// The OS page size (4096 if unknown).
 pub(super) fn os_page_size() -> u64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
@@ -360,14 +344,6 @@ mod tests {
         assert_eq!(dir_mode_for(0o2660), 0o2770);
         assert_eq!(dir_mode_for(0o400), 0o700);
         assert_eq!(Modes::from_file_mode(0o640).file, 0o640);
-    }
-
-    #[test]
-    fn monotonic_clock_moves_forward() {
-        let a = monotonic_now_ns();
-        let b = monotonic_now_ns();
-        assert!(a > 0);
-        assert!(b >= a);
     }
 
     #[test]

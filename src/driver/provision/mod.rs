@@ -65,9 +65,10 @@ mod files;
 mod gc;
 
 pub use epochs::HIGH_WATER_FILE;
-pub use files::{dir_mode_for, monotonic_now_ns};
+pub use files::dir_mode_for;
 pub use gc::GcReport;
 
+use crate::clock::monotonic_now_ns;
 use crate::config::{DriverConfig, Profile};
 use crate::driver::core::{EpochLayout, PoolLayout, ProvisionFailure, Provisioner};
 use crate::shm::layout::{header_ring_len, is_valid_stride, payload_pool_len, ExpectedRegion};
