@@ -98,9 +98,10 @@ struct Args {
     /// The driver's announce period in ms (`policies.announce_period_ms`).
     #[arg(long, default_value_t = 1000)]
     announce_period_ms: u64,
-    /// Keepalive interval in ms (the driver's `policies.lease_keepalive_interval_ms`).
-    #[arg(long, default_value_t = 1000)]
-    keepalive_ms: u64,
+    /// Longest pause between lease keepalives, in ms. By default the lease the driver
+    /// grants sets the pace (a third of it), whatever the driver's configured interval.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    keepalive_ms: Option<u64>,
 }
 
 /// Splits `CHANNEL:ID` at the last colon (channels contain colons themselves).
@@ -199,7 +200,7 @@ fn config(args: &Args) -> ConsumerConfig {
         allowed_base_dirs: args.allowed_base_dirs.clone(),
         request_per_consumer_descriptor: args.per_consumer_descriptor.clone(),
         announce_period: Duration::from_millis(args.announce_period_ms.max(1)),
-        keepalive_interval: Duration::from_millis(args.keepalive_ms.max(1)),
+        keepalive_interval: args.keepalive_ms.map(Duration::from_millis),
         client_name: "tensorpool-consumer-example".into(),
         ..ConsumerConfig::new(streams, args.stream_id)
     }

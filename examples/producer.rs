@@ -94,9 +94,10 @@ struct Args {
     /// Let the driver create the stream if it is not configured (EXISTING_OR_CREATE).
     #[arg(long)]
     create: bool,
-    /// Keepalive interval in ms (the driver's `policies.lease_keepalive_interval_ms`).
-    #[arg(long, default_value_t = 1000)]
-    keepalive_ms: u64,
+    /// Longest pause between lease keepalives, in ms. By default the lease the driver
+    /// grants sets the pace (a third of it), whatever the driver's configured interval.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    keepalive_ms: Option<u64>,
     /// Longest wait, in seconds, for the driver: to connect, to attach, and to reattach
     /// while publishing.
     #[arg(long, default_value_t = 30)]
@@ -177,8 +178,11 @@ fn config(args: &Args) -> ProducerConfig {
     let config = ProducerConfig::new(args.stream_id)
         .streams(streams)
         .client_id(args.client_id)
-        .allowed_base_dirs(args.allowed_base_dirs.iter().cloned())
-        .keepalive_interval(Duration::from_millis(args.keepalive_ms.max(1)));
+        .allowed_base_dirs(args.allowed_base_dirs.iter().cloned());
+    let config = match args.keepalive_ms {
+        Some(ms) => config.keepalive_interval(Duration::from_millis(ms)),
+        None => config,
+    };
     if args.create {
         config.publish_mode(PublishMode::ExistingOrCreate)
     } else {

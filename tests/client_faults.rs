@@ -495,7 +495,7 @@ fn the_consumer_rebuilds_its_aeron_connection_after_losing_the_media_driver() {
     let mut consumer = Consumer::connect(ConsumerConfig {
         allowed_base_dirs: vec![env.shm_dir()],
         announce_period: support::ANNOUNCE_PERIOD,
-        keepalive_interval: support::KEEPALIVE_INTERVAL,
+        keepalive_interval: Some(support::KEEPALIVE_INTERVAL),
         attach_timeout: Duration::from_millis(500),
         ..ConsumerConfig::new(spec.streams(), STATIC_STREAM)
     })

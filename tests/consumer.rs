@@ -131,7 +131,7 @@ impl Env {
         ConsumerConfig {
             allowed_base_dirs: vec![self.shm_dir()],
             announce_period: ANNOUNCE_PERIOD,
-            keepalive_interval: KEEPALIVE,
+            keepalive_interval: Some(KEEPALIVE),
             attach_timeout: Duration::from_millis(500),
             qos_interval: Duration::from_millis(100),
             client_name: "consumer-under-test".into(),
@@ -226,7 +226,7 @@ impl TestProducer {
 
     fn session_config() -> SessionConfig {
         SessionConfig {
-            keepalive_interval: KEEPALIVE,
+            keepalive_interval: Some(KEEPALIVE),
             attach_timeout: Duration::from_millis(500),
             ..SessionConfig::new(STREAM, Role::Producer)
         }

@@ -137,7 +137,7 @@ fn run_consumer(
     let config = ConsumerConfig {
         allowed_base_dirs: vec![shm_dir],
         announce_period: support::ANNOUNCE_PERIOD,
-        keepalive_interval: support::KEEPALIVE_INTERVAL,
+        keepalive_interval: Some(support::KEEPALIVE_INTERVAL),
         attach_timeout: Duration::from_millis(500),
         qos_interval: Duration::from_millis(200),
         client_name: "torn-read-consumer".into(),

@@ -1,4 +1,5 @@
-//! The driver-client state machine (Driver Model §4.12.1, Appendix B): attach with a
+//! The driver-client state machine (Driver Model §4.12.1, Appendix B; keepalive pacing
+//! §4.4): attach with a
 //! timeout and exponential backoff with jitter, keepalives, revocation, driver shutdown,
 //! detach. Sans-IO: it is fed control-stream messages and a monotonic clock, and asks its
 //! host to send requests.
@@ -35,8 +36,10 @@ pub struct SessionConfig {
     pub desired_node_id: Option<u32>,
     /// How long to wait for an attach response.
     pub attach_timeout: Duration,
-    /// Keepalive interval (the driver's `policies.lease_keepalive_interval_ms`).
-    pub keepalive_interval: Duration,
+    /// Longest pause between keepalives. `None` lets the granted lease deadline alone set
+    /// the pace (see [`keepalive_period_ns`]); a bound only ever makes keepalives more
+    /// frequent than the deadline requires, never less.
+    pub keepalive_interval: Option<Duration>,
     /// First retry delay.
     pub backoff_initial: Duration,
     /// Longest retry delay.
@@ -44,7 +47,8 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// Defaults matching the shipped driver configuration (1 s keepalive).
+    /// Defaults: keepalives paced by the granted lease deadline, 1 s attach timeout,
+    /// backoff from 50 ms to 2 s.
     pub fn new(stream_id: u32, role: Role) -> Self {
         Self {
             stream_id,
@@ -55,11 +59,42 @@ impl SessionConfig {
             expected_layout_version: 0,
             desired_node_id: None,
             attach_timeout: Duration::from_secs(1),
-            keepalive_interval: Duration::from_secs(1),
+            keepalive_interval: None,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
         }
     }
+}
+
+/// Keepalives per lease duration: the next keepalive is due after a third of the lease
+/// the driver granted, so two may be lost or late before the lease expires.
+pub const KEEPALIVES_PER_LEASE: u64 = 3;
+/// Keepalive interval when the driver grants no deadline (Driver Model §4.4 baseline).
+pub const UNBOUNDED_LEASE_KEEPALIVE: Duration = Duration::from_secs(1);
+/// Shortest keepalive period, whatever the grant says (a bound on control traffic).
+pub const MIN_KEEPALIVE_PERIOD: Duration = Duration::from_millis(1);
+
+/// The pause between keepalives for a lease granted at `now_ns` (Driver Model §4.4: "the
+/// client MUST ensure keepalives arrive before that timestamp").
+///
+/// With a deadline, the lease's remaining time divided by [`KEEPALIVES_PER_LEASE`], capped
+/// by `bound`; the driver extends each lease by the same duration on every keepalive, so
+/// the period stays right for the lease's whole life. Without one, `bound` or the §4.4
+/// baseline of 1 s. Never below [`MIN_KEEPALIVE_PERIOD`].
+pub fn keepalive_period_ns(
+    lease_expiry_ns: Option<u64>,
+    now_ns: u64,
+    bound: Option<Duration>,
+) -> u64 {
+    let bound_ns = bound.map(duration_ns);
+    let period = match lease_expiry_ns {
+        Some(expiry) => {
+            let derived = expiry.saturating_sub(now_ns) / KEEPALIVES_PER_LEASE;
+            bound_ns.map_or(derived, |b| b.min(derived))
+        }
+        None => bound_ns.unwrap_or(duration_ns(UNBOUNDED_LEASE_KEEPALIVE)),
+    };
+    period.max(duration_ns(MIN_KEEPALIVE_PERIOD))
 }
 
 /// A request the host must publish on the control stream.
@@ -123,6 +158,14 @@ enum State {
     Attached {
         grant: LeaseGrant,
         next_keepalive_ns: u64,
+        /// Pause between keepalives, fixed at the grant.
+        keepalive_period_ns: u64,
+        /// How long the driver's lease lasts from a grant or keepalive (`None` when the
+        /// grant carried no deadline).
+        lease_ns: Option<u64>,
+        /// The latest moment the lease surely lasts to: the granted deadline, then the
+        /// send time of the last keepalive plus the lease duration (the driver received
+        /// it later and extends from then). Passing it without a keepalive loses the lease.
         hard_expiry_ns: Option<u64>,
     },
     Detaching {
@@ -185,6 +228,17 @@ impl DriverSession {
         }
     }
 
+    /// The pause between keepalives of the live lease, if attached.
+    pub fn keepalive_period(&self) -> Option<Duration> {
+        match &self.state {
+            State::Attached {
+                keepalive_period_ns,
+                ..
+            } => Some(Duration::from_nanos(*keepalive_period_ns)),
+            _ => None,
+        }
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
@@ -229,11 +283,12 @@ impl DriverSession {
             State::Attached {
                 grant,
                 next_keepalive_ns,
+                keepalive_period_ns,
+                lease_ns,
                 hard_expiry_ns,
             } if now_ns >= *next_keepalive_ns => {
-                *next_keepalive_ns = now_ns + duration_ns(self.config.keepalive_interval);
-                // Once a keepalive went out, the driver's own expiry governs.
-                *hard_expiry_ns = None;
+                *next_keepalive_ns = now_ns + *keepalive_period_ns;
+                *hard_expiry_ns = lease_ns.map(|lease| now_ns.saturating_add(lease));
                 let ka = ShmLeaseKeepalive {
                     lease_id: grant.lease_id,
                     stream_id: grant.stream_id,
@@ -334,13 +389,16 @@ impl DriverSession {
         match response.code() {
             ResponseCode::Ok => match validate_grant(&response) {
                 Ok(grant) => {
-                    let interval = duration_ns(self.config.keepalive_interval);
-                    let hard_expiry_ns = grant.lease_expiry_ns;
+                    let expiry = grant.lease_expiry_ns;
+                    let period =
+                        keepalive_period_ns(expiry, now_ns, self.config.keepalive_interval);
                     self.backoff_ns = duration_ns(self.config.backoff_initial);
                     self.state = State::Attached {
                         grant: grant.clone(),
-                        next_keepalive_ns: now_ns + interval,
-                        hard_expiry_ns,
+                        next_keepalive_ns: now_ns.saturating_add(period),
+                        keepalive_period_ns: period,
+                        lease_ns: expiry.map(|e| e.saturating_sub(now_ns)),
+                        hard_expiry_ns: expiry,
                     };
                     Some(SessionEvent::Attached(grant))
                 }

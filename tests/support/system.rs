@@ -820,7 +820,7 @@ fn run_consumer(spec: &RoleSpec, out: &mut LineOut) {
     let config = ConsumerConfig {
         allowed_base_dirs: vec![spec.shm_dir.clone()],
         announce_period: spec.announce_period,
-        keepalive_interval: spec.keepalive,
+        keepalive_interval: Some(spec.keepalive),
         attach_timeout: Duration::from_millis(500),
         qos_interval: Duration::from_millis(200),
         client_name: "system-test-consumer".into(),

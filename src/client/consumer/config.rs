@@ -28,8 +28,10 @@ pub struct ConsumerConfig {
     /// The driver's announce period: announces older than 3× are stale, and a producer
     /// revoke waits at most 3× for the epoch-bumped announce.
     pub announce_period: Duration,
-    /// Lease keepalive interval (the driver's `lease_keepalive_interval_ms`).
-    pub keepalive_interval: Duration,
+    /// Longest pause between lease keepalives; `None` (the default) lets the lease
+    /// deadline the driver grants set the pace (Driver Model §4.4; see
+    /// [`keepalive_period_ns`](crate::client::session::keepalive_period_ns)).
+    pub keepalive_interval: Option<Duration>,
     /// How long to wait for an attach response before retrying.
     pub attach_timeout: Duration,
     /// `QosConsumer` period.
@@ -53,7 +55,7 @@ impl ConsumerConfig {
             allowed_base_dirs: vec![PathBuf::from(DEFAULT_BASE_DIR)],
             request_per_consumer_descriptor: None,
             announce_period: Duration::from_secs(1),
-            keepalive_interval: Duration::from_secs(1),
+            keepalive_interval: None,
             attach_timeout: Duration::from_secs(1),
             qos_interval: Duration::from_secs(1),
             max_outstanding_seq_gap: Some(256),
@@ -69,7 +71,7 @@ impl ConsumerConfig {
         if self.announce_period.is_zero() {
             return Err("announce_period is zero");
         }
-        if self.keepalive_interval.is_zero() {
+        if self.keepalive_interval.is_some_and(|d| d.is_zero()) {
             return Err("keepalive_interval is zero");
         }
         if self.qos_interval.is_zero() {

@@ -312,6 +312,12 @@ impl Consumer {
         self.stream_id
     }
 
+    /// The pause between keepalives of the live lease (a third of the granted lease,
+    /// capped by the configured bound), if attached.
+    pub fn keepalive_period(&self) -> Option<Duration> {
+        self.session.keepalive_period()
+    }
+
     /// The live lease id, if attached.
     pub fn lease_id(&self) -> Option<u64> {
         self.session.grant().map(|g| g.lease_id)

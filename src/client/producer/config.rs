@@ -27,8 +27,10 @@ pub struct ProducerConfig {
     pub publish_mode: Option<PublishMode>,
     /// Directories the granted SHM files must lie in (checked when mapping).
     pub allowed_base_dirs: Vec<PathBuf>,
-    /// Keepalive period; must match the driver's `policies.lease_keepalive_interval_ms`.
-    pub keepalive_interval: Duration,
+    /// Longest pause between lease keepalives; `None` (the default) lets the lease
+    /// deadline the driver grants set the pace (Driver Model §4.4; see
+    /// [`keepalive_period_ns`](crate::client::session::keepalive_period_ns)).
+    pub keepalive_interval: Option<Duration>,
     /// How long to wait for an attach response before retrying.
     pub attach_timeout: Duration,
     /// `QosProducer` period.
@@ -37,7 +39,8 @@ pub struct ProducerConfig {
 
 impl ProducerConfig {
     /// Defaults for `stream_id`: default streams, auto client id, REQUIRE_EXISTING,
-    /// [`DEFAULT_ALLOWED_BASE_DIR`], 1 s keepalive, 1 s attach timeout, 1 s QoS period.
+    /// [`DEFAULT_ALLOWED_BASE_DIR`], keepalives paced by the granted lease, 1 s attach
+    /// timeout, 1 s QoS period.
     pub fn new(stream_id: u32) -> Self {
         let session = SessionConfig::new(stream_id, Role::Producer);
         Self {
@@ -80,9 +83,10 @@ impl ProducerConfig {
         self
     }
 
-    /// Sets the keepalive period.
+    /// Bounds the pause between keepalives (they may still come more often when the
+    /// granted lease is short).
     pub fn keepalive_interval(mut self, interval: Duration) -> Self {
-        self.keepalive_interval = interval;
+        self.keepalive_interval = Some(interval);
         self
     }
 
@@ -123,6 +127,7 @@ mod tests {
             vec![PathBuf::from("/dev/shm/tensorpool")]
         );
         assert_eq!(config.qos_interval, Duration::from_secs(1));
+        assert_eq!(config.keepalive_interval, None, "paced by the grant");
         let config = config
             .client_id(7)
             .publish_mode(PublishMode::ExistingOrCreate)
@@ -135,7 +140,7 @@ mod tests {
         assert_eq!(session.client_id, 7);
         assert_eq!(session.role, Role::Producer);
         assert_eq!(session.publish_mode, Some(PublishMode::ExistingOrCreate));
-        assert_eq!(session.keepalive_interval, Duration::from_millis(100));
+        assert_eq!(session.keepalive_interval, Some(Duration::from_millis(100)));
         assert_eq!(session.attach_timeout, Duration::from_millis(300));
         assert_eq!(config.allowed_base_dirs.len(), 2);
     }

@@ -204,6 +204,12 @@ impl Producer {
         self.conn.is_some()
     }
 
+    /// The pause between keepalives of the live lease (a third of the granted lease,
+    /// capped by the configured bound), if attached.
+    pub fn keepalive_period(&self) -> Option<Duration> {
+        self.session.keepalive_period()
+    }
+
     /// The grant of the mapped epoch.
     pub fn grant(&self) -> Option<&LeaseGrant> {
         self.writer.as_ref().map(|w| w.epoch().grant())

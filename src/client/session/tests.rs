@@ -409,7 +409,7 @@ fn a_keepalive_that_cannot_be_sent_loses_the_lease() {
 #[test]
 fn passing_the_hard_expiry_without_a_keepalive_loses_the_lease() {
     let mut s = DriverSession::new(SessionConfig {
-        keepalive_interval: Duration::from_secs(10),
+        keepalive_interval: Some(Duration::from_secs(10)),
         ..SessionConfig::new(10000, Role::Consumer)
     });
     let req = attach_request(&mut s, 0);
@@ -446,4 +446,137 @@ fn close_detaches_and_closes_on_the_response_or_timeout() {
     let (mut s, _) = attached();
     s.close(0);
     assert_eq!(s.poll(1000 * MS), (None, Some(SessionEvent::Closed)));
+}
+
+/// Attaches a session with `bound` to a grant whose lease ends `lease_ms` after `now`.
+fn attached_with_lease(bound: Option<Duration>, now: u64, lease_ms: Option<u64>) -> DriverSession {
+    let mut s = DriverSession::new(SessionConfig {
+        keepalive_interval: bound,
+        ..SessionConfig::new(10000, Role::Consumer)
+    });
+    let req = attach_request(&mut s, now);
+    let response = ShmAttachResponse {
+        lease_expiry_timestamp_ns: lease_ms.map(|ms| now + ms * MS),
+        ..ok_response(req.correlation_id)
+    };
+    assert!(matches!(
+        s.on_message(&bytes(&response), now),
+        Some(SessionEvent::Attached(_))
+    ));
+    s
+}
+
+/// Polls every `step_ms` from `from` to `to` (inclusive) and returns the times keepalives
+/// went out; panics on any other event.
+fn keepalive_times(s: &mut DriverSession, from: u64, to: u64, step_ms: u64) -> Vec<u64> {
+    let mut sent = Vec::new();
+    let mut now = from;
+    while now <= to {
+        match s.poll(now) {
+            (Some(Request::Keepalive(ka)), None) => {
+                assert_eq!(ka.client_timestamp_ns, now);
+                sent.push(now);
+            }
+            (None, None) => {}
+            other => panic!("at {} ms: {other:?}", now / MS),
+        }
+        now += step_ms * MS;
+    }
+    sent
+}
+
+#[test]
+fn keepalives_keep_a_short_lease_alive_whatever_the_configured_bound() {
+    // A driver at 100 ms keepalives and grace 3 grants 300 ms leases; the client's
+    // configured 1 s would let every lease expire.
+    let start = 50 * MS;
+    let mut s = attached_with_lease(Some(Duration::from_secs(1)), start, Some(300));
+    assert_eq!(s.keepalive_period(), Some(Duration::from_millis(100)));
+    let sent = keepalive_times(&mut s, start, start + 10_000 * MS, 5);
+    assert_eq!(sent.len(), 100, "one keepalive per 100 ms for 10 s");
+    let mut deadline = start + 300 * MS;
+    for at in sent {
+        assert!(
+            at < deadline,
+            "keepalive at {at} after the lease ended at {deadline}"
+        );
+        deadline = at + 300 * MS;
+    }
+    assert!(s.grant().is_some());
+}
+
+#[test]
+fn a_long_lease_is_not_kept_alive_more_often_than_it_needs() {
+    // A driver at 10 s keepalives and grace 3 grants 30 s leases.
+    let mut s = attached_with_lease(None, 0, Some(30_000));
+    assert_eq!(s.keepalive_period(), Some(Duration::from_secs(10)));
+    let sent = keepalive_times(&mut s, 0, 60_000 * MS, 100);
+    assert_eq!(
+        sent,
+        vec![
+            10_000 * MS,
+            20_000 * MS,
+            30_000 * MS,
+            40_000 * MS,
+            50_000 * MS,
+            60_000 * MS
+        ]
+    );
+}
+
+#[test]
+fn a_configured_bound_shorter_than_the_lease_needs_is_kept() {
+    let mut s = attached_with_lease(Some(Duration::from_millis(250)), 0, Some(30_000));
+    assert_eq!(s.keepalive_period(), Some(Duration::from_millis(250)));
+    assert_eq!(keepalive_times(&mut s, 0, 1_000 * MS, 50).len(), 4);
+}
+
+#[test]
+fn a_grant_without_a_deadline_keeps_alive_at_the_bound_or_the_baseline() {
+    let s = attached_with_lease(None, 0, None);
+    assert_eq!(s.keepalive_period(), Some(UNBOUNDED_LEASE_KEEPALIVE));
+    let s = attached_with_lease(Some(Duration::from_millis(40)), 0, None);
+    assert_eq!(s.keepalive_period(), Some(Duration::from_millis(40)));
+}
+
+#[test]
+fn a_deadline_already_passed_at_the_grant_loses_the_lease_at_once() {
+    let mut s = DriverSession::new(SessionConfig::new(10000, Role::Consumer));
+    let req = attach_request(&mut s, 0);
+    let response = ShmAttachResponse {
+        lease_expiry_timestamp_ns: Some(5 * MS),
+        ..ok_response(req.correlation_id)
+    };
+    assert!(matches!(
+        s.on_message(&bytes(&response), 10 * MS),
+        Some(SessionEvent::Attached(_))
+    ));
+    assert_eq!(s.keepalive_period(), Some(MIN_KEEPALIVE_PERIOD));
+    assert_eq!(s.poll(10 * MS), (None, Some(SessionEvent::LeaseLost)));
+}
+
+#[test]
+fn a_stall_longer_than_the_lease_after_a_keepalive_loses_the_lease() {
+    let mut s = attached_with_lease(None, 0, Some(300));
+    assert_eq!(keepalive_times(&mut s, 0, 100 * MS, 100), vec![100 * MS]);
+    // The driver extends from when it received the keepalive (at or after 100 ms), so
+    // the lease surely lasts to 400 ms; a duty cycle that stalls past it must not
+    // pretend the lease is still held.
+    assert_eq!(s.poll(400 * MS), (None, Some(SessionEvent::LeaseLost)));
+    assert!(s.grant().is_none());
+}
+
+#[test]
+fn keepalive_period_follows_the_remaining_lease_time() {
+    assert_eq!(keepalive_period_ns(Some(900 * MS), 0, None), 300 * MS);
+    assert_eq!(
+        keepalive_period_ns(Some(900 * MS), 300 * MS, None),
+        200 * MS
+    );
+    assert_eq!(
+        keepalive_period_ns(Some(900 * MS), 0, Some(Duration::from_millis(100))),
+        100 * MS
+    );
+    assert_eq!(keepalive_period_ns(Some(0), 10, None), MS);
+    assert_eq!(keepalive_period_ns(None, 0, None), 1_000 * MS);
 }
