@@ -303,8 +303,17 @@ impl TestProducer {
 
     /// Publishes the descriptor of `seq` in `epoch`.
     fn publish_in(&self, seq: u64, epoch: u64) {
+        self.publish_descriptor(STREAM, epoch, seq);
+    }
+
+    fn publish(&self, seq: u64) {
+        self.publish_in(seq, self.epoch().expect("mapped"));
+    }
+
+    /// Publishes a descriptor for whatever stream, epoch and sequence it names.
+    fn publish_descriptor(&self, stream_id: u32, epoch: u64, seq: u64) {
         let d = FrameDescriptor {
-            stream_id: STREAM,
+            stream_id,
             epoch,
             seq,
             timestamp_ns: None,
@@ -323,10 +332,6 @@ impl TestProducer {
             assert!(Instant::now() < deadline, "descriptor not published");
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-
-    fn publish(&self, seq: u64) {
-        self.publish_in(seq, self.epoch().expect("mapped"));
     }
 
     /// Sends a detach and stops the session.
@@ -501,7 +506,16 @@ fn valid_frames_are_delivered_with_the_producers_bytes() {
 /// Writes a slot that breaks one rule, then a valid one: the first is dropped for
 /// `reason` and counted only there, the second is delivered.
 fn assert_rule(reason: DropReason, seq_offset: u64, make: impl FnOnce(u64) -> (SlotWrite, u64)) {
-    let mut s = Setup::start();
+    assert_rule_in(Setup::start(), reason, seq_offset, make)
+}
+
+/// [`assert_rule`] with a consumer of its own.
+fn assert_rule_in(
+    mut s: Setup,
+    reason: DropReason,
+    seq_offset: u64,
+    make: impl FnOnce(u64) -> (SlotWrite, u64),
+) {
     let epoch = s.producer.epoch().expect("mapped");
     assert_eq!(s.send(0, &valid_slot(0, 64)), FramePoll::Delivered(true));
     let seq = 1 + seq_offset;
@@ -565,7 +579,14 @@ fn a_slot_holding_an_older_sequence_is_dropped_as_stale() {
 
 #[test]
 fn a_slot_already_overwritten_is_dropped_as_late() {
-    assert_rule(DropReason::Late, 0, |seq| {
+    // A lapped slot would also make a resyncing consumer skip ahead to the lap (see
+    // a_consumer_slower_than_its_producer_resyncs_and_keeps_delivering); without
+    // resync, the next frame is delivered.
+    let s = Setup::start_in(Env::new(), |c| ConsumerConfig {
+        max_outstanding_seq_gap: None,
+        ..c
+    });
+    assert_rule_in(s, DropReason::Late, 0, |seq| {
         tweaked(seq, |s| s.word = committed(seq + NSLOTS as u64))
     });
 }
@@ -706,7 +727,240 @@ fn gaps_are_counted_and_every_descriptor_reconciles() {
     assert_eq!(c.descriptors_received, published);
     assert_eq!(c.frames_delivered + c.frame_drops(), published);
     assert_eq!(c.frames_delivered + c.frame_drops() + c.drops_gap, 40);
-    assert_eq!(s.consumer.last_seq_seen(), Some(39));
+    // 39's slot was never committed: the last sequence a slot confirmed is 38.
+    assert_eq!(s.consumer.last_seq_seen(), Some(38));
+}
+
+/// One bad message, sent between valid frames.
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    /// A descriptor far ahead of the producer (the slot holds an older frame).
+    ForgedAhead,
+    /// A descriptor repeating the last delivered sequence.
+    ForgedBehind,
+    /// A descriptor naming another epoch.
+    WrongEpoch,
+    /// A descriptor of another stream on the shared descriptor stream.
+    WrongStream,
+    /// A descriptor published while its slot is still being written.
+    Uncommitted,
+    /// A frame whose tensor has nine dimensions.
+    BadNdims,
+    /// A frame longer than its pool's stride.
+    BeyondStride,
+    /// A frame with a non-zero payload offset.
+    PayloadOffset,
+    /// A frame naming a pool that does not exist.
+    UnknownPool,
+}
+
+#[test]
+fn invalid_frames_between_valid_ones_cost_nothing_but_themselves() {
+    let mut s = Setup::start();
+    let epoch = s.producer.epoch().expect("mapped");
+    let kinds = [
+        Hostile::ForgedAhead,
+        Hostile::ForgedBehind,
+        Hostile::WrongEpoch,
+        Hostile::WrongStream,
+        Hostile::Uncommitted,
+        Hostile::BadNdims,
+        Hostile::BeyondStride,
+        Hostile::PayloadOffset,
+        Hostile::UnknownPool,
+    ];
+    let mut seq = 0u64;
+    let mut valid = 0u64;
+    let read = |s: &mut Setup| next_frame(&mut s.consumer, &mut s.producer, frame_is_intact);
+    for round in 0..3 {
+        for kind in kinds {
+            // Two valid frames, then the hostile message.
+            for _ in 0..2 {
+                s.producer.write(seq, &valid_slot(seq, 64 + round));
+                s.producer.publish(seq);
+                assert_eq!(
+                    read(&mut s),
+                    FramePoll::Delivered(true),
+                    "{kind:?} round {round}: seq {seq}"
+                );
+                seq += 1;
+                valid += 1;
+            }
+            let expected = match kind {
+                Hostile::ForgedAhead => {
+                    // Names the slot of the last frame, 125 laps ahead of it.
+                    s.producer.publish(seq - 1 + 125 * NSLOTS as u64);
+                    FramePoll::Dropped(DropReason::Stale)
+                }
+                Hostile::ForgedBehind => {
+                    s.producer.publish(seq - 1);
+                    FramePoll::Dropped(DropReason::Duplicate)
+                }
+                Hostile::WrongEpoch => {
+                    s.producer.publish_in(seq, epoch + 1);
+                    FramePoll::Dropped(DropReason::Epoch)
+                }
+                Hostile::WrongStream => {
+                    s.producer.publish_descriptor(STREAM + 1, epoch, seq + 5);
+                    // Not ours: consumed and ignored, so check it with a plain poll.
+                    let seen = next_message(&mut s);
+                    assert_eq!(seen, FramePoll::Ignored, "round {round}");
+                    continue;
+                }
+                Hostile::Uncommitted => {
+                    s.producer
+                        .write(seq, &tweaked(seq, |w| w.word = in_progress(seq)).0);
+                    s.producer.publish(seq);
+                    // The producer finishes the frame later; the descriptor was early.
+                    FramePoll::Dropped(DropReason::NotCommitted)
+                }
+                Hostile::BadNdims => {
+                    s.producer
+                        .write(seq, &tweaked(seq, |w| w.contents.tensor.ndims = 9).0);
+                    s.producer.publish(seq);
+                    seq += 1;
+                    FramePoll::Dropped(DropReason::Tensor)
+                }
+                Hostile::BeyondStride => {
+                    let slot = tweaked(seq, |w| {
+                        w.contents.values_len_bytes = 4097;
+                        w.contents.tensor = uint8_tensor(4097);
+                    });
+                    s.producer.write(seq, &slot.0);
+                    s.producer.publish(seq);
+                    seq += 1;
+                    FramePoll::Dropped(DropReason::Length)
+                }
+                Hostile::PayloadOffset => {
+                    s.producer
+                        .write(seq, &tweaked(seq, |w| w.contents.payload_offset = 64).0);
+                    s.producer.publish(seq);
+                    seq += 1;
+                    FramePoll::Dropped(DropReason::PayloadOffset)
+                }
+                Hostile::UnknownPool => {
+                    s.producer
+                        .write(seq, &tweaked(seq, |w| w.contents.pool_id = 99).0);
+                    s.producer.publish(seq);
+                    seq += 1;
+                    FramePoll::Dropped(DropReason::Pool)
+                }
+            };
+            assert_eq!(read(&mut s), expected, "{kind:?} round {round}");
+        }
+    }
+    // And the stream goes on.
+    for _ in 0..10 {
+        s.producer.write(seq, &valid_slot(seq, 100));
+        s.producer.publish(seq);
+        assert_eq!(read(&mut s), FramePoll::Delivered(true), "seq {seq}");
+        seq += 1;
+        valid += 1;
+    }
+    let c = s.consumer.counters();
+    assert_eq!(c.frames_delivered, valid, "{c:?}");
+    let rounds = 3;
+    for (reason, count) in [
+        (DropReason::Stale, rounds),
+        (DropReason::Duplicate, rounds),
+        (DropReason::Epoch, rounds),
+        (DropReason::NotCommitted, rounds),
+        (DropReason::Tensor, rounds),
+        (DropReason::Length, rounds),
+        (DropReason::PayloadOffset, rounds),
+        (DropReason::Pool, rounds),
+    ] {
+        assert_eq!(c.drops(reason), count, "{reason:?}: {c:?}");
+    }
+    assert_eq!(c.frame_drops(), 8 * rounds, "nothing else dropped: {c:?}");
+    assert_eq!(c.descriptors_other_stream, rounds);
+    assert_eq!(c.drops_gap, 0, "every sequence arrived: {c:?}");
+    assert_eq!(c.resyncs, 0);
+    assert_eq!(c.descriptors_received, c.frames_delivered + c.frame_drops());
+    assert_eq!(s.consumer.last_seq_seen(), Some(seq - 1));
+}
+
+/// Pumps until the consumer reads any message from its descriptor stream.
+fn next_message(s: &mut Setup) -> FramePoll<bool> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match s.consumer.poll_frame(frame_is_intact).expect("poll_frame") {
+            FramePoll::Empty => {}
+            outcome => return outcome,
+        }
+        s.consumer.do_work(monotonic_now_ns()).expect("duty cycle");
+        s.producer.pump();
+        assert!(Instant::now() < deadline, "no message arrived");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Frames delivered intact when the producer writes `per_read` frames while the
+/// application reads each one (a consumer that many times slower than its producer),
+/// out of `frames` published.
+fn slow_consumer_delivers(
+    max_gap: Option<u64>,
+    frames: u64,
+    per_read: u64,
+) -> (u64, ConsumerCounters) {
+    let mut s = Setup::start_in(Env::new(), |c| ConsumerConfig {
+        max_outstanding_seq_gap: max_gap,
+        ..c
+    });
+    let mut next = 0u64;
+    let mut intact = 0u64;
+    while next < frames {
+        let producer = &mut s.producer;
+        let outcome = s
+            .consumer
+            .poll_frame(|frame| {
+                let ok = frame_is_intact(frame);
+                for _ in 0..per_read {
+                    producer.write(next, &valid_slot(next, 256));
+                    producer.publish(next);
+                    next += 1;
+                }
+                ok
+            })
+            .expect("poll_frame");
+        match outcome {
+            FramePoll::Delivered(ok) => {
+                assert!(ok, "a delivered frame is intact");
+                intact += 1;
+            }
+            FramePoll::Empty => {
+                s.producer.write(next, &valid_slot(next, 256));
+                s.producer.publish(next);
+                next += 1;
+            }
+            FramePoll::Dropped(_) | FramePoll::Ignored => {}
+        }
+        s.consumer.do_work(monotonic_now_ns()).expect("duty cycle");
+        s.producer.pump();
+    }
+    (intact, s.consumer.counters())
+}
+
+#[test]
+fn a_consumer_slower_than_its_producer_resyncs_and_keeps_delivering() {
+    // Ring of 8; the producer writes 4 frames while the consumer reads one.
+    let frames = 2_000;
+    let (with_resync, c) = slow_consumer_delivers(Some(256), frames, 4);
+    let (in_order, plain) = slow_consumer_delivers(None, frames, 4);
+    assert!(c.resyncs > 0, "{c:?}");
+    assert_eq!(plain.resyncs, 0);
+    assert!(
+        with_resync * 10 >= frames,
+        "a steady share: {with_resync} of {frames} delivered ({c:?})"
+    );
+    assert!(
+        with_resync >= 4 * in_order.max(1),
+        "resync {with_resync} vs in-order {in_order} ({plain:?})"
+    );
+    assert_eq!(c.frames_delivered, with_resync);
+    eprintln!(
+        "slow consumer: {with_resync} delivered with resync, {in_order} in order, of {frames}"
+    );
 }
 
 /// Drains the consumer's events into `seen`.

@@ -37,7 +37,11 @@ pub struct ConsumerConfig {
     /// `QosConsumer` period.
     pub qos_interval: Duration,
     /// When the producer is more than this many frames ahead of the descriptor being
-    /// read, skip to the newest frame (Wire Spec §15.4); `None` never skips.
+    /// read, skip to the newest frame (Wire Spec §15.4 "drop to latest"); `None` never
+    /// skips. The ring's depth bounds it (`header_nslots - 1`): a consumer the producer
+    /// has lapped could only read frames about to be overwritten. Skipped descriptors
+    /// count as `drops_resync`, each skip in `resyncs`, and `QosConsumer.dropsGap`
+    /// reports gaps and skipped frames together.
     pub max_outstanding_seq_gap: Option<u64>,
     /// Name the media driver shows for this client.
     pub client_name: String,

@@ -754,7 +754,7 @@ impl Consumer {
             consumer_id: self.session.client_id(),
             epoch: self.mapped_epoch().unwrap_or(grant.epoch),
             last_seq_seen: self.seqs.last_seq().unwrap_or(0),
-            drops_gap: self.counters.drops_gap,
+            drops_gap: self.counters.qos_drops_gap(),
             drops_late: self.counters.qos_drops_late(),
             mode: Mode::Stream,
         };

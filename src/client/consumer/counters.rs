@@ -180,6 +180,13 @@ impl ConsumerCounters {
         DropReason::ALL.iter().map(|r| self.drops(*r)).sum()
     }
 
+    /// What `QosConsumer.dropsGap` reports: frames the consumer never read, whether
+    /// their descriptors never arrived or were skipped to catch up (Wire Spec §15.4 asks
+    /// that a resync be reported in QoS, and the message has no field of its own for it).
+    pub fn qos_drops_gap(&self) -> u64 {
+        self.drops_gap + self.drops_resync
+    }
+
     /// What `QosConsumer.dropsLate` reports: every failed seqlock check (not committed,
     /// stale, overwritten, changed mid-read) — Wire Spec §10.4.1 "failed sentinel
     /// validation / overwritten mid-read".
@@ -206,5 +213,7 @@ mod tests {
         assert_eq!(c.frame_drops(), (1..=14).sum::<u64>());
         assert_eq!(c.drops_gap, 0, "gaps are not descriptor drops");
         assert_eq!(c.qos_drops_late(), 6 + 7 + 8);
+        c.drops_gap = 100;
+        assert_eq!(c.qos_drops_gap(), 100 + 5, "gaps plus resync skips");
     }
 }

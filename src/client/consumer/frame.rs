@@ -18,7 +18,7 @@ use crate::shm::layout::{
     decode_slot_fields, decode_slot_tensor, header_index, slot_tensor_bytes, SlotFields,
     HEADER_SLOT_BYTES, TENSOR_HEADER_LEN, TENSOR_HEADER_USED_LEN,
 };
-use crate::shm::seqlock::SeqReadError;
+use crate::shm::seqlock::{logical_sequence, SeqReadError};
 
 /// One accepted frame, valid for the duration of the application's closure.
 #[derive(Debug)]
@@ -130,11 +130,67 @@ pub(crate) fn decode_descriptor(bytes: &[u8]) -> DescriptorMessage {
 }
 
 /// Sequence bookkeeping of one mapped epoch: gaps, duplicates, and the resync point.
+///
+/// A descriptor is only a claim; the slot it names is the evidence. The state moves only
+/// for sequences the slot confirmed (Wire Spec §10.2.1, §15.21): the slot held exactly
+/// that committed sequence, or a later lap of the ring showed the producer had passed it.
+/// A descriptor the slot contradicts (wrong epoch, a sequence the slot never held, a slot
+/// still being written for it) is dropped under its own reason and forgotten, so a forged
+/// or stale descriptor cannot make later genuine frames look old.
+///
+/// Gaps are sequences no descriptor ever named: forgotten descriptors ahead of the last
+/// confirmed sequence are remembered (a few, by sequence only) so that a descriptor that
+/// arrived and was dropped is not counted a second time as missing.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SeqTracker {
     last_seq: Option<u64>,
     resync_below: u64,
     max_gap: Option<u64>,
+    forgotten: ForgottenSeqs,
+}
+
+/// Sequences of dropped, unconfirmed descriptors ahead of the last confirmed one.
+#[derive(Debug, Clone, Default)]
+struct ForgottenSeqs {
+    seqs: [u64; FORGOTTEN_CAPACITY],
+    len: usize,
+}
+
+/// Forgotten descriptors remembered for gap accounting; beyond it the largest is let go
+/// (a flood of forged descriptors can then only make gaps read low, never drop frames).
+const FORGOTTEN_CAPACITY: usize = 16;
+
+impl ForgottenSeqs {
+    fn insert(&mut self, seq: u64) {
+        let live = &mut self.seqs[..self.len];
+        if live.contains(&seq) {
+            return;
+        }
+        if self.len < FORGOTTEN_CAPACITY {
+            self.seqs[self.len] = seq;
+            self.len += 1;
+        } else if let Some(largest) = live.iter_mut().max() {
+            *largest = (*largest).min(seq);
+        }
+    }
+
+    /// Removes every sequence up to `seq`; returns how many lay strictly between
+    /// `after` and `seq`.
+    fn take_through(&mut self, after: Option<u64>, seq: u64) -> u64 {
+        let mut between = 0;
+        let mut kept = 0;
+        for i in 0..self.len {
+            let s = self.seqs[i];
+            if s > seq {
+                self.seqs[kept] = s;
+                kept += 1;
+            } else if s < seq && after.is_none_or(|a| s > a) {
+                between += 1;
+            }
+        }
+        self.len = kept;
+        between
+    }
 }
 
 impl SeqTracker {
@@ -149,42 +205,71 @@ impl SeqTracker {
     pub(crate) fn reset(&mut self) {
         self.last_seq = None;
         self.resync_below = 0;
+        self.forgotten = ForgottenSeqs::default();
     }
 
-    /// The highest sequence seen in this epoch.
+    /// The highest sequence confirmed in this epoch.
     pub(crate) fn last_seq(&self) -> Option<u64> {
         self.last_seq
     }
 
-    /// Records a descriptor's sequence: counts the sequences skipped since the last one
-    /// as `drops_gap`; refuses a sequence that is not after the last one, and one below
-    /// the resync point.
-    pub(crate) fn observe(
+    /// Judges a descriptor's sequence before its slot is read: one not after the last
+    /// confirmed sequence is a duplicate (nothing changes); one below the resync point is
+    /// skipped, and counts as seen (the resync point itself came from a slot).
+    pub(crate) fn admit(
         &mut self,
         seq: u64,
         counters: &mut ConsumerCounters,
     ) -> Result<(), DropReason> {
-        if let Some(last) = self.last_seq {
-            if seq <= last {
-                return Err(DropReason::Duplicate);
-            }
-            counters.drops_gap += seq - last - 1;
+        if self.last_seq.is_some_and(|last| seq <= last) {
+            return Err(DropReason::Duplicate);
         }
-        self.last_seq = Some(seq);
         if seq < self.resync_below {
+            self.confirm(seq, counters);
             return Err(DropReason::Resync);
         }
         Ok(())
     }
 
-    /// The slot of `seq` already holds `found`: if the producer is more than the allowed
-    /// gap ahead, skip every descriptor older than `found` (§15.4 "drop to latest").
-    pub(crate) fn on_overwritten(&mut self, seq: u64, found: u64, counters: &mut ConsumerCounters) {
-        if let Some(max) = self.max_gap {
-            if found.saturating_sub(seq) > max && found > self.resync_below {
-                self.resync_below = found;
-                counters.resyncs += 1;
-            }
+    /// Records a sequence its slot confirmed: counts the sequences never seen since the
+    /// last one as `drops_gap`.
+    pub(crate) fn confirm(&mut self, seq: u64, counters: &mut ConsumerCounters) {
+        if self.last_seq.is_some_and(|last| seq <= last) {
+            return;
+        }
+        let dropped = self.forgotten.take_through(self.last_seq, seq);
+        if let Some(last) = self.last_seq {
+            counters.drops_gap += (seq - last - 1).saturating_sub(dropped);
+        }
+        self.last_seq = Some(seq);
+    }
+
+    /// Records a descriptor its slot contradicted: it changes no state, but it did
+    /// arrive, so it is no gap.
+    pub(crate) fn forget(&mut self, seq: u64) {
+        if self.last_seq.is_none_or(|last| seq > last) {
+            self.forgotten.insert(seq);
+        }
+    }
+
+    /// The slot of `seq` showed that the producer reached `found`: if it is further
+    /// ahead than allowed, skip every descriptor older than `found` (§15.4 "drop to
+    /// latest"). The allowed gap never exceeds what the ring holds (`nslots - 1`): a
+    /// consumer the producer lapped can only read slots about to be overwritten again.
+    pub(crate) fn on_overwritten(
+        &mut self,
+        seq: u64,
+        found: u64,
+        nslots: u32,
+        counters: &mut ConsumerCounters,
+    ) {
+        let Some(max) = self.max_gap else {
+            return;
+        };
+        let allowed = max.min(u64::from(nslots).saturating_sub(1));
+        if found.saturating_sub(seq) > allowed && found > self.resync_below {
+            self.resync_below = found;
+            counters.resyncs += 1;
         }
     }
 }
@@ -248,26 +333,43 @@ pub(crate) fn read_frame<R>(
         return Err(DropReason::Epoch);
     }
     let seq = descriptor.seq;
-    seqs.observe(seq, counters)?;
-    let index = header_index(seq, mapped.header_nslots());
+    seqs.admit(seq, counters)?;
+    let nslots = mapped.header_nslots();
+    let index = header_index(seq, nslots);
     mapped.prefetch_payloads(index);
     let seq_commit = mapped.seq_commit(index);
-    let first = seq_commit.begin_read(seq).map_err(|e| match e {
-        SeqReadError::NotCommitted { .. } => DropReason::NotCommitted,
-        SeqReadError::Stale { .. } => DropReason::Stale,
-        SeqReadError::Overwritten { found, .. } => {
-            seqs.on_overwritten(seq, found, counters);
-            DropReason::Late
+    let first = match seq_commit.begin_read(seq) {
+        Ok(word) => word,
+        Err(SeqReadError::Overwritten { found, .. }) => {
+            return Err(lapped(mapped, seqs, seq, found, counters));
         }
-        SeqReadError::Changed { .. } => DropReason::Late,
-    })?;
+        Err(SeqReadError::NotCommitted { word }) if logical_sequence(word) > seq => {
+            // The producer is rewriting the slot for a later lap.
+            return Err(lapped(mapped, seqs, seq, logical_sequence(word), counters));
+        }
+        // The slot contradicts the descriptor: forgotten.
+        Err(SeqReadError::NotCommitted { .. }) => {
+            seqs.forget(seq);
+            return Err(DropReason::NotCommitted);
+        }
+        Err(SeqReadError::Stale { .. }) => {
+            seqs.forget(seq);
+            return Err(DropReason::Stale);
+        }
+        Err(SeqReadError::Changed { .. }) => {
+            seqs.forget(seq);
+            return Err(DropReason::Late);
+        }
+    };
+    // The slot holds exactly this committed sequence: the frame existed.
+    seqs.confirm(seq, counters);
     let mut image = [0u8; HEADER_SLOT_BYTES];
     mapped.read_slot_used(index, &mut image);
     // Re-check before judging the fields, so a torn copy counts as late rather than as
     // whichever field happened to be half-written.
-    seq_commit
-        .validate_read(first)
-        .map_err(|_| DropReason::Late)?;
+    if seq_commit.validate_read(first).is_err() {
+        return Err(torn(mapped, seqs, seq, seq_commit.load(), counters));
+    }
     let (fields, payload) = check_slot(mapped, index, &image)?;
     let tensor = tensors.resolve(slot_tensor_bytes(&image), fields.values_len_bytes)?;
     let frame = Frame {
@@ -282,10 +384,71 @@ pub(crate) fn read_frame<R>(
     };
     let result = f(&frame);
     // The payload was read in place: only a seqlock that still holds makes it valid.
-    seq_commit
-        .validate_read(first)
-        .map_err(|_| DropReason::Late)?;
+    if seq_commit.validate_read(first).is_err() {
+        return Err(torn(mapped, seqs, seq, seq_commit.load(), counters));
+    }
     Ok(result)
+}
+
+/// A confirmed sequence whose slot a later lap of the ring took: late, and perhaps the
+/// sign that the consumer must skip ahead.
+fn lapped(
+    mapped: &MappedEpoch,
+    seqs: &mut SeqTracker,
+    seq: u64,
+    found: u64,
+    counters: &mut ConsumerCounters,
+) -> DropReason {
+    seqs.confirm(seq, counters);
+    seqs.on_overwritten(
+        seq,
+        newest_seq(mapped, found),
+        mapped.header_nslots(),
+        counters,
+    );
+    DropReason::Late
+}
+
+/// The newest sequence the producer has started writing, found from one slot known to
+/// hold `known` (Wire Spec §15.4 "drop to latest"). Slots written in the current lap
+/// after `known`'s hold `known + k` at `k` slots on, earlier ones hold less, so a binary
+/// search over `k` finds the head in `log2(nslots)` loads. The producer keeps moving, so
+/// the answer is a lower bound of the head at return; it is only ever used to skip ahead.
+fn newest_seq(mapped: &MappedEpoch, known: u64) -> u64 {
+    let nslots = u64::from(mapped.header_nslots());
+    // Invariant: slot `known + lo` holds `known + lo`; slot `known + hi` does not.
+    let (mut lo, mut hi) = (0u64, nslots);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        let candidate = known + mid;
+        let index = header_index(candidate, mapped.header_nslots());
+        if logical_sequence(mapped.seq_commit(index).load()) >= candidate {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    known + lo
+}
+
+/// The slot changed while it was read: late. `word` is what it holds now.
+fn torn(
+    mapped: &MappedEpoch,
+    seqs: &mut SeqTracker,
+    seq: u64,
+    word: u64,
+    counters: &mut ConsumerCounters,
+) -> DropReason {
+    let found = logical_sequence(word);
+    if found > seq {
+        seqs.on_overwritten(
+            seq,
+            newest_seq(mapped, found),
+            mapped.header_nslots(),
+            counters,
+        );
+    }
+    DropReason::Late
 }
 
 /// Validates a copied slot image's fields against the mapped geometry (§8.2, §9, §10.2.1,
@@ -321,35 +484,101 @@ mod tests {
     use super::*;
     use crate::protocol::control::QosConsumer;
 
+    /// A descriptor whose slot confirms it.
+    fn confirmed(s: &mut SeqTracker, seq: u64, c: &mut ConsumerCounters) -> Result<(), DropReason> {
+        s.admit(seq, c)?;
+        s.confirm(seq, c);
+        Ok(())
+    }
+
     #[test]
     fn gaps_count_missing_sequences_and_duplicates_are_refused() {
         let mut c = ConsumerCounters::default();
         let mut s = SeqTracker::new(None);
-        assert_eq!(s.observe(5, &mut c), Ok(()), "the first sequence is no gap");
-        assert_eq!(s.observe(6, &mut c), Ok(()));
-        assert_eq!(s.observe(9, &mut c), Ok(()));
+        assert_eq!(
+            confirmed(&mut s, 5, &mut c),
+            Ok(()),
+            "the first sequence is no gap"
+        );
+        assert_eq!(confirmed(&mut s, 6, &mut c), Ok(()));
+        assert_eq!(confirmed(&mut s, 9, &mut c), Ok(()));
         assert_eq!(c.drops_gap, 2);
-        assert_eq!(s.observe(9, &mut c), Err(DropReason::Duplicate));
-        assert_eq!(s.observe(3, &mut c), Err(DropReason::Duplicate));
+        assert_eq!(s.admit(9, &mut c), Err(DropReason::Duplicate));
+        assert_eq!(s.admit(3, &mut c), Err(DropReason::Duplicate));
         assert_eq!(s.last_seq(), Some(9));
         s.reset();
-        assert_eq!(s.observe(0, &mut c), Ok(()), "a new epoch starts afresh");
+        assert_eq!(
+            confirmed(&mut s, 0, &mut c),
+            Ok(()),
+            "a new epoch starts afresh"
+        );
         assert_eq!(c.drops_gap, 2);
     }
 
     #[test]
-    fn falling_too_far_behind_skips_to_the_newest_frame() {
+    fn an_unconfirmed_descriptor_changes_nothing() {
         let mut c = ConsumerCounters::default();
         let mut s = SeqTracker::new(Some(16));
-        assert_eq!(s.observe(10, &mut c), Ok(()));
-        s.on_overwritten(10, 20, &mut c);
-        assert_eq!(c.resyncs, 0, "10 behind is within the allowed gap");
-        s.on_overwritten(10, 100, &mut c);
+        assert_eq!(confirmed(&mut s, 10, &mut c), Ok(()));
+        // A forged sequence far ahead is admitted for reading, but its slot never
+        // confirms it, so the next genuine frame is neither a duplicate nor a gap.
+        assert_eq!(s.admit(1_010, &mut c), Ok(()));
+        assert_eq!(confirmed(&mut s, 11, &mut c), Ok(()));
+        assert_eq!((s.last_seq(), c.drops_gap, c.resyncs), (Some(11), 0, 0));
+    }
+
+    #[test]
+    fn a_dropped_unconfirmed_descriptor_is_no_gap() {
+        let mut c = ConsumerCounters::default();
+        let mut s = SeqTracker::new(None);
+        assert_eq!(confirmed(&mut s, 1, &mut c), Ok(()));
+        // 2 arrived but its slot was still being written; 3 never arrived.
+        s.forget(2);
+        s.forget(1_000);
+        assert_eq!(confirmed(&mut s, 4, &mut c), Ok(()));
+        assert_eq!(c.drops_gap, 1, "only 3 is missing");
+        assert_eq!(confirmed(&mut s, 1_002, &mut c), Ok(()));
+        assert_eq!(c.drops_gap, 1 + 996, "1000 arrived");
+        for seq in 2_000..2_100 {
+            s.forget(seq);
+        }
+        assert_eq!(confirmed(&mut s, 3_000, &mut c), Ok(()));
+        assert!(c.drops_gap < 1 + 996 + 1_997, "forgotten ones are not gaps");
+    }
+
+    #[test]
+    fn falling_a_ring_behind_skips_to_the_newest_frame() {
+        let mut c = ConsumerCounters::default();
+        let mut s = SeqTracker::new(Some(256));
+        assert_eq!(confirmed(&mut s, 10, &mut c), Ok(()));
+        // A 64-slot ring: slot of 11 already holds 75, the producer lapped the consumer;
+        // the configured 256 is more than the ring can hold, so the ring bounds it.
+        s.confirm(11, &mut c);
+        s.on_overwritten(11, 75, 64, &mut c);
         assert_eq!(c.resyncs, 1);
-        assert_eq!(s.observe(11, &mut c), Err(DropReason::Resync));
-        assert_eq!(s.observe(99, &mut c), Err(DropReason::Resync));
-        assert_eq!(s.observe(100, &mut c), Ok(()));
-        assert_eq!(c.drops_gap, 87);
+        assert_eq!(s.admit(12, &mut c), Err(DropReason::Resync));
+        assert_eq!(s.admit(74, &mut c), Err(DropReason::Resync));
+        assert_eq!(confirmed(&mut s, 75, &mut c), Ok(()));
+        assert_eq!(
+            c.drops_gap, 61,
+            "13..=73 were never seen; 12 and 74 were skipped"
+        );
+        s.on_overwritten(75, 76, 64, &mut c);
+        assert_eq!(c.resyncs, 1, "within the allowed gap");
+    }
+
+    #[test]
+    fn a_small_configured_gap_is_kept_and_none_never_skips() {
+        let mut c = ConsumerCounters::default();
+        let mut s = SeqTracker::new(Some(16));
+        s.confirm(10, &mut c);
+        s.on_overwritten(10, 20, 1024, &mut c);
+        assert_eq!(c.resyncs, 0, "10 behind is within 16");
+        s.on_overwritten(10, 100, 1024, &mut c);
+        assert_eq!(c.resyncs, 1);
+        let mut s = SeqTracker::new(None);
+        s.on_overwritten(10, 100_000, 64, &mut c);
+        assert_eq!((c.resyncs, s.admit(11, &mut c)), (1, Ok(())));
     }
 
     #[test]
