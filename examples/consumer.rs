@@ -19,28 +19,36 @@
 //!
 //! ```text
 //! {"role":"consumer","frames_received":10000,"frames_verified":10000,"verify_failures":0,
-//!  "drops_gap":0,"drops_late":0,"epoch_changes":0,"elapsed_s":10.001,
-//!  "frames_per_s":999.9,"mib_per_s":62.49}
+//!  "drops_gap":0,"drops_late":0,"drops_resync":0,"drops_invalid":0,"drops_other":0,
+//!  "epoch_changes":0,"interrupted":false,"elapsed_s":10.001,"frames_per_s":999.9,
+//!  "mib_per_s":62.49}
 //! ```
 //!
-//! (on one line). `elapsed_s` runs from the first delivered frame to the last; the rates
-//! are over that window. The exit status is 0 when `--frames` frames were received and,
-//! with `--verify`, every one verified; 1 otherwise. Logs go to stderr; set `RUST_LOG`
-//! (e.g. `RUST_LOG=info`) for more.
+//! (on one line). Every frame the producer sent is either received or in exactly one
+//! drop figure: `drops_gap` (its descriptor never arrived), `drops_late` (the producer
+//! overwrote it before or while it was read), `drops_resync` (skipped to catch up with a
+//! producer that lapped the ring), `drops_invalid` (the slot contradicted the descriptor
+//! or failed validation), `drops_other` (not mapped, waiting for a new epoch, another
+//! epoch, duplicate). `elapsed_s` runs from the first delivered frame to the last; the
+//! rates are over that window. The exit status is 0 when `--frames` frames were received
+//! and, with `--verify`, every one verified; 1 otherwise; 128 + the signal number when
+//! SIGINT or SIGTERM stopped it (it still detaches and prints the line). Logs go to
+//! stderr; set `RUST_LOG` (e.g. `RUST_LOG=info`) for more.
+
+mod common;
 
 use clap::Parser;
+use common::Pattern;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tensorpool::client::consumer::{
-    monotonic_now_ns, Consumer, ConsumerConfig, ConsumerEvent, Frame, FramePoll,
+    monotonic_now_ns, Consumer, ConsumerConfig, ConsumerCounters, ConsumerEvent, Frame, FramePoll,
 };
 use tensorpool::client::ClientStreams;
 use tensorpool::protocol::control::Dtype;
 use tensorpool::transport::BackoffIdle;
 
-/// The pattern's period: byte `i` of frame `s` is `(s + i) mod PATTERN_PERIOD`.
-const PATTERN_PERIOD: u64 = 251;
 /// Frames read per duty cycle before the next `do_work`.
 const FRAMES_PER_CYCLE: usize = 64;
 
@@ -124,9 +132,8 @@ struct Report {
     frames_received: u64,
     frames_verified: u64,
     verify_failures: u64,
-    drops_gap: u64,
-    drops_late: u64,
-    epoch_changes: u64,
+    counters: ConsumerCounters,
+    interrupted: bool,
     bytes_received: u64,
     first_frame: Option<Instant>,
     last_frame: Option<Instant>,
@@ -146,16 +153,31 @@ impl Report {
         } else {
             (0.0, 0.0)
         };
+        let c = &self.counters;
+        let invalid = c.drops_not_committed
+            + c.drops_stale
+            + c.drops_header_format
+            + c.drops_payload_slot
+            + c.drops_pool
+            + c.drops_length
+            + c.drops_payload_offset
+            + c.drops_tensor;
+        let other = c.drops_unmapped + c.drops_awaiting_epoch + c.drops_epoch + c.drops_duplicate;
         format!(
             "{{\"role\":\"consumer\",\"frames_received\":{},\"frames_verified\":{},\
-             \"verify_failures\":{},\"drops_gap\":{},\"drops_late\":{},\"epoch_changes\":{},\
+             \"verify_failures\":{},\"drops_gap\":{},\"drops_late\":{},\"drops_resync\":{},\
+             \"drops_invalid\":{},\"drops_other\":{},\"epoch_changes\":{},\"interrupted\":{},\
              \"elapsed_s\":{:.6},\"frames_per_s\":{:.3},\"mib_per_s\":{:.3}}}",
             self.frames_received,
             self.frames_verified,
             self.verify_failures,
-            self.drops_gap,
-            self.drops_late,
-            self.epoch_changes,
+            c.drops_gap,
+            c.drops_late,
+            c.drops_resync,
+            invalid,
+            other,
+            c.epoch_changes,
+            self.interrupted,
             secs,
             fps,
             mibps
@@ -164,19 +186,17 @@ impl Report {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let args = Args::parse();
     let mut report = Report::default();
-    if let Err(error) = run(&args, &mut report) {
+    let result = common::catch_interrupts().and_then(|()| run(&args, &mut report));
+    if let Err(error) = result {
         eprintln!("consumer: {error}");
     }
     println!("{}", report.json());
+    if let Some(signal) = common::interrupted() {
+        return ExitCode::from(common::interrupted_status(signal));
+    }
     let verified = !args.verify
         || (report.verify_failures == 0 && report.frames_verified == report.frames_received);
     if report.frames_received >= args.frames && verified {
@@ -211,7 +231,7 @@ fn connect(args: &Args, deadline: Instant) -> Result<Consumer, String> {
     loop {
         match Consumer::connect(config(args)) {
             Ok(consumer) => return Ok(consumer),
-            Err(error) if Instant::now() >= deadline => {
+            Err(error) if Instant::now() >= deadline || common::interrupted().is_some() => {
                 return Err(format!("no media driver in time: {error}"))
             }
             Err(error) => {
@@ -222,29 +242,15 @@ fn connect(args: &Args, deadline: Instant) -> Result<Consumer, String> {
     }
 }
 
-/// Whether `frame` is the producer example's frame `seq` (no allocation: a running
-/// counter instead of a table).
-fn matches_pattern(frame: &Frame<'_>) -> bool {
+/// Whether `frame` is the producer example's frame: a one-dimensional UINT8 tensor
+/// spanning the payload, whose bytes are the pattern of its sequence (one comparison).
+fn matches_pattern(pattern: &mut Pattern, frame: &Frame<'_>) -> bool {
     let tensor = frame.tensor();
     let payload = frame.payload();
-    if tensor.dtype != Dtype::Uint8
-        || tensor.ndims != 1
-        || usize::try_from(tensor.dims[0]).ok() != Some(payload.len())
-    {
-        return false;
-    }
-    let mut expected = (frame.seq() % PATTERN_PERIOD) as u8;
-    for byte in payload {
-        if *byte != expected {
-            return false;
-        }
-        expected = if u64::from(expected) + 1 == PATTERN_PERIOD {
-            0
-        } else {
-            expected + 1
-        };
-    }
-    true
+    tensor.dtype == Dtype::Uint8
+        && tensor.ndims == 1
+        && usize::try_from(tensor.dims[0]).ok() == Some(payload.len())
+        && pattern.matches(frame.seq(), payload)
 }
 
 fn run(args: &Args, report: &mut Report) -> Result<(), String> {
@@ -254,7 +260,12 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
     let mut consumer = connect(args, deadline)?;
     let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
     let verify = args.verify;
+    let mut pattern = Pattern::new(0);
     while report.frames_received < args.frames && Instant::now() < deadline {
+        if common::interrupted().is_some() {
+            report.interrupted = true;
+            break;
+        }
         let mut work = consumer
             .do_work(monotonic_now_ns())
             .map_err(|e| format!("duty cycle: {e}"))?;
@@ -267,7 +278,10 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
         }
         for _ in 0..FRAMES_PER_CYCLE {
             let poll = consumer
-                .poll_frame(|frame| (frame.payload().len(), verify && matches_pattern(frame)))
+                .poll_frame(|frame| {
+                    let ok = verify && matches_pattern(&mut pattern, frame);
+                    (frame.payload().len(), ok)
+                })
                 .map_err(|e| format!("reading frames: {e}"))?;
             match poll {
                 FramePoll::Empty => break,
@@ -292,11 +306,14 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
             }
             work += 1;
         }
-        let counters = consumer.counters();
-        report.drops_gap = counters.drops_gap;
-        report.drops_late = counters.drops_late;
-        report.epoch_changes = counters.epoch_changes;
+        report.counters = consumer.counters();
         idle.idle(work);
+    }
+    report.counters = consumer.counters();
+    // Detaches and unmaps.
+    drop(consumer);
+    if report.interrupted {
+        return Ok(());
     }
     if report.frames_received < args.frames {
         return Err(format!(

@@ -20,13 +20,18 @@
 //!
 //! ```text
 //! {"role":"producer","frames_sent":10000,"frames_too_large":0,"descriptors_dropped":0,
-//!  "epoch_changes":0,"elapsed_s":10.001,"frames_per_s":999.9,"mib_per_s":62.49}
+//!  "epoch_changes":0,"interrupted":false,"elapsed_s":10.001,"frames_per_s":999.9,
+//!  "mib_per_s":62.49}
 //! ```
 //!
-//! (on one line). The exit status is 0 when all frames were published, 1 otherwise.
-//! Logs go to stderr; set `RUST_LOG` (e.g. `RUST_LOG=info`) for more.
+//! (on one line). The exit status is 0 when all frames were published, 1 otherwise, and
+//! 128 + the signal number when SIGINT or SIGTERM stopped it (it still detaches and
+//! prints the line). Logs go to stderr; set `RUST_LOG` (e.g. `RUST_LOG=info`) for more.
+
+mod common;
 
 use clap::Parser;
+use common::Pattern;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -40,8 +45,6 @@ use tensorpool::protocol::control::TensorHeader;
 use tensorpool::protocol::driver::PublishMode;
 use tensorpool::transport::BackoffIdle;
 
-/// The pattern's period: byte `i` of frame `s` is `(s + i) mod PATTERN_PERIOD`.
-const PATTERN_PERIOD: usize = 251;
 /// Most lag behind `--rate` made up by publishing faster.
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
 
@@ -114,6 +117,7 @@ struct Report {
     frames_too_large: u64,
     descriptors_dropped: u64,
     epoch_changes: u64,
+    interrupted: bool,
     elapsed: Duration,
     payload_bytes: usize,
 }
@@ -129,12 +133,13 @@ impl Report {
         };
         format!(
             "{{\"role\":\"producer\",\"frames_sent\":{},\"frames_too_large\":{},\
-             \"descriptors_dropped\":{},\"epoch_changes\":{},\"elapsed_s\":{:.6},\
-             \"frames_per_s\":{:.3},\"mib_per_s\":{:.3}}}",
+             \"descriptors_dropped\":{},\"epoch_changes\":{},\"interrupted\":{},\
+             \"elapsed_s\":{:.6},\"frames_per_s\":{:.3},\"mib_per_s\":{:.3}}}",
             self.frames_sent,
             self.frames_too_large,
             self.descriptors_dropped,
             self.epoch_changes,
+            self.interrupted,
             secs,
             fps,
             mibps
@@ -143,22 +148,20 @@ impl Report {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let args = Args::parse();
     let mut report = Report {
         payload_bytes: args.payload_bytes,
         ..Report::default()
     };
-    if let Err(error) = run(&args, &mut report) {
+    let result = common::catch_interrupts().and_then(|()| run(&args, &mut report));
+    if let Err(error) = result {
         eprintln!("producer: {error}");
     }
     println!("{}", report.json());
+    if let Some(signal) = common::interrupted() {
+        return ExitCode::from(common::interrupted_status(signal));
+    }
     if report.frames_sent == args.frames {
         ExitCode::SUCCESS
     } else {
@@ -195,7 +198,7 @@ fn connect(args: &Args, deadline: Instant) -> Result<Producer, String> {
     loop {
         match Producer::new(config(args)) {
             Ok(producer) => return Ok(producer),
-            Err(error) if Instant::now() >= deadline => {
+            Err(error) if Instant::now() >= deadline || common::interrupted().is_some() => {
                 return Err(format!("no media driver in time: {error}"))
             }
             Err(error) => {
@@ -218,6 +221,10 @@ fn pump_until(
         let work = duty_cycle(producer, report)?;
         if done(producer) {
             return Ok(true);
+        }
+        if common::interrupted().is_some() {
+            report.interrupted = true;
+            return Ok(false);
         }
         if Instant::now() >= deadline {
             return Ok(false);
@@ -254,15 +261,17 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
         return Err(format!("not attached to stream {} in time", args.stream_id));
     }
     let tensor = bytes_header(args.payload_bytes).map_err(|e| e.to_string())?;
-    let table: Vec<u8> = (0..2 * PATTERN_PERIOD)
-        .map(|i| (i % PATTERN_PERIOD) as u8)
-        .collect();
+    let mut pattern = Pattern::new(args.payload_bytes);
 
     let start = Instant::now();
-    let result = publish_all(args, &mut producer, report, &tensor, &table);
+    let result = publish_all(args, &mut producer, report, &tensor, &mut pattern);
     report.elapsed = start.elapsed();
     report.descriptors_dropped = producer.counters().descriptors_dropped;
     result?;
+    if report.interrupted {
+        // Dropping the producer detaches and unmaps.
+        return Ok(());
+    }
 
     let linger = Instant::now() + Duration::from_millis(args.linger_ms);
     pump_until(&mut producer, report, linger, |_| false)?;
@@ -277,7 +286,7 @@ fn publish_all(
     producer: &mut Producer,
     report: &mut Report,
     tensor: &TensorHeader,
-    table: &[u8],
+    pattern: &mut Pattern,
 ) -> Result<(), String> {
     let timeout = Duration::from_secs(args.timeout_s);
     let period = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
@@ -286,6 +295,10 @@ fn publish_all(
     let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
     let mut attempted = 0u64;
     while attempted < args.frames {
+        if common::interrupted().is_some() {
+            report.interrupted = true;
+            return Ok(());
+        }
         let work = duty_cycle(producer, report)?;
         let now = Instant::now();
         if period.is_some() && now < next_due {
@@ -295,7 +308,10 @@ fn publish_all(
         match producer.claim(args.payload_bytes) {
             Ok(mut claim) => {
                 let seq = claim.seq();
-                fill(claim.payload_mut(), seq, table);
+                // One copy, straight into the slot.
+                let payload = claim.payload_mut();
+                let len = payload.len();
+                payload.copy_from_slice(pattern.frame(seq, len));
                 claim
                     .commit(tensor, monotonic_now_ns())
                     .map_err(|e| format!("commit: {e}"))?;
@@ -328,13 +344,4 @@ fn publish_all(
         }
     }
     Ok(())
-}
-
-/// Writes the documented pattern for frame `seq`: byte `i` is `(seq + i) mod 251`.
-fn fill(payload: &mut [u8], seq: u64, table: &[u8]) {
-    let first = (seq % PATTERN_PERIOD as u64) as usize;
-    let period = &table[first..first + PATTERN_PERIOD];
-    for chunk in payload.chunks_mut(PATTERN_PERIOD) {
-        chunk.copy_from_slice(&period[..chunk.len()]);
-    }
 }

@@ -1004,6 +1004,23 @@ pub struct Finished {
     pub elapsed: Duration,
 }
 
+/// The path of example `name`, which `cargo test` builds beside the test binaries.
+pub fn example_program(name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    let profile_dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let exe = profile_dir.join("examples").join(name);
+    assert!(
+        exe.is_file(),
+        "example {name} is built at {}",
+        exe.display()
+    );
+    exe
+}
+
 /// The `tp-driver` binary running as a child process, stdout and stderr going to files in
 /// the test's environment. Dropping it kills it (SIGKILL, by pid) if it still runs.
 pub struct ProcessDriver {
@@ -1018,13 +1035,26 @@ impl ProcessDriver {
     /// output files. Configuration overrides inherited from the test's own environment
     /// are removed first so only `envs` apply.
     pub fn spawn(env: &TestEnv, label: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let exe = Path::new(env!("CARGO_BIN_EXE_tp-driver"));
+        Self::spawn_program(env, exe, label, args, envs)
+    }
+
+    /// Starts another program of this crate (e.g. an example, see [`example_program`])
+    /// the same way.
+    pub fn spawn_program(
+        env: &TestEnv,
+        exe: &Path,
+        label: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let stdout = env.path().join(format!("{label}.stdout"));
         let stderr = env.path().join(format!("{label}.stderr"));
         let file = |path: &Path| {
             std::fs::File::create(path)
                 .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tp-driver"));
+        let mut command = Command::new(exe);
         command
             .args(args)
             .stdin(Stdio::null())
@@ -1038,7 +1068,9 @@ impl ProcessDriver {
             }
         }
         command.envs(envs.iter().copied());
-        let child = command.spawn().expect("spawning tp-driver");
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", exe.display()));
         Self {
             child,
             stdout,
