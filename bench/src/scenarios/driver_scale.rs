@@ -382,10 +382,24 @@ fn locate_tp_driver(ctx: &RunContext) -> Result<PathBuf, BenchError> {
             ))),
         };
     }
+    locate_built_program(ctx, "tp-driver", &["--bin", "tp-driver"])
+}
+
+/// A program of the `tensorpool` package at `relative` (to this executable's directory),
+/// built first with `cargo build -p tensorpool <cargo_args>` in this executable's profile
+/// unless `--no-build` was given.
+pub(crate) fn locate_built_program(
+    ctx: &RunContext,
+    relative: &str,
+    cargo_args: &[&str],
+) -> Result<PathBuf, BenchError> {
     let exe = std::env::current_exe().setup("locating the tp-bench executable")?;
     let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    let candidate = dir.join("tp-driver");
-    let hint = "build it with `cargo build --release --bin tp-driver` or pass --tp-driver PATH";
+    let candidate = dir.join(relative);
+    let hint = format!(
+        "build it with `cargo build --release -p tensorpool {}`",
+        cargo_args.join(" ")
+    );
     if ctx.build_tp_driver {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut command = Command::new(cargo);
@@ -394,19 +408,20 @@ fn locate_tp_driver(ctx: &RunContext) -> Result<PathBuf, BenchError> {
             .arg("--quiet")
             .arg("--manifest-path")
             .arg(workspace_root().join("Cargo.toml"))
-            .args(["-p", "tensorpool", "--bin", "tp-driver"])
+            .args(["-p", "tensorpool"])
+            .args(cargo_args)
             .stdin(Stdio::null());
         if dir.file_name().is_some_and(|n| n == "release") {
             command.arg("--release");
         }
-        eprintln!("tp-bench: building tp-driver ({command:?})");
+        eprintln!("tp-bench: building {relative} ({command:?})");
         match command.output() {
             Ok(out) if out.status.success() => {}
             Ok(out) => {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
                 eprintln!(
-                    "tp-bench: building tp-driver failed:\n{}",
+                    "tp-bench: building {relative} failed:\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
                 if candidate.is_file() {
@@ -422,7 +437,7 @@ fn locate_tp_driver(ctx: &RunContext) -> Result<PathBuf, BenchError> {
     match candidate.is_file() {
         true => Ok(candidate),
         false => Err(BenchError::Setup(format!(
-            "tp-driver not found at {}; {hint}",
+            "{relative} not found at {}; {hint}",
             candidate.display()
         ))),
     }

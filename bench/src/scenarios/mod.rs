@@ -12,6 +12,7 @@ pub mod aeron_pingpong;
 pub mod aeron_rate;
 pub mod attach;
 pub mod driver_scale;
+pub mod examples;
 pub mod frame_cost;
 pub mod iceoryx2_pingpong;
 pub mod large_frames;
@@ -34,5 +35,6 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(tp_pingpong::TpPingPong),
         Box::new(attach::Attach),
         Box::new(driver_scale::DriverScale),
+        Box::new(examples::Examples),
     ]
 }
