@@ -255,3 +255,73 @@ impl TestDriver {
         }
     }
 }
+
+/// The driver processes the system tests run: the `tp-driver` binary, or aeronmd with the
+/// plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessHost {
+    /// `tp-driver --config ...` with its embedded media driver.
+    TpDriver,
+    /// A stock aeronmd with the plugin.
+    Aeronmd(Threading),
+}
+
+impl ProcessHost {
+    /// Starts the driver process on `config` without waiting; `label` names its output
+    /// files. An aeronmd replaces the files of a previous one in the directory at once
+    /// (`AERON_DIR_DELETE_ON_START`, as a service unit would set it); tp-driver applies its
+    /// own liveness rule.
+    pub fn spawn(self, env: &TestEnv, label: &str, config: &Path) -> ProcessDriver {
+        match self {
+            Self::TpDriver => ProcessDriver::start(env, label, config, &[]),
+            Self::Aeronmd(threading) => AeronmdDriver::spawn(
+                env,
+                label,
+                config,
+                threading,
+                &[("AERON_DIR_DELETE_ON_START", "true")],
+            ),
+        }
+    }
+
+    /// Asserts `status` is what the process exits with after SIGTERM: 0 for tp-driver, the
+    /// signal number for aeronmd (its own convention).
+    pub fn assert_terminated(self, status: ExitStatus, stderr: &str) {
+        let expected = match self {
+            Self::TpDriver => 0,
+            Self::Aeronmd(_) => AERONMD_SIGTERM_STATUS,
+        };
+        assert_eq!(
+            status.code(),
+            Some(expected),
+            "exit status {status}; stderr:\n{stderr}"
+        );
+    }
+}
+
+/// As [`for_each_host!`] for process tests taking a [`ProcessHost`]: modules `tp_driver`,
+/// `aeronmd_shared` and `aeronmd_dedicated`.
+#[macro_export]
+macro_rules! for_each_process_host {
+    ($($test:ident),+ $(,)?) => {
+        mod tp_driver {
+            $(#[test] fn $test() {
+                super::$test($crate::support::hosts::ProcessHost::TpDriver)
+            })+
+        }
+        mod aeronmd_shared {
+            $(#[test] fn $test() {
+                super::$test($crate::support::hosts::ProcessHost::Aeronmd(
+                    $crate::support::hosts::Threading::Shared,
+                ))
+            })+
+        }
+        mod aeronmd_dedicated {
+            $(#[test] fn $test() {
+                super::$test($crate::support::hosts::ProcessHost::Aeronmd(
+                    $crate::support::hosts::Threading::Dedicated,
+                ))
+            })+
+        }
+    };
+}
