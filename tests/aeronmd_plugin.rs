@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use support::hosts::{self, plugin_artifacts, AeronmdDriver, Threading, SUPPLIER};
 use support::*;
+use tensorpool::protocol::driver::{Role, ShutdownReason};
 
 /// Frames the producer sends; the consumer asks for fewer, since one that attaches after
 /// the first frames, or falls behind, drops some (and counts them) by design.
@@ -147,6 +148,49 @@ fn example_frames_pass_through_aeronmd_shared() {
 #[test]
 fn example_frames_pass_through_aeronmd_dedicated() {
     example_frames_pass_through(Threading::Dedicated);
+}
+
+#[test]
+fn example_frames_pass_through_aeronmd_shared_network() {
+    example_frames_pass_through(Threading::SharedNetwork);
+}
+
+#[test]
+fn an_aeron_terminate_request_stops_aeronmd_after_the_shutdown_notice() {
+    let env = TestEnv::new();
+    let settings = DriverSettings::separate_announce();
+    let config = env.write("driver.toml", &settings.toml(&env));
+    let mut process = AeronmdDriver::spawn(
+        &env,
+        "aeronmd",
+        &config,
+        Threading::Shared,
+        &[("AERON_DRIVER_TERMINATION_VALIDATOR", "allow")],
+    );
+    process.wait_running(DEADLINE);
+    let mut client = TestClient::for_settings(&env.aeron_dir(), &settings);
+    client.attach_ok(STATIC_STREAM, 5, Role::Consumer);
+
+    let dir = std::ffi::CString::new(env.aeron_dir().to_str().expect("UTF-8")).expect("no NUL");
+    // SAFETY: a NUL-terminated directory and an empty token, as Aeron's C API takes them.
+    let sent = unsafe {
+        rusteron_client::bindings::aeron_context_request_driver_termination(
+            dir.as_ptr(),
+            std::ptr::null(),
+            0,
+        )
+    };
+    assert!(sent >= 0, "the terminate request was not sent: {sent}");
+    let notice = client.wait_for("ShmDriverShutdown", OwnedMessage::is_shutdown);
+    assert_eq!(
+        notice,
+        OwnedMessage::Shutdown {
+            reason: ShutdownReason::Normal,
+            error_message: String::new()
+        }
+    );
+    let status = process.expect_exit(DEADLINE);
+    assert!(status.success(), "{status}; stderr:\n{}", process.stderr());
 }
 
 /// Starts aeronmd with the plugin on `config_text` (and `envs`) and expects it to refuse to

@@ -340,3 +340,123 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| absolute(p));
     resolve(a) == resolve(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_text(dir: &Path, aeron_dir: &str) -> String {
+        format!(
+            "[driver]\naeron_dir = \"{aeron_dir}\"\n[shm]\nbase_dir = \"{}\"\n\
+             [profiles.p]\nheader_nslots = 8\npayload_pools = [{{ pool_id = 1, stride_bytes = 4096 }}]\n\
+             [streams.s]\nstream_id = 10000\nprofile = \"p\"\n",
+            dir.join("shm").display()
+        )
+    }
+
+    fn contains_file(dir: &Path, name: &str) -> bool {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| {
+                let path = entry.path();
+                path.file_name().is_some_and(|n| n == name)
+                    || (path.is_dir() && contains_file(&path, name))
+            })
+    }
+
+    fn env_with(vars: &[(&str, &str)]) -> HashMap<String, String> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn without_the_config_variable_open_names_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let error = HostedDriver::open_from_env(dir.path(), &env_with(&[]))
+            .err()
+            .expect("refused");
+        assert!(matches!(error, HostedError::NoConfig));
+        assert!(error.to_string().contains(CONFIG_ENV), "{error}");
+    }
+
+    #[test]
+    fn a_bad_key_is_refused_naming_the_file_and_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("driver.toml");
+        let text = config_text(dir.path(), "").replace("[shm]\n", "[shm]\nbase_dri = \"x\"\n");
+        std::fs::write(&path, text).expect("written");
+        let env = env_with(&[(CONFIG_ENV, path.to_str().expect("UTF-8"))]);
+        let error = HostedDriver::open_from_env(dir.path(), &env)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains("shm.base_dri"), "{error}");
+        assert!(error.contains(path.to_str().expect("UTF-8")), "{error}");
+    }
+
+    #[test]
+    fn environment_overrides_apply_as_in_tp_driver() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("driver.toml");
+        std::fs::write(&path, config_text(dir.path(), "")).expect("written");
+        let env = env_with(&[
+            (CONFIG_ENV, path.to_str().expect("UTF-8")),
+            ("DRIVER_CONTROL_STREAM_ID", "2000"),
+        ]);
+        let driver = HostedDriver::open_from_env(dir.path(), &env).expect("opens");
+        assert_eq!(driver.config().driver.control_stream_id, 2000);
+    }
+
+    #[test]
+    fn another_aeron_dir_is_refused_and_an_empty_one_becomes_the_hosts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let host = dir.path().join("aeron");
+        let other = config_text(dir.path(), "/dev/shm/not-the-host");
+        let config = DriverConfig::from_toml_str(&other, &crate::config::NoEnv).expect("valid");
+        let error = HostedDriver::open(config, &host).err().expect("refused");
+        assert!(
+            matches!(error, HostedError::AeronDirMismatch { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("driver.aeron_dir"), "{error}");
+
+        let empty = config_text(dir.path(), "");
+        let config = DriverConfig::from_toml_str(&empty, &crate::config::NoEnv).expect("valid");
+        let driver = HostedDriver::open(config, &host).expect("opens");
+        assert_eq!(
+            driver.config().driver.aeron_dir.as_deref(),
+            Some(host.as_path())
+        );
+        assert!(!driver.is_running(), "no Aeron before the first duty cycle");
+        // The static stream is provisioned before the media driver runs the agent.
+        assert!(
+            contains_file(&dir.path().join("shm"), "epoch.hwm"),
+            "no epoch.hwm under the base directory"
+        );
+    }
+
+    #[test]
+    fn a_duty_cycle_without_a_media_driver_returns_and_retries_later() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config =
+            DriverConfig::from_toml_str(&config_text(dir.path(), ""), &crate::config::NoEnv)
+                .expect("valid");
+        let mut driver = HostedDriver::open(config, &dir.path().join("aeron")).expect("opens");
+        let now = monotonic_now_ns();
+        assert_eq!(driver.do_work(now), 0, "no media driver: no work");
+        assert!(!driver.is_running());
+        // The next attempt waits for the retry period rather than probing every cycle.
+        assert_eq!(driver.do_work(now + 1), 0);
+        assert_eq!(driver.next_attempt_ns, now + RETRY_PERIOD_NS);
+        driver.close();
+        assert_eq!(
+            driver.do_work(now + RETRY_PERIOD_NS),
+            0,
+            "closed: nothing more"
+        );
+    }
+}

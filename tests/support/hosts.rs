@@ -29,6 +29,9 @@ pub enum Threading {
     Shared,
     /// Each agent on a thread of its own; the plugin runs on the native-resource agent's.
     Dedicated,
+    /// Sender and receiver share a thread; conductor and native-resource agent (with the
+    /// plugin) have one each.
+    SharedNetwork,
 }
 
 impl Threading {
@@ -37,6 +40,7 @@ impl Threading {
         match self {
             Self::Shared => "SHARED",
             Self::Dedicated => "DEDICATED",
+            Self::SharedNetwork => "SHARED_NETWORK",
         }
     }
 }
