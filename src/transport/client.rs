@@ -100,16 +100,16 @@ impl AeronClient {
         Self::build(options, None)
     }
 
-    #[cfg(feature = "embedded-media-driver")]
     /// Starts an embedded driver and connects to it (embedded mode, default client options).
+    #[cfg(feature = "embedded-media-driver")]
     pub fn start_embedded(driver_options: &MediaDriverOptions) -> Result<Self, TransportError> {
         let driver = EmbeddedMediaDriver::start(driver_options)?;
         Self::with_embedded_driver(driver, &ClientOptions::default())
     }
 
-    #[cfg(feature = "embedded-media-driver")]
     /// Connects to `driver` and takes ownership of it: [`AeronClient::do_work`] pumps both,
     /// and the driver closes after the client. `options.dir` is ignored.
+    #[cfg(feature = "embedded-media-driver")]
     pub fn with_embedded_driver(
         driver: EmbeddedMediaDriver,
         options: &ClientOptions,
@@ -202,8 +202,8 @@ impl AeronClient {
         &self.dir
     }
 
-    #[cfg(feature = "embedded-media-driver")]
     /// The embedded driver this client owns and pumps, if any.
+    #[cfg(feature = "embedded-media-driver")]
     pub fn media_driver(&self) -> Option<&EmbeddedMediaDriver> {
         self.driver.as_ref()
     }
