@@ -13,4 +13,7 @@ export PATH
 
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings
+# The aeronmd plugin is a workspace member of its own (built without tensorpool's default
+# features); the tests build it and scripts/build-aeronmd.sh's aeronmd when they need them.
+cargo clippy -p tensorpool-aeronmd --all-targets --locked -- -D warnings
 cargo test --locked "$@"

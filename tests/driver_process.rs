@@ -1,6 +1,7 @@
-//! System tests of the `tp-driver` binary (Driver Model §4.8, §4.13, §6, §10, §14, §17):
-//! kill -9 and restart over the same directories, SIGTERM, an external media driver, and
-//! the command line. Every process is killed by pid when its handle drops.
+//! System tests of the driver processes (Driver Model §4.8, §4.13, §6, §10, §14, §17):
+//! kill -9 and restart over the same directories and SIGTERM, for `tp-driver` and for a
+//! stock aeronmd with the plugin ([`support::hosts`]); an external media driver and the
+//! command line of `tp-driver`. Every process is killed by pid when its handle drops.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -12,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use support::hosts::ProcessHost;
 use support::*;
 use tensorpool::config::REDACTED;
 use tensorpool::protocol::driver::{ResponseCode, Role, ShutdownReason};
@@ -29,25 +31,18 @@ fn write_config(env: &TestEnv, settings: &DriverSettings) -> PathBuf {
 }
 
 /// Sends SIGTERM and asserts a clean exit.
-fn terminate(driver: &mut ProcessDriver) {
+fn terminate(host: ProcessHost, driver: &mut ProcessDriver) {
     driver.signal(Signal::SIGTERM);
-    let status = driver
-        .wait(DEADLINE)
-        .expect("tp-driver exits after SIGTERM");
-    assert!(
-        status.success(),
-        "exit status {status}; stderr:\n{}",
-        driver.stderr()
-    );
+    let status = driver.expect_exit(DEADLINE);
+    host.assert_terminated(status, &driver.stderr());
 }
 
-#[test]
-fn restart_after_kill_9_bumps_the_epoch_and_forgets_old_leases() {
+fn restart_after_kill_9_bumps_the_epoch_and_forgets_old_leases(host: ProcessHost) {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
     let config = write_config(&env, &settings);
 
-    let mut first = ProcessDriver::start(&env, "first", &config, &[]);
+    let mut first = host.spawn(&env, "first", &config);
     first.wait_running(DEADLINE);
     let old = {
         let mut client = TestClient::for_settings(&env.aeron_dir(), &settings);
@@ -56,7 +51,7 @@ fn restart_after_kill_9_bumps_the_epoch_and_forgets_old_leases() {
     first.kill();
 
     let restarting = Instant::now();
-    let mut second = ProcessDriver::start(&env, "second", &config, &[]);
+    let mut second = host.spawn(&env, "second", &config);
     second.wait_running(RESTART_DEADLINE);
     eprintln!(
         "restart over the killed driver's files took {:?}",
@@ -84,19 +79,18 @@ fn restart_after_kill_9_bumps_the_epoch_and_forgets_old_leases() {
     );
     assert_eq!(client.detach(&new).code, ResponseCode::Ok);
     drop(client);
-    terminate(&mut second);
+    terminate(host, &mut second);
 }
 
-#[test]
-fn sigterm_sends_normal_shutdown_and_exits_zero() {
+fn sigterm_sends_normal_shutdown_and_leaves_no_stale_lease(host: ProcessHost) {
     let env = TestEnv::new();
     let settings = DriverSettings::separate_announce();
     let config = write_config(&env, &settings);
-    let mut driver = ProcessDriver::start(&env, "driver", &config, &[]);
+    let mut driver = host.spawn(&env, "driver", &config);
     driver.wait_running(DEADLINE);
 
     let mut client = TestClient::for_settings(&env.aeron_dir(), &settings);
-    client.attach_ok(STATIC_STREAM, 8, Role::Consumer);
+    let old = client.attach_ok(STATIC_STREAM, 8, Role::Producer);
     driver.signal(Signal::SIGTERM);
     let notice = client.wait_for("ShmDriverShutdown", OwnedMessage::is_shutdown);
     assert_eq!(
@@ -106,15 +100,33 @@ fn sigterm_sends_normal_shutdown_and_exits_zero() {
             error_message: String::new()
         }
     );
-    let status = driver
-        .wait(DEADLINE)
-        .expect("tp-driver exits after SIGTERM");
+    let status = driver.expect_exit(DEADLINE);
+    host.assert_terminated(status, &driver.stderr());
+    drop(client);
+
+    // The next driver over the same directories owes the old producer nothing: the stream
+    // takes a new producer at once, in a later epoch.
+    let mut next = host.spawn(&env, "next", &config);
+    next.wait_running(DEADLINE);
+    let mut client = TestClient::for_settings(&env.aeron_dir(), &settings);
+    let new = client.attach_ok(STATIC_STREAM, 9, Role::Producer);
     assert!(
-        status.success(),
-        "exit status {status}; stderr:\n{}",
-        driver.stderr()
+        new.epoch > old.epoch,
+        "epoch {} after {}",
+        new.epoch,
+        old.epoch
     );
+    let stale = client.detach(&old);
+    assert_eq!(stale.code, ResponseCode::Rejected, "{stale:?}");
+    drop(client);
+    terminate(host, &mut next);
 }
+
+// Each runs once per driver process: tp-driver, aeronmd SHARED, aeronmd DEDICATED.
+for_each_process_host!(
+    restart_after_kill_9_bumps_the_epoch_and_forgets_old_leases,
+    sigterm_sends_normal_shutdown_and_leaves_no_stale_lease,
+);
 
 /// A media driver owned and pumped by a thread of the test process.
 struct MediaDriverThread {
@@ -188,7 +200,7 @@ fn external_mode_uses_a_running_media_driver() {
     let lease = client.attach_ok(STATIC_STREAM, 9, Role::Producer);
     assert_eq!(client.detach(&lease).code, ResponseCode::Ok);
     drop(client);
-    terminate(&mut driver);
+    terminate(ProcessHost::TpDriver, &mut driver);
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! Integration tests of the SHM driver over the wire (Driver Model §4.2–§4.13, §5–§8,
-//! §11; Wire Spec §10.1): `run_until` on a thread with its embedded media driver, real
-//! files in a private base directory, and an SBE client on the test thread.
+//! §11; Wire Spec §10.1), run against every host of the driver agent
+//! ([`support::hosts`]): `run_until` on a thread with its embedded media driver, and a
+//! stock aeronmd with the plugin in SHARED and DEDICATED mode; real files in a private
+//! base directory, and an SBE client on the test thread.
 
 #[path = "support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
+use support::hosts::{Host, TestDriver};
 use support::*;
 use tensorpool::clock::monotonic_now_ns;
 use tensorpool::protocol::codec::MESSAGE_HEADER_LEN;
@@ -47,11 +50,10 @@ fn assert_region(env: &TestEnv, uri: &str, len: u64) {
     assert_eq!(meta.len(), len, "size of {uri}");
 }
 
-#[test]
-fn attach_keepalive_detach_follows_the_success_sequence() {
+fn attach_keepalive_detach_follows_the_success_sequence(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::separate_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
     client.set_auto_keepalive(false);
 
@@ -150,14 +152,13 @@ fn attach_keepalive_detach_follows_the_success_sequence() {
         3
     );
     drop(client);
-    driver.stop().expect("run_until returns Ok after stop");
+    driver.stop();
 }
 
-#[test]
-fn second_producer_is_rejected() {
+fn second_producer_is_rejected(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
 
     client.attach_ok(STATIC_STREAM, 21, Role::Producer);
@@ -167,11 +168,10 @@ fn second_producer_is_rejected() {
     client.attach_ok(STATIC_STREAM, 23, Role::Consumer);
 }
 
-#[test]
-fn client_id_collision_is_rejected_with_the_auto_assign_message() {
+fn client_id_collision_is_rejected_with_the_auto_assign_message(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::separate_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
 
     client.attach_ok(STATIC_STREAM, 31, Role::Consumer);
@@ -180,11 +180,10 @@ fn client_id_collision_is_rejected_with_the_auto_assign_message() {
     assert_eq!(again.error_message, "client_id already attached");
 }
 
-#[test]
-fn every_attach_error_code_is_reachable_over_the_wire() {
+fn every_attach_error_code_is_reachable_over_the_wire(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
 
     let mut req = attach_request(STATIC_STREAM, 41, Role::Unrecognized(9));
@@ -249,11 +248,10 @@ fn every_attach_error_code_is_reachable_over_the_wire() {
     assert_refused(&client.attach(&req), ResponseCode::Rejected);
 }
 
-#[test]
-fn expired_producer_lease_is_revoked_before_the_epoch_bump_announce() {
+fn expired_producer_lease_is_revoked_before_the_epoch_bump_announce(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
     client.set_auto_keepalive(false);
 
@@ -288,11 +286,10 @@ fn expired_producer_lease_is_revoked_before_the_epoch_bump_announce() {
     );
 }
 
-#[test]
-fn announces_carry_the_producer_client_id_only_while_it_is_attached() {
+fn announces_carry_the_producer_client_id_only_while_it_is_attached(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::separate_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
     let is_static = |m: &OwnedMessage| {
         m.as_announce()
@@ -337,11 +334,10 @@ fn announces_carry_the_producer_client_id_only_while_it_is_attached() {
     }
 }
 
-#[test]
-fn consumer_hello_assigns_per_consumer_streams_or_declines() {
+fn consumer_hello_assigns_per_consumer_streams_or_declines(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
     let config_for = |id: u32| move |m: &OwnedMessage| matches!(m, OwnedMessage::ConsumerConfig(c) if c.consumer_id == id);
     let in_range = |id: u32, (a, b): (u32, u32)| (a..=b).contains(&id);
@@ -424,11 +420,10 @@ fn consumer_hello_assigns_per_consumer_streams_or_declines() {
     );
 }
 
-#[test]
-fn shutdown_request_needs_the_token_then_drains_and_notifies() {
+fn shutdown_request_needs_the_token_then_drains_and_notifies(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
     client.attach_ok(STATIC_STREAM, 81, Role::Consumer);
 
@@ -470,16 +465,13 @@ fn shutdown_request_needs_the_token_then_drains_and_notifies() {
         "notice {drained:?} after acceptance"
     );
     drop(client);
-    driver
-        .wait_exit(DEADLINE)
-        .expect("run_until returns Ok after an accepted shutdown");
+    driver.wait_shut_down(DEADLINE);
 }
 
-#[test]
-fn malformed_messages_are_counted_and_do_not_disturb_an_attach() {
+fn malformed_messages_are_counted_and_do_not_disturb_an_attach(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::separate_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
 
     let header = |template: u16, schema: u16| {
@@ -505,11 +497,10 @@ fn malformed_messages_are_counted_and_do_not_disturb_an_attach() {
     assert_eq!(client.wait_for_counter(&label, |v| v >= 4), 4);
 }
 
-#[test]
-fn counters_show_attaches_and_active_leases() {
+fn counters_show_attaches_and_active_leases(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
 
     client.attach_ok(STATIC_STREAM, 101, Role::Consumer);
@@ -533,6 +524,22 @@ fn counters_show_attaches_and_active_leases() {
     );
 }
 
+// Each runs once per host of the agent: tp-driver's loop, aeronmd SHARED, aeronmd DEDICATED.
+for_each_host!(
+    attach_keepalive_detach_follows_the_success_sequence,
+    second_producer_is_rejected,
+    client_id_collision_is_rejected_with_the_auto_assign_message,
+    every_attach_error_code_is_reachable_over_the_wire,
+    expired_producer_lease_is_revoked_before_the_epoch_bump_announce,
+    announces_carry_the_producer_client_id_only_while_it_is_attached,
+    consumer_hello_assigns_per_consumer_streams_or_declines,
+    shutdown_request_needs_the_token_then_drains_and_notifies,
+    malformed_messages_are_counted_and_do_not_disturb_an_attach,
+    counters_show_attaches_and_active_leases,
+);
+
+/// tp-driver only: inside aeronmd the media driver's idle strategy decides when the
+/// agent runs, so the plugin keeps no doorbell.
 #[test]
 fn a_parked_driver_is_woken_by_its_doorbell_and_removes_it_on_exit() {
     use tensorpool::shm::doorbell::{doorbell_path, Doorbell};

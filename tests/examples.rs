@@ -85,7 +85,7 @@ fn spawn_example(env: &TestEnv, name: &str, label: &str, extra: &[&str]) -> Proc
     let mut args = common_args(env);
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    ProcessDriver::spawn_program(env, &example_program(name), label, &args, &[])
+    ProcessDriver::spawn_program(&example_program(name), "", env, label, &args, &[])
 }
 
 fn wait_success(process: &mut ProcessDriver, what: &str) {

@@ -6,7 +6,8 @@ use super::agent::{ControlPlane, PublishError, PublishOutcome};
 use super::wire::Destination;
 use crate::config::DriverConfig;
 use crate::transport::{
-    AeronClient, OutboundQueue, Publication, SendOutcome, Subscription, TransportError,
+    AeronClient, OutboundQueue, PendingPublication, PendingSubscription, Publication, SendOutcome,
+    Subscription, TransportError,
 };
 
 /// Messages waiting per stream while its subscribers are back-pressured.
@@ -26,26 +27,43 @@ pub struct AeronControlPlane {
 }
 
 impl AeronControlPlane {
-    /// Subscribes and publishes on the configured control and announce endpoints.
+    /// Subscribes and publishes on the configured control and announce endpoints, pumping
+    /// `client` until the media driver has set every stream up (for start-up).
     pub fn new(client: &AeronClient, config: &DriverConfig) -> Result<Self, TransportError> {
+        let mut pending = Self::start(client, config)?;
+        client.pump_until(|| "the driver's control streams".into(), || pending.poll())
+    }
+
+    /// Starts adding the streams without waiting, for a duty cycle that must not block (the
+    /// aeronmd plugin): poll the result once per cycle while the client is pumped.
+    pub fn start(
+        client: &AeronClient,
+        config: &DriverConfig,
+    ) -> Result<PendingControlPlane, TransportError> {
         let (control_channel, control_stream) = config.driver.control_endpoint();
         let (announce_channel, announce_stream) = config.driver.announce_endpoint();
-        let control_sub = Subscription::add(client, control_channel, to_i32(control_stream)?)?;
-        let control_pub = Publication::add(client, control_channel, to_i32(control_stream)?)?;
+        let control_stream = to_i32(control_stream)?;
         let announce = if config.driver.announce_shares_control() {
             None
         } else {
-            Some((
-                Publication::add(client, announce_channel, to_i32(announce_stream)?)?,
-                OutboundQueue::new(QUEUE_CAPACITY, MAX_MESSAGE_LEN)?,
-            ))
+            Some(Slot::Waiting(Publication::start_add(
+                client,
+                announce_channel,
+                to_i32(announce_stream)?,
+            )?))
         };
-        Ok(Self {
-            control_sub,
-            control_pub,
-            control_queue: OutboundQueue::new(QUEUE_CAPACITY, MAX_MESSAGE_LEN)?,
+        Ok(PendingControlPlane {
+            control_sub: Slot::Waiting(Subscription::start_add(
+                client,
+                control_channel,
+                control_stream,
+            )?),
+            control_pub: Slot::Waiting(Publication::start_add(
+                client,
+                control_channel,
+                control_stream,
+            )?),
             announce,
-            poll_errors: 0,
         })
     }
 
@@ -109,5 +127,78 @@ impl ControlPlane for AeronControlPlane {
             flush_one(publication, queue);
         }
         sent
+    }
+}
+
+/// A registration that is still with the media driver, done, or handed on.
+enum Slot<P, T> {
+    Waiting(P),
+    Ready(T),
+    Taken,
+}
+
+impl<P, T> Slot<P, T> {
+    /// Polls a waiting registration with `poll`; returns whether it is done.
+    fn advance(
+        &mut self,
+        poll: impl FnOnce(&mut P) -> Result<Option<T>, TransportError>,
+    ) -> Result<bool, TransportError> {
+        if let Self::Waiting(pending) = self {
+            match poll(pending)? {
+                Some(done) => *self = Self::Ready(done),
+                None => return Ok(false),
+            }
+        }
+        Ok(matches!(self, Self::Ready(_)))
+    }
+
+    fn take(&mut self) -> Option<T> {
+        match std::mem::replace(self, Self::Taken) {
+            Self::Ready(done) => Some(done),
+            _ => None,
+        }
+    }
+}
+
+/// The control plane while the media driver sets its streams up ([`AeronControlPlane::start`]).
+pub struct PendingControlPlane {
+    control_sub: Slot<PendingSubscription, Subscription>,
+    control_pub: Slot<PendingPublication, Publication>,
+    announce: Option<Slot<PendingPublication, Publication>>,
+}
+
+impl PendingControlPlane {
+    /// The control plane once every stream is set up (yielded once), `None` while some are
+    /// still pending; errors if the media driver refused one. Never blocks.
+    pub fn poll(&mut self) -> Result<Option<AeronControlPlane>, TransportError> {
+        let mut ready = self.control_sub.advance(PendingSubscription::poll)?;
+        ready &= self.control_pub.advance(PendingPublication::poll)?;
+        if let Some(announce) = &mut self.announce {
+            ready &= announce.advance(PendingPublication::poll)?;
+        }
+        if !ready {
+            return Ok(None);
+        }
+        let control_queue = OutboundQueue::new(QUEUE_CAPACITY, MAX_MESSAGE_LEN)?;
+        let announce_queue = OutboundQueue::new(QUEUE_CAPACITY, MAX_MESSAGE_LEN)?;
+        let announce = self.announce.as_mut().map(|slot| {
+            let publication = slot
+                .take()
+                .expect("advance said the announce stream is ready");
+            (publication, announce_queue)
+        });
+        Ok(Some(AeronControlPlane {
+            control_sub: self
+                .control_sub
+                .take()
+                .expect("advance said the subscription is ready"),
+            control_pub: self
+                .control_pub
+                .take()
+                .expect("advance said the publication is ready"),
+            control_queue,
+            announce,
+            poll_errors: 0,
+        }))
     }
 }

@@ -3,7 +3,7 @@
 
 use super::agent::AgentCounters;
 use super::core::{CoreCounters, DriverCore};
-use crate::transport::{AeronClient, Counter, TransportError};
+use crate::transport::{AeronClient, Counter, PendingCounter, TransportError};
 
 /// Aeron counter type id of every tensorpool driver counter.
 pub const COUNTER_TYPE_ID: i32 = 4_100;
@@ -60,16 +60,28 @@ const COUNTERS: &[(&str, Reader)] = &[
 ];
 
 impl DriverCounters {
-    /// Allocates every counter, labelled `tp-driver[<instance>]: <name>`.
+    /// Allocates every counter, labelled `tp-driver[<instance>]: <name>`, pumping `client`
+    /// until the media driver has allocated them (for start-up).
     pub fn new(client: &AeronClient, instance_id: &str) -> Result<Self, TransportError> {
-        let counters = COUNTERS
+        let mut pending = Self::start(client, instance_id)?;
+        client.pump_until(|| "the driver's counters".into(), || pending.poll())
+    }
+
+    /// Starts allocating every counter without waiting, for a duty cycle that must not
+    /// block (the aeronmd plugin): poll the result once per cycle while the client is pumped.
+    pub fn start(
+        client: &AeronClient,
+        instance_id: &str,
+    ) -> Result<PendingDriverCounters, TransportError> {
+        let pending = COUNTERS
             .iter()
             .map(|(name, read)| {
                 let label = format!("tp-driver[{instance_id}]: {name}");
-                Counter::new(client, COUNTER_TYPE_ID, &label).map(|c| (c, *read))
+                Counter::start_add(client, COUNTER_TYPE_ID, &[], &label)
+                    .map(|pending| (pending, None, *read))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { counters })
+        Ok(PendingDriverCounters { counters: pending })
     }
 
     /// Writes the current figures.
@@ -90,5 +102,34 @@ impl DriverCounters {
     /// Labels of every counter, for documentation and tests.
     pub fn names() -> impl Iterator<Item = &'static str> {
         COUNTERS.iter().map(|(name, _)| *name)
+    }
+}
+
+/// The driver's counters while the media driver allocates them ([`DriverCounters::start`]).
+pub struct PendingDriverCounters {
+    /// Each counter's registration, its counter once allocated, and its reader.
+    counters: Vec<(PendingCounter, Option<Counter>, Reader)>,
+}
+
+impl PendingDriverCounters {
+    /// Every counter once allocated (yielded once), `None` while some are still pending.
+    /// Never blocks.
+    pub fn poll(&mut self) -> Result<Option<DriverCounters>, TransportError> {
+        let mut all = !self.counters.is_empty();
+        for (pending, counter, _) in &mut self.counters {
+            if counter.is_none() {
+                *counter = pending.poll()?;
+            }
+            all &= counter.is_some();
+        }
+        if !all {
+            return Ok(None);
+        }
+        let counters = self
+            .counters
+            .drain(..)
+            .filter_map(|(_, counter, read)| Some((counter?, read)))
+            .collect();
+        Ok(Some(DriverCounters { counters }))
     }
 }

@@ -1,11 +1,13 @@
 //! The SHM driver: the sans-IO [`core`] state machine, the [`provision`]ing of SHM files,
-//! the [`agent`] duty cycle that binds them to a control plane, and the [`runner`] that
-//! makes a process of it over Aeron.
+//! the [`agent`] duty cycle that binds them to a control plane, the [`runner`] that
+//! makes a process of it over Aeron, and the [`hosted`] driver that a stock media driver's
+//! duty cycle runs (the aeronmd plugin).
 
 pub mod aeron_plane;
 pub mod agent;
 pub mod core;
 pub mod counters;
+pub mod hosted;
 pub mod provision;
 pub mod runner;
 pub mod wire;

@@ -11,7 +11,7 @@ use crate::clock::monotonic_now_ns;
 use crate::config::{DriverConfig, MediaDriverMode};
 use crate::protocol::driver::ShutdownReason;
 use crate::shm::doorbell::{doorbell_path, DriverDoorbell, Wake};
-use crate::transport::{AeronClient, ClientOptions, MediaDriverOptions, TransportError};
+use crate::transport::{AeronClient, ClientOptions, TransportError};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -79,13 +79,20 @@ fn install_signal_handlers() -> Result<(), nix::Error> {
 pub fn start_aeron(config: &DriverConfig) -> Result<AeronClient, TransportError> {
     let dir = config.driver.aeron_dir.clone();
     match config.driver.media_driver {
+        #[cfg(feature = "embedded-media-driver")]
         MediaDriverMode::Embedded => {
             tracing::info!(aeron_dir = ?dir, "starting embedded media driver");
-            AeronClient::start_embedded(&MediaDriverOptions {
+            AeronClient::start_embedded(&crate::transport::MediaDriverOptions {
                 dir,
-                ..MediaDriverOptions::default()
+                ..Default::default()
             })
         }
+        #[cfg(not(feature = "embedded-media-driver"))]
+        MediaDriverMode::Embedded => Err(TransportError::InvalidArgument(
+            "driver.media_driver = \"embedded\" needs tensorpool built with the \
+             embedded-media-driver feature"
+                .into(),
+        )),
         MediaDriverMode::External => {
             tracing::info!(aeron_dir = ?dir, "connecting to external media driver");
             AeronClient::connect_with(&ClientOptions {
@@ -103,6 +110,34 @@ fn lease_id_seed() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
+}
+
+/// The SHM side of start-up, the same for every host: the provisioner (base directory
+/// created, start-up GC and deletion as configured) and a started core (static streams
+/// provisioned). Needs no Aeron.
+pub fn prepare(config: &DriverConfig) -> Result<(DriverCore, ShmProvisioner), RunError> {
+    let mut provisioner = ShmProvisioner::new(config)?;
+    if config.policies.epoch_gc_on_startup {
+        let report = provisioner.gc_all(SystemTime::now());
+        tracing::info!(?report, "start-up epoch GC done");
+    }
+    if config.policies.delete_shm_on_startup {
+        for stream in config.streams.values() {
+            let report = provisioner.remove_existing_epochs(stream.stream_id)?;
+            tracing::info!(
+                stream_id = stream.stream_id,
+                removed = report.removed.len(),
+                "existing epochs deleted at start-up"
+            );
+        }
+    }
+    let env = CoreEnv {
+        lease_id_seed: lease_id_seed(),
+        base_is_hugetlbfs: provisioner.is_hugetlbfs(),
+    };
+    let mut core = DriverCore::new(config, env);
+    core.start(monotonic_now_ns(), &mut provisioner)?;
+    Ok((core, provisioner))
 }
 
 /// Runs the driver until SIGINT/SIGTERM or an accepted shutdown request.
@@ -132,27 +167,7 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
             None
         }
     };
-    let mut provisioner = ShmProvisioner::new(config)?;
-    if config.policies.epoch_gc_on_startup {
-        let report = provisioner.gc_all(SystemTime::now());
-        tracing::info!(?report, "start-up epoch GC done");
-    }
-    if config.policies.delete_shm_on_startup {
-        for stream in config.streams.values() {
-            let report = provisioner.remove_existing_epochs(stream.stream_id)?;
-            tracing::info!(
-                stream_id = stream.stream_id,
-                removed = report.removed.len(),
-                "existing epochs deleted at start-up"
-            );
-        }
-    }
-    let env = CoreEnv {
-        lease_id_seed: lease_id_seed(),
-        base_is_hugetlbfs: provisioner.is_hugetlbfs(),
-    };
-    let mut core = DriverCore::new(config, env);
-    core.start(monotonic_now_ns(), &mut provisioner)?;
+    let (core, provisioner) = prepare(config)?;
     let plane = AeronControlPlane::new(&client, config)?;
     let counters = DriverCounters::new(&client, &config.driver.instance_id)?;
     let mut agent = DriverAgent::new(

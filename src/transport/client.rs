@@ -4,6 +4,7 @@
 //! client (and, in embedded mode, the driver) is pumped, so the blocking helpers here pump
 //! while they wait.
 
+use std::ffi::{c_char, CStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,27 @@ use rusteron_client::{Aeron, AeronContext};
 
 use super::error::{c_string, AeronResultExt, TransportError};
 use super::idle::BackoffIdle;
-use super::media_driver::{absolute, log_aeron, EmbeddedMediaDriver, MediaDriverOptions};
+#[cfg(feature = "embedded-media-driver")]
+use super::media_driver::{EmbeddedMediaDriver, MediaDriverOptions};
+
+/// The media driver a client may own and pump: the embedded one, or (built without the
+/// `embedded-media-driver` feature, as the aeronmd plugin is) none at all, so the C media
+/// driver is not linked in.
+#[cfg(feature = "embedded-media-driver")]
+type OwnedDriver = EmbeddedMediaDriver;
+#[cfg(not(feature = "embedded-media-driver"))]
+type OwnedDriver = NoDriver;
+
+/// Stands in for the embedded driver when it is not built; has no values.
+#[cfg(not(feature = "embedded-media-driver"))]
+enum NoDriver {}
+
+#[cfg(not(feature = "embedded-media-driver"))]
+impl NoDriver {
+    fn do_work(&self) -> Result<usize, TransportError> {
+        match *self {}
+    }
+}
 
 /// How often `connect` re-checks for a live driver while it waits.
 const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
@@ -61,7 +82,7 @@ pub struct AeronClient {
     dir: PathBuf,
     resource_timeout: Duration,
     errors: Arc<AtomicU64>,
-    driver: Option<EmbeddedMediaDriver>,
+    driver: Option<OwnedDriver>,
 }
 
 impl AeronClient {
@@ -80,6 +101,7 @@ impl AeronClient {
     }
 
     /// Starts an embedded driver and connects to it (embedded mode, default client options).
+    #[cfg(feature = "embedded-media-driver")]
     pub fn start_embedded(driver_options: &MediaDriverOptions) -> Result<Self, TransportError> {
         let driver = EmbeddedMediaDriver::start(driver_options)?;
         Self::with_embedded_driver(driver, &ClientOptions::default())
@@ -87,6 +109,7 @@ impl AeronClient {
 
     /// Connects to `driver` and takes ownership of it: [`AeronClient::do_work`] pumps both,
     /// and the driver closes after the client. `options.dir` is ignored.
+    #[cfg(feature = "embedded-media-driver")]
     pub fn with_embedded_driver(
         driver: EmbeddedMediaDriver,
         options: &ClientOptions,
@@ -98,10 +121,7 @@ impl AeronClient {
         Self::build(&options, Some(driver))
     }
 
-    fn build(
-        options: &ClientOptions,
-        driver: Option<EmbeddedMediaDriver>,
-    ) -> Result<Self, TransportError> {
+    fn build(options: &ClientOptions, driver: Option<OwnedDriver>) -> Result<Self, TransportError> {
         let context = AeronContext::new().or_aeron("create client context")?;
         if let Some(dir) = &options.dir {
             let dir = absolute(dir);
@@ -183,6 +203,7 @@ impl AeronClient {
     }
 
     /// The embedded driver this client owns and pumps, if any.
+    #[cfg(feature = "embedded-media-driver")]
     pub fn media_driver(&self) -> Option<&EmbeddedMediaDriver> {
         self.driver.as_ref()
     }
@@ -266,4 +287,20 @@ fn wait_for_driver(
         }
         std::thread::sleep(CONNECT_RETRY_INTERVAL);
     }
+}
+
+/// Logs Aeron's diagnostic lines from `aeron_is_driver_active`.
+pub(crate) unsafe extern "C" fn log_aeron(message: *const c_char) {
+    if message.is_null() {
+        return;
+    }
+    // SAFETY: Aeron passes a NUL-terminated buffer that lives for the duration of the call.
+    let message = unsafe { CStr::from_ptr(message) };
+    tracing::debug!(message = %message.to_string_lossy(), "aeron driver activity check");
+}
+
+/// `path` made absolute against the working directory (without resolving symlinks, as the
+/// directory may not exist yet).
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }

@@ -94,6 +94,7 @@ impl<T> AeronResultExt<T> for Result<T, rusteron_client::AeronCError> {
     }
 }
 
+#[cfg(feature = "embedded-media-driver")]
 impl<T> AeronResultExt<T> for Result<T, rusteron_media_driver::AeronCError> {
     fn or_aeron(self, operation: &'static str) -> Result<T, TransportError> {
         self.map_err(|e| TransportError::aeron(operation, e.code, e.get_last_err_message()))

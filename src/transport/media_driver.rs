@@ -10,7 +10,7 @@
 //! is still fresh (a crashed driver) until it either moves (alive: refuse) or ages past the
 //! timeout (dead: start). Aeron then removes the old files and creates new ones.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::CStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use rusteron_media_driver::bindings::aeron_threading_mode_enum;
 use rusteron_media_driver::{AeronDriver, AeronDriverContext};
 
+use super::client::{absolute, log_aeron};
 use super::error::{c_string, AeronResultExt, TransportError};
 
 /// How often a fresh heartbeat of a possibly dead driver is re-read.
@@ -279,16 +280,6 @@ fn previous_driver(
     }
 }
 
-/// Logs Aeron's diagnostic lines from `aeron_is_driver_active`.
-pub(crate) unsafe extern "C" fn log_aeron(message: *const c_char) {
-    if message.is_null() {
-        return;
-    }
-    // SAFETY: Aeron passes a NUL-terminated buffer that lives for the duration of the call.
-    let message = unsafe { CStr::from_ptr(message) };
-    tracing::debug!(message = %message.to_string_lossy(), "aeron driver activity check");
-}
-
 /// This process's claim on an Aeron directory, released on drop.
 struct DirClaim {
     /// The directory as configured (absolute).
@@ -325,12 +316,6 @@ fn canonical(dir: &Path) -> PathBuf {
         (Some(Ok(parent)), Some(name)) => parent.join(name),
         _ => dir.to_owned(),
     }
-}
-
-/// `path` made absolute against the working directory (without resolving symlinks, as the
-/// directory may not exist yet).
-pub(crate) fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 fn duration_ns(duration: Duration) -> u64 {

@@ -33,6 +33,7 @@ mod counters;
 mod duty_cycle;
 mod error;
 mod idle;
+#[cfg(feature = "embedded-media-driver")]
 mod media_driver;
 mod outbound;
 mod publication;
@@ -43,6 +44,7 @@ pub use counters::{read_counters, Counter, CounterSnapshot, PendingCounter};
 pub use duty_cycle::DutyCycle;
 pub use error::TransportError;
 pub use idle::BackoffIdle;
+#[cfg(feature = "embedded-media-driver")]
 pub use media_driver::{EmbeddedMediaDriver, MediaDriverOptions};
 pub use outbound::{Offer, OutboundQueue, OutboundStats, SendOutcome};
 pub use publication::{OfferOutcome, PendingPublication, Publication, MAX_OFFER_PARTS};

@@ -82,6 +82,8 @@ pub fn next_correlation_id() -> i64 {
     NEXT_CORRELATION_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+pub mod hosts;
+
 /// A test's private directory (under /dev/shm when possible) holding `aeron/` and `shm/`;
 /// removed on drop.
 pub struct TestEnv {
@@ -1021,13 +1023,16 @@ pub fn example_program(name: &str) -> PathBuf {
     exe
 }
 
-/// The `tp-driver` binary running as a child process, stdout and stderr going to files in
-/// the test's environment. Dropping it kills it (SIGKILL, by pid) if it still runs.
+/// A driver process (the `tp-driver` binary, or an `aeronmd` hosting the plugin) running
+/// as a child process, stdout and stderr going to files in the test's environment.
+/// Dropping it kills it (SIGKILL, by pid) if it still runs.
 pub struct ProcessDriver {
     child: Child,
     stdout: PathBuf,
     stderr: PathBuf,
     started: Instant,
+    /// What its stderr says once it serves clients.
+    ready_line: &'static str,
 }
 
 impl ProcessDriver {
@@ -1035,15 +1040,16 @@ impl ProcessDriver {
     /// output files. Configuration overrides inherited from the test's own environment
     /// are removed first so only `envs` apply.
     pub fn spawn(env: &TestEnv, label: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let exe = Path::new(env!("CARGO_BIN_EXE_tp-driver"));
-        Self::spawn_program(env, exe, label, args, envs)
+        let program = Path::new(env!("CARGO_BIN_EXE_tp-driver"));
+        Self::spawn_program(program, "tp-driver running", env, label, args, envs)
     }
 
-    /// Starts another program of this crate (e.g. an example, see [`example_program`])
-    /// the same way.
+    /// Starts `program` as [`ProcessDriver::spawn`] starts `tp-driver`; it is serving once
+    /// its stderr contains `ready_line`.
     pub fn spawn_program(
+        program: &Path,
+        ready_line: &'static str,
         env: &TestEnv,
-        exe: &Path,
         label: &str,
         args: &[&str],
         envs: &[(&str, &str)],
@@ -1054,7 +1060,7 @@ impl ProcessDriver {
             std::fs::File::create(path)
                 .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
         };
-        let mut command = Command::new(exe);
+        let mut command = Command::new(program);
         command
             .args(args)
             .stdin(Stdio::null())
@@ -1070,12 +1076,13 @@ impl ProcessDriver {
         command.envs(envs.iter().copied());
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("spawning {}: {e}", exe.display()));
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
         Self {
             child,
             stdout,
             stderr,
             started: Instant::now(),
+            ready_line,
         }
     }
 
@@ -1128,7 +1135,7 @@ impl ProcessDriver {
     pub fn wait_running(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.stderr().contains("tp-driver running") {
+            if self.stderr().contains(self.ready_line) {
                 return;
             }
             if let Some(status) = self.child.try_wait().expect("polling tp-driver") {
@@ -1159,6 +1166,16 @@ impl ProcessDriver {
             self.signal(nix::sys::signal::Signal::SIGKILL);
         }
         self.wait(DEADLINE).expect("tp-driver survived SIGKILL");
+    }
+
+    /// Waits up to `timeout` for it to exit, panicking with its stderr if it does not.
+    pub fn expect_exit(&mut self, timeout: Duration) -> ExitStatus {
+        self.wait(timeout).unwrap_or_else(|| {
+            panic!(
+                "the driver process still ran after {timeout:?}; stderr:\n{}",
+                self.stderr()
+            )
+        })
     }
 
     /// Waits up to `timeout` for it to exit.
