@@ -1004,6 +1004,21 @@ pub struct Finished {
     pub elapsed: Duration,
 }
 
+/// The `tp-driver` binary: Cargo's path for this package's tests; for tests of another
+/// workspace member that include this file (ffi/tests), the one built into the same
+/// target directory as the test executable (`target/<profile>/tp-driver`).
+pub fn tp_driver_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_tp-driver") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test> -> target/<profile>/tp-driver
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|profile_dir| profile_dir.join("tp-driver"))
+        .expect("the test executable lies in target/<profile>/deps")
+}
+
 /// The `tp-driver` binary running as a child process, stdout and stderr going to files in
 /// the test's environment. Dropping it kills it (SIGKILL, by pid) if it still runs.
 pub struct ProcessDriver {
@@ -1024,7 +1039,7 @@ impl ProcessDriver {
             std::fs::File::create(path)
                 .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()))
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tp-driver"));
+        let mut command = Command::new(tp_driver_binary());
         command
             .args(args)
             .stdin(Stdio::null())
