@@ -27,12 +27,12 @@
 /* Set by SIGINT/SIGTERM; the examples stop, print their summary and exit 130. */
 static volatile sig_atomic_t example_interrupted = 0;
 
-static void example_on_signal(int signo) {
+static inline void example_on_signal(int signo) {
     (void)signo;
     example_interrupted = 1;
 }
 
-static void example_install_signals(void) {
+static inline void example_install_signals(void) {
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = example_on_signal;
@@ -41,13 +41,13 @@ static void example_install_signals(void) {
     sigaction(SIGTERM, &action, NULL);
 }
 
-static double example_now_s(void) {
+static inline double example_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void example_sleep_ns(long ns) {
+static inline void example_sleep_ns(long ns) {
     struct timespec ts;
     ts.tv_sec = ns / 1000000000L;
     ts.tv_nsec = ns % 1000000000L;
@@ -59,9 +59,9 @@ typedef struct example_backoff {
     long park_ns;
 } example_backoff;
 
-static void example_idle_reset(example_backoff *idle) { idle->park_ns = 0; }
+static inline void example_idle_reset(example_backoff *idle) { idle->park_ns = 0; }
 
-static void example_idle(example_backoff *idle, int work) {
+static inline void example_idle(example_backoff *idle, int work) {
     if (work > 0) {
         idle->park_ns = 0;
         return;
@@ -74,7 +74,7 @@ static void example_idle(example_backoff *idle, int work) {
 }
 
 /* The pattern table for payloads up to len bytes; NULL if out of memory. */
-static uint8_t *example_pattern_table(size_t len) {
+static inline uint8_t *example_pattern_table(size_t len) {
     size_t size = len + EXAMPLE_PATTERN_PERIOD;
     uint8_t *table = (uint8_t *)malloc(size);
     if (table != NULL) {
@@ -86,19 +86,19 @@ static uint8_t *example_pattern_table(size_t len) {
 }
 
 /* The expected bytes of frame seq (len bytes, from a table of at least len + 251). */
-static const uint8_t *example_pattern(const uint8_t *table, uint64_t seq) {
+static inline const uint8_t *example_pattern(const uint8_t *table, uint64_t seq) {
     return table + (size_t)(seq % EXAMPLE_PATTERN_PERIOD);
 }
 
 /* Prints the last error of a failed call and returns status. */
-static tp_status example_report(const char *role, const char *what, tp_status status) {
+static inline tp_status example_report(const char *role, const char *what, tp_status status) {
     fprintf(stderr, "%s: %s: %s: %s\n", role, what, tp_status_name(status),
             tp_last_error_message());
     return status;
 }
 
 /* Parses an unsigned decimal option value; exits with a message on bad input. */
-static uint64_t example_parse_u64(const char *role, const char *flag, const char *text) {
+static inline uint64_t example_parse_u64(const char *role, const char *flag, const char *text) {
     char *end = NULL;
     errno = 0;
     unsigned long long value = strtoull(text, &end, 10);
@@ -109,7 +109,7 @@ static uint64_t example_parse_u64(const char *role, const char *flag, const char
     return (uint64_t)value;
 }
 
-static uint32_t example_parse_u32(const char *role, const char *flag, const char *text) {
+static inline uint32_t example_parse_u32(const char *role, const char *flag, const char *text) {
     uint64_t value = example_parse_u64(role, flag, text);
     if (value > UINT32_MAX) {
         fprintf(stderr, "%s: %s %s: larger than 4294967295\n", role, flag, text);
@@ -118,7 +118,7 @@ static uint32_t example_parse_u32(const char *role, const char *flag, const char
     return (uint32_t)value;
 }
 
-static double example_parse_f64(const char *role, const char *flag, const char *text) {
+static inline double example_parse_f64(const char *role, const char *flag, const char *text) {
     char *end = NULL;
     errno = 0;
     double value = strtod(text, &end);
@@ -144,7 +144,7 @@ typedef struct example_client_options {
     uint64_t keepalive_ms;
 } example_client_options;
 
-static void example_client_defaults(example_client_options *o) {
+static inline void example_client_defaults(example_client_options *o) {
     memset(o, 0, sizeof *o);
     o->stream_id = 10000;
     o->channel = "aeron:ipc?term-length=4m";
@@ -160,7 +160,7 @@ static void example_client_defaults(example_client_options *o) {
  * is not a shared one. id_flag names the client id option ("--client-id" or
  * "--consumer-id").
  */
-static bool example_client_option(const char *role, const char *id_flag,
+static inline bool example_client_option(const char *role, const char *id_flag,
                                   example_client_options *o, int argc, char **argv, int *i) {
     const char *flag = argv[*i];
     static const char *const with_value[] = {
@@ -208,7 +208,7 @@ static bool example_client_option(const char *role, const char *id_flag,
 }
 
 /* Builds a tp_config from the shared options; NULL (with a message) on failure. */
-static tp_config *example_config(const char *role, const example_client_options *o) {
+static inline tp_config *example_config(const char *role, const example_client_options *o) {
     tp_config *config = NULL;
     tp_status status = tp_config_create(&config);
     if (status != TP_OK) {
@@ -240,7 +240,7 @@ static tp_config *example_config(const char *role, const example_client_options 
 }
 
 /* Checks that the library speaks the ABI this program was compiled against. */
-static bool example_check_abi(const char *role) {
+static inline bool example_check_abi(const char *role) {
     tp_version_info version = {0};
     if (tp_version(&version) != TP_OK || version.abi_version != TP_ABI_VERSION) {
         fprintf(stderr, "%s: libtensorpool ABI %u, this program needs %u\n", role,
