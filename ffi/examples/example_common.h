@@ -241,7 +241,8 @@ static inline tp_config *example_config(const char *role, const example_client_o
 
 /* Checks that the library speaks the ABI this program was compiled against. */
 static inline bool example_check_abi(const char *role) {
-    tp_version_info version = {0};
+    tp_version_info version;
+    memset(&version, 0, sizeof version);
     if (tp_version(&version) != TP_OK || version.abi_version != TP_ABI_VERSION) {
         fprintf(stderr, "%s: libtensorpool ABI %u, this program needs %u\n", role,
                 (unsigned)version.abi_version, (unsigned)TP_ABI_VERSION);

@@ -179,3 +179,23 @@ fn shared_library_exports_exactly_the_header_functions() {
     );
     assert!(declared.len() >= 40, "{declared:?}");
 }
+
+#[test]
+fn cpp_wrapper_throws_errors_carrying_status_and_message() {
+    let env = TestEnv::new();
+    let program = compile(
+        "wrapper",
+        Lang::Cxx,
+        Flavor::Sanitized,
+        &["tests/c/wrapper.cpp"],
+    );
+    let mut wrapper = Proc::spawn_with_env(&env, "wrapper", &program, &[], &SANITIZER_ENV);
+    let status = wrapper.finish(RUN_TIMEOUT);
+    assert!(status.success(), "{}", wrapper.describe());
+    assert!(
+        wrapper.stdout().contains("wrapper: 0 failed"),
+        "{}",
+        wrapper.describe()
+    );
+    assert_no_sanitizer_report(&wrapper);
+}

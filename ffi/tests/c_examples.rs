@@ -134,3 +134,14 @@ fn rust_producer_frames_reach_the_c_consumer_intact() {
         1000,
     );
 }
+
+#[test]
+fn c_producer_frames_reach_the_cpp_consumer_intact() {
+    let consumer = compile(
+        "consumer-cpp",
+        Lang::Cxx,
+        Flavor::Shared,
+        &["examples/consumer.cpp"],
+    );
+    pair("c-to-cpp", &c_example("producer"), &consumer, 4096);
+}
