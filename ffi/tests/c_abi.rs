@@ -199,3 +199,94 @@ fn cpp_wrapper_throws_errors_carrying_status_and_message() {
     );
     assert_no_sanitizer_report(&wrapper);
 }
+
+/// `scripts/install-c.sh` into `prefix` (dev profile: already built by the tests).
+fn install(prefix: &std::path::Path) {
+    let workspace = cbuild::ffi_dir()
+        .parent()
+        .expect("ffi/ lies in the workspace");
+    let output = Command::new("bash")
+        .arg(workspace.join("scripts/install-c.sh"))
+        .args(["--profile", "dev"])
+        .arg(prefix)
+        .env(
+            "CARGO_TARGET_DIR",
+            cbuild::artifacts().lib_dir().parent().expect("target dir"),
+        )
+        .output()
+        .expect("running scripts/install-c.sh");
+    assert!(
+        output.status.success(),
+        "install-c.sh failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn installed_library_links_through_pkg_config_shared_and_static() {
+    let env = TestEnv::new();
+    let prefix = env.path().join("prefix");
+    install(&prefix);
+    let pkg_config = |args: &[&str]| {
+        let output = Command::new("pkg-config")
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+            .args(args)
+            .arg("tensorpool")
+            .output()
+            .expect("running pkg-config");
+        assert!(output.status.success(), "pkg-config {args:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let source = cbuild::ffi_dir().join("tests/c/misuse.c");
+    let examples = format!("-I{}", cbuild::ffi_dir().join("examples").display());
+    let shared = env.path().join("misuse-shared");
+    let static_ = env.path().join("misuse-static");
+    let compile = |out: &std::path::Path, link: &[String]| {
+        let output = Command::new("cc")
+            .args(["-std=c11", "-D_POSIX_C_SOURCE=200809L"])
+            .args(pkg_config(&["--cflags"]))
+            .arg(&examples)
+            .arg(&source)
+            .args(link)
+            .arg("-o")
+            .arg(out)
+            .output()
+            .expect("running cc");
+        assert!(
+            output.status.success(),
+            "cc with {link:?}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    compile(&shared, &pkg_config(&["--libs"]));
+    // Static: the archive itself, then what it needs (Libs.private).
+    let mut link = vec![prefix.join("lib/libtensorpool.a").display().to_string()];
+    link.extend(
+        pkg_config(&["--static", "--libs"])
+            .into_iter()
+            .filter(|flag| flag != "-ltensorpool"),
+    );
+    compile(&static_, &link);
+    // Without a driver the program runs the checks that need none (config, tensors,
+    // versions) through the installed library.
+    for program in [&shared, &static_] {
+        let output = Command::new(program).output().expect("running the program");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains(" checks, 0 failed"),
+            "{}: {stdout}",
+            program.display()
+        );
+    }
+    let ldd = Command::new("ldd")
+        .arg(&static_)
+        .output()
+        .expect("running ldd");
+    assert!(
+        !String::from_utf8_lossy(&ldd.stdout).contains("libtensorpool"),
+        "the static program does not load libtensorpool.so"
+    );
+}
