@@ -10,6 +10,11 @@
 #ifndef TENSORPOOL_EXAMPLE_COMMON_H
 #define TENSORPOOL_EXAMPLE_COMMON_H
 
+/* POSIX clocks, nanosleep and sigaction under -std=c11 (include this header first). */
+#if !defined(_POSIX_C_SOURCE) && !defined(__cplusplus)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>

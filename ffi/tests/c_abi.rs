@@ -246,7 +246,7 @@ fn installed_library_links_through_pkg_config_shared_and_static() {
     let static_ = env.path().join("misuse-static");
     let compile = |out: &std::path::Path, link: &[String]| {
         let output = Command::new("cc")
-            .args(["-std=c11", "-D_POSIX_C_SOURCE=200809L"])
+            .arg("-std=c11")
             .args(pkg_config(&["--cflags"]))
             .arg(&examples)
             .arg(&source)

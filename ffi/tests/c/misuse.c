@@ -6,9 +6,9 @@
  * (the examples' client flags). Prints one line per failed check and exits 0 only if
  * every check held.
  */
-#include <pthread.h>
-
 #include "example_common.h"
+
+#include <pthread.h>
 
 static int checks = 0;
 static int failures = 0;

@@ -131,14 +131,7 @@ pub fn compile(name: &str, lang: Lang, flavor: Flavor, sources: &[&str]) -> Path
     let mut command = Command::new(compiler);
     command
         .current_dir(ffi_dir())
-        .args([
-            std,
-            "-D_POSIX_C_SOURCE=200809L",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-g",
-        ])
+        .args([std, "-Wall", "-Wextra", "-Werror", "-g"])
         .args(["-Iinclude", "-Iexamples"])
         .args(sources)
         .arg("-L")
