@@ -50,6 +50,24 @@ static void on_frame(const tp_frame *frame, void *user) {
     s->reentry = tp_consumer_do_work(s->consumer, NULL);
 }
 
+typedef struct batch_state {
+    int frames;
+    int delivered;
+    uint64_t seqs[8];
+} batch_state;
+
+static void on_batch_frame(const tp_frame *frame, void *user) {
+    (void)frame;
+    ((batch_state *)user)->frames++;
+}
+
+static void on_batch_outcome(const tp_poll_result *result, void *user) {
+    batch_state *s = (batch_state *)user;
+    if (result->outcome == TP_POLL_DELIVERED && s->delivered < 8) {
+        s->seqs[s->delivered++] = result->seq;
+    }
+}
+
 static void *other_thread(void *producer) {
     static tp_status status;
     status = tp_producer_do_work((tp_producer *)producer, NULL);
@@ -72,6 +90,11 @@ static void config_checks(void) {
     CHECK(strstr(tp_last_error_message(), "keepalive") != NULL);
     EXPECT(tp_config_set_per_consumer_descriptor(config, "aeron:ipc", 0),
            TP_ERROR_INVALID_ARGUMENT);
+    EXPECT(tp_config_set_max_outstanding_seq_gap(config, 0), TP_OK);
+    EXPECT(tp_config_set_attach_timeout_ms(config, 0), TP_ERROR_INVALID_ARGUMENT);
+    EXPECT(tp_config_set_attach_timeout_ms(config, 500), TP_OK);
+    EXPECT(tp_config_set_publish_mode(config, TP_PUBLISH_EXISTING_OR_CREATE), TP_OK);
+    EXPECT(tp_config_set_per_consumer_descriptor(config, NULL, 0), TP_OK);
     EXPECT(tp_config_close(config), TP_OK);
     EXPECT(tp_config_close(config), TP_ERROR_CLOSED_HANDLE);
     EXPECT(tp_config_set_client_id(config, 5), TP_ERROR_CLOSED_HANDLE);
@@ -210,6 +233,29 @@ static void client_checks(const example_client_options *o) {
     tp_consumer_counters counters;
     EXPECT(tp_consumer_get_counters(consumer, &counters), TP_OK);
     CHECK(counters.frames_delivered == 1);
+    tp_consumer_info cinfo;
+    EXPECT(tp_consumer_get_info(consumer, &cinfo), TP_OK);
+    CHECK(cinfo.ready && cinfo.last_seq_seen == seq);
+
+    /* Three frames read in one batch, outcomes in order. */
+    uint64_t first = 0;
+    EXPECT(tp_producer_publish(producer, payload, sizeof payload, &tensor, 0, &first), TP_OK);
+    EXPECT(tp_producer_publish(producer, payload, sizeof payload, &tensor, 0, NULL), TP_OK);
+    EXPECT(tp_producer_publish(producer, payload, sizeof payload, &tensor, 0, NULL), TP_OK);
+    batch_state batch;
+    memset(&batch, 0, sizeof batch);
+    EXPECT(tp_consumer_poll_frames(consumer, 16, NULL, NULL, &batch, NULL),
+           TP_ERROR_NULL_POINTER);
+    deadline = example_now_s() + 10.0;
+    while (batch.delivered < 3 && example_now_s() < deadline) {
+        size_t messages = 0;
+        tp_consumer_do_work(consumer, NULL);
+        EXPECT(tp_consumer_poll_frames(consumer, 16, on_batch_frame, on_batch_outcome, &batch,
+                                       &messages),
+               TP_OK);
+    }
+    CHECK(batch.delivered == 3 && batch.frames == 3);
+    CHECK(batch.seqs[0] == first && batch.seqs[1] == first + 1 && batch.seqs[2] == first + 2);
 
     /* Closed handles. */
     EXPECT(tp_consumer_close(consumer), TP_OK);
