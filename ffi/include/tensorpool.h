@@ -842,6 +842,13 @@ const char *tp_version_string(void);
 // CLOCK_MONOTONIC in nanoseconds: the clock of frame timestamps and lease deadlines.
 uint64_t tp_monotonic_now_ns(void);
 
+// Sends the library's log lines (attach outcomes, lease ends, epoch changes, refused
+// mappings) to stderr, filtered by `filter` in `RUST_LOG` syntax (e.g. `"info"` or
+// `"tensorpool=debug"`); NULL reads `RUST_LOG`, and "warn" when that is unset. Without
+// this call the library logs nothing. At most once per process: a second call answers
+// TP_ERROR_WRONG_STATE.
+tp_status tp_log_init(const char *filter);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

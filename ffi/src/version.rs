@@ -1,6 +1,6 @@
 //! Version query: what a C program checks before relying on the ABI or the wire format.
 
-use crate::status::{guard, tp_status, write_out};
+use crate::status::{guard, tp_status, write_out, Failure};
 use std::ffi::c_char;
 use tensorpool::protocol::{control, driver};
 use tensorpool::shm::layout::LAYOUT_VERSION;
@@ -66,4 +66,34 @@ pub extern "C" fn tp_version_string() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn tp_monotonic_now_ns() -> u64 {
     tensorpool::client::producer::monotonic_now_ns()
+}
+
+/// Sends the library's log lines (attach outcomes, lease ends, epoch changes, refused
+/// mappings) to stderr, filtered by `filter` in `RUST_LOG` syntax (e.g. `"info"` or
+/// `"tensorpool=debug"`); NULL reads `RUST_LOG`, and "warn" when that is unset. Without
+/// this call the library logs nothing. At most once per process: a second call answers
+/// TP_ERROR_WRONG_STATE.
+#[no_mangle]
+pub extern "C" fn tp_log_init(filter: *const c_char) -> tp_status {
+    guard(|| {
+        let filter = if filter.is_null() {
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+        } else {
+            // SAFETY: non-NULL and NUL-terminated by the contract.
+            let text = unsafe { crate::config::utf8(filter, "filter") }?;
+            tracing_subscriber::EnvFilter::try_new(text)
+                .map_err(|e| Failure::invalid(format!("log filter {text:?}: {e}")))?
+        };
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init()
+            .map_err(|e| {
+                Failure::new(
+                    tp_status::TP_ERROR_WRONG_STATE,
+                    format!("logging is already set up: {e}"),
+                )
+            })
+    })
 }

@@ -120,6 +120,9 @@ static void config_checks(void) {
     CHECK(version.abi_version == TP_ABI_VERSION);
     CHECK(version.driver_schema_id == 901 && version.control_schema_id == 900);
     CHECK(strlen(tp_version_string()) > 0);
+    EXPECT(tp_log_init("no such level=="), TP_ERROR_INVALID_ARGUMENT);
+    EXPECT(tp_log_init("warn"), TP_OK);
+    EXPECT(tp_log_init("warn"), TP_ERROR_WRONG_STATE);
 }
 
 /* Duty cycles of both until `done` says so or 10 s pass. */
