@@ -3,6 +3,8 @@
 # Idempotent and quiet when everything is already present.
 #
 #   - libclang-dev (bindgen), libbsd-dev and uuid-dev (linking the Aeron C sources)
+#   - g++ (C++ tests of the C ABI in ffi/; brings gcc and binutils' nm) and pkg-config
+#     (tensorpool.pc)
 #   - CMake >= 3.30 (Aeron 1.54 requires it; Debian 12 ships 3.25), from the PyPI wheel
 #
 # Usage: scripts/setup.sh   (exports nothing; prints the cmake it found when run with -v)
@@ -13,7 +15,7 @@ MIN_CMAKE="3.30"
 log() { if [[ "${SETUP_VERBOSE:-0}" == "1" ]]; then echo "setup: $*" >&2; fi; }
 
 missing_debs=()
-for pkg in libclang-dev libbsd-dev uuid-dev; do
+for pkg in libclang-dev libbsd-dev uuid-dev g++ pkg-config; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing_debs+=("$pkg")
   fi

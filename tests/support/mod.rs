@@ -1023,6 +1023,21 @@ pub fn example_program(name: &str) -> PathBuf {
     exe
 }
 
+/// The `tp-driver` binary: Cargo's path for this package's tests; for tests of another
+/// workspace member that include this file (ffi/tests), the one built into the same
+/// target directory as the test executable (`target/<profile>/tp-driver`).
+pub fn tp_driver_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_tp-driver") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/<test> -> target/<profile>/tp-driver
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|profile_dir| profile_dir.join("tp-driver"))
+        .expect("the test executable lies in target/<profile>/deps")
+}
+
 /// A driver process (the `tp-driver` binary, or an `aeronmd` hosting the plugin) running
 /// as a child process, stdout and stderr going to files in the test's environment.
 /// Dropping it kills it (SIGKILL, by pid) if it still runs.
@@ -1040,8 +1055,8 @@ impl ProcessDriver {
     /// output files. Configuration overrides inherited from the test's own environment
     /// are removed first so only `envs` apply.
     pub fn spawn(env: &TestEnv, label: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let program = Path::new(env!("CARGO_BIN_EXE_tp-driver"));
-        Self::spawn_program(program, "tp-driver running", env, label, args, envs)
+        let program = tp_driver_binary();
+        Self::spawn_program(&program, "tp-driver running", env, label, args, envs)
     }
 
     /// Starts `program` as [`ProcessDriver::spawn`] starts `tp-driver`; it is serving once

@@ -1,0 +1,297 @@
+/*
+ * Publishes test frames on a tensorpool stream through a running tp-driver: the C
+ * counterpart of examples/producer.rs, with the same flags, pattern and JSON line.
+ *
+ *   producer --aeron-dir /dev/shm/aeron-$USER --stream-id 10000 --frames 10000 \
+ *            --payload-bytes 65536 --rate 1000
+ *
+ * It connects and attaches (retrying for at most --timeout-s), publishes --frames frames
+ * at --rate per second (0 = as fast as possible) by claiming each payload slot and
+ * filling it in place (one memcpy), keeps its lease for --linger-ms, detaches and prints
+ * one JSON line:
+ *
+ *   {"role":"producer","frames_sent":N,"frames_too_large":N,"descriptors_dropped":N,
+ *    "epoch_changes":N,"interrupted":false,"elapsed_s":F,"frames_per_s":F,"mib_per_s":F}
+ *
+ * Byte i of the frame with sequence s is (s + i) mod 251, a one-dimensional UINT8 tensor
+ * with dims[0] = the payload length. Exit status: 0 when every frame was published,
+ * 130 after SIGINT/SIGTERM, 1 otherwise.
+ */
+#include "example_common.h"
+
+#define ROLE "producer"
+
+typedef struct options {
+    example_client_options client;
+    uint64_t frames;
+    size_t payload_bytes;
+    double rate;
+    bool create;
+    uint64_t timeout_s;
+    uint64_t linger_ms;
+} options;
+
+typedef struct report {
+    uint64_t frames_sent;
+    uint64_t frames_too_large;
+    uint64_t descriptors_dropped;
+    uint64_t epoch_changes;
+    double elapsed_s;
+} report;
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: producer --aeron-dir DIR [--stream-id 10000] [--frames 1000]\n"
+            "  [--payload-bytes 4096] [--rate 0] [--channel aeron:ipc?term-length=4m]\n"
+            "  [--control-stream-id 1000] [--announce-stream-id 1001]\n"
+            "  [--descriptor-stream-id 1100] [--qos-stream-id 1200]\n"
+            "  [--allowed-base-dir /dev/shm/tensorpool]... [--client-id 0] [--create]\n"
+            "  [--keepalive-ms 1000] [--timeout-s 30] [--linger-ms 500]\n");
+}
+
+static void parse(int argc, char **argv, options *o) {
+    example_client_defaults(&o->client);
+    o->frames = 1000;
+    o->payload_bytes = 4096;
+    o->rate = 0.0;
+    o->create = false;
+    o->timeout_s = 30;
+    o->linger_ms = 500;
+    for (int i = 1; i < argc; i++) {
+        const char *flag = argv[i];
+        if (example_client_option(ROLE, "--client-id", &o->client, argc, argv, &i)) {
+            continue;
+        }
+        if (strcmp(flag, "--create") == 0) {
+            o->create = true;
+            continue;
+        }
+        if (strcmp(flag, "--help") == 0) {
+            usage();
+            exit(0);
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, ROLE ": unknown option or missing value: %s\n", flag);
+            usage();
+            exit(2);
+        }
+        const char *value = argv[++i];
+        if (strcmp(flag, "--frames") == 0) {
+            o->frames = example_parse_u64(ROLE, flag, value);
+        } else if (strcmp(flag, "--payload-bytes") == 0) {
+            o->payload_bytes = (size_t)example_parse_u64(ROLE, flag, value);
+        } else if (strcmp(flag, "--rate") == 0) {
+            o->rate = example_parse_f64(ROLE, flag, value);
+        } else if (strcmp(flag, "--timeout-s") == 0) {
+            o->timeout_s = example_parse_u64(ROLE, flag, value);
+        } else if (strcmp(flag, "--linger-ms") == 0) {
+            o->linger_ms = example_parse_u64(ROLE, flag, value);
+        } else {
+            fprintf(stderr, ROLE ": unknown option %s\n", flag);
+            usage();
+            exit(2);
+        }
+    }
+    if (o->client.aeron_dir == NULL) {
+        fprintf(stderr, ROLE ": --aeron-dir is required\n");
+        usage();
+        exit(2);
+    }
+}
+
+/* One duty cycle and its events; returns the work done, or -1 on a failure. */
+static int duty_cycle(tp_producer *producer, report *r) {
+    int work = 0;
+    tp_status status = tp_producer_do_work(producer, &work);
+    if (status != TP_OK) {
+        example_report(ROLE, "duty cycle", status);
+        return -1;
+    }
+    for (;;) {
+        tp_producer_event event;
+        status = tp_producer_poll_event(producer, &event);
+        if (status != TP_OK) {
+            example_report(ROLE, "events", status);
+            return -1;
+        }
+        switch (event.kind) {
+        case TP_PRODUCER_EVENT_NONE:
+            return work;
+        case TP_PRODUCER_EVENT_ATTACHED:
+            break;
+        case TP_PRODUCER_EVENT_REATTACHED:
+            r->epoch_changes++;
+            break;
+        default:
+            fprintf(stderr, ROLE ": event %d (reason %d, epoch %llu) %s\n", (int)event.kind,
+                    (int)event.reason, (unsigned long long)event.epoch, event.message);
+            break;
+        }
+    }
+}
+
+/* Runs duty cycles until attached (true), or until the deadline or a signal (false). */
+static bool wait_attached(tp_producer *producer, report *r, double deadline) {
+    example_backoff idle;
+    example_idle_reset(&idle);
+    while (!example_interrupted && example_now_s() < deadline) {
+        int work = duty_cycle(producer, r);
+        if (work < 0) {
+            return false;
+        }
+        tp_producer_info info;
+        if (tp_producer_get_info(producer, &info) == TP_OK && info.attached) {
+            return true;
+        }
+        example_idle(&idle, work);
+    }
+    return false;
+}
+
+/* Publishes every frame at the requested rate; false on a failure. */
+static bool publish_all(const options *o, tp_producer *producer, report *r,
+                        const tp_tensor *tensor, const uint8_t *table) {
+    double period = o->rate > 0.0 ? 1.0 / o->rate : 0.0;
+    double next_due = example_now_s();
+    double last_progress = next_due;
+    uint64_t attempted = 0;
+    example_backoff idle;
+    example_idle_reset(&idle);
+    while (attempted < o->frames && !example_interrupted) {
+        int work = duty_cycle(producer, r);
+        if (work < 0) {
+            return false;
+        }
+        double now = example_now_s();
+        if (period > 0.0 && now < next_due) {
+            example_idle(&idle, work);
+            continue;
+        }
+        tp_claim claim;
+        tp_status status = tp_producer_claim(producer, o->payload_bytes, &claim);
+        if (status == TP_OK) {
+            memcpy(claim.data, example_pattern(table, claim.seq), claim.len);
+            status = tp_producer_commit(producer, tensor, tp_monotonic_now_ns(), NULL);
+            if (status != TP_OK) {
+                example_report(ROLE, "commit", status);
+                return false;
+            }
+            r->frames_sent++;
+            last_progress = now;
+            example_idle_reset(&idle);
+        } else if (status == TP_ERROR_NOT_ATTACHED) {
+            if (now - last_progress >= (double)o->timeout_s) {
+                fprintf(stderr, ROLE ": lease lost and not regained in time\n");
+                return false;
+            }
+            example_idle(&idle, work);
+            continue;
+        } else if (status == TP_ERROR_FRAME_TOO_LARGE) {
+            if (r->frames_too_large == 0) {
+                example_report(ROLE, "frames do not fit the stream's pools", status);
+            }
+            r->frames_too_large++;
+        } else {
+            example_report(ROLE, "claim", status);
+            return false;
+        }
+        attempted++;
+        if (period > 0.0) {
+            next_due += period;
+            /* After a stall (e.g. a reattach) resume the rate instead of bursting. */
+            if (now - next_due > 0.1) {
+                next_due = now;
+            }
+        }
+    }
+    return attempted == o->frames;
+}
+
+static void update_dropped(tp_producer *producer, report *r) {
+    tp_producer_counters counters;
+    if (tp_producer_get_counters(producer, &counters) == TP_OK) {
+        r->descriptors_dropped = counters.descriptors_dropped;
+    }
+}
+
+static bool run(const options *o, report *r) {
+    tp_config *config = example_config(ROLE, &o->client);
+    if (config == NULL) {
+        return false;
+    }
+    if (o->create && tp_config_set_publish_mode(config, TP_PUBLISH_EXISTING_OR_CREATE) != TP_OK) {
+        example_report(ROLE, "--create", TP_ERROR_INVALID_ARGUMENT);
+        tp_config_close(config);
+        return false;
+    }
+    double deadline = example_now_s() + (double)o->timeout_s;
+    tp_producer *producer = NULL;
+    for (;;) {
+        tp_status status = tp_producer_create(config, o->client.stream_id, &producer);
+        if (status == TP_OK) {
+            break;
+        }
+        if (status != TP_ERROR_CONNECT || example_now_s() >= deadline || example_interrupted) {
+            example_report(ROLE, "no media driver in time", status);
+            tp_config_close(config);
+            return false;
+        }
+        example_sleep_ns(200000000L);
+    }
+    tp_config_close(config);
+
+    bool ok = false;
+    uint8_t *table = example_pattern_table(o->payload_bytes);
+    tp_tensor tensor;
+    if (table == NULL) {
+        fprintf(stderr, ROLE ": out of memory\n");
+    } else if (tp_tensor_bytes(o->payload_bytes, &tensor) != TP_OK) {
+        example_report(ROLE, "--payload-bytes", TP_ERROR_INVALID_TENSOR);
+    } else if (wait_attached(producer, r, example_now_s() + (double)o->timeout_s)) {
+        double start = example_now_s();
+        ok = publish_all(o, producer, r, &tensor, table);
+        r->elapsed_s = example_now_s() - start;
+        update_dropped(producer, r);
+        /* Keep the lease so consumers can read the last frames before the epoch ends. */
+        double linger = example_now_s() + (double)o->linger_ms / 1000.0;
+        example_backoff idle;
+        example_idle_reset(&idle);
+        while (ok && !example_interrupted && example_now_s() < linger) {
+            int work = duty_cycle(producer, r);
+            if (work < 0) {
+                ok = false;
+                break;
+            }
+            example_idle(&idle, work);
+        }
+        update_dropped(producer, r);
+    } else if (!example_interrupted) {
+        fprintf(stderr, ROLE ": not attached to stream %u in time\n",
+                (unsigned)o->client.stream_id);
+    }
+    free(table);
+    tp_producer_close(producer);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    parse(argc, argv, &o);
+    example_install_signals();
+    report r;
+    memset(&r, 0, sizeof r);
+    bool ok = example_check_abi(ROLE) && run(&o, &r);
+    double fps = r.elapsed_s > 0.0 ? (double)r.frames_sent / r.elapsed_s : 0.0;
+    double mibps = fps * (double)o.payload_bytes / (1024.0 * 1024.0);
+    printf("{\"role\":\"producer\",\"frames_sent\":%llu,\"frames_too_large\":%llu,"
+           "\"descriptors_dropped\":%llu,\"epoch_changes\":%llu,\"interrupted\":%s,"
+           "\"elapsed_s\":%.6f,\"frames_per_s\":%.3f,\"mib_per_s\":%.3f}\n",
+           (unsigned long long)r.frames_sent, (unsigned long long)r.frames_too_large,
+           (unsigned long long)r.descriptors_dropped, (unsigned long long)r.epoch_changes,
+           example_interrupted ? "true" : "false", r.elapsed_s, fps, mibps);
+    fflush(stdout);
+    if (example_interrupted) {
+        return 130;
+    }
+    return ok && r.frames_sent == o.frames ? 0 : 1;
+}

@@ -1,0 +1,383 @@
+// tensorpool.hpp: header-only C++17 wrapper of the tensorpool C ABI (tensorpool.h).
+//
+// RAII, move-only handles (Config, Producer, Claim, Consumer); failures throw
+// tensorpool::Error carrying the tp_status and the library's message; payloads are
+// span-like views (tensorpool::Span). C++ code never touches a raw handle. The C rules
+// hold unchanged: a Producer or Consumer is driven by the thread that created it, a
+// Claim's bytes live until commit()/abort() (the destructor aborts), and a Frame with
+// its payload lives only inside the poll callback. An exception thrown by the callback
+// is carried across the C library and rethrown by poll() once the library has
+// returned.
+//
+//   tensorpool::Config config;
+//   config.aeron_dir("/dev/shm/aeron-me").allowed_base_dir("/dev/shm/tensorpool");
+//   tensorpool::Consumer consumer(config, 10000);
+//   for (;;) {
+//       consumer.do_work();
+//       auto result = consumer.poll([](const tensorpool::Frame &f) { use(f.payload()); });
+//   }
+#ifndef TENSORPOOL_HPP
+#define TENSORPOOL_HPP
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "tensorpool.h"
+
+namespace tensorpool {
+
+// A failed call: its status (a negative tp_status) and the library's message.
+class Error : public std::runtime_error {
+  public:
+    Error(tp_status status, const std::string &what)
+        : std::runtime_error(what + ": " + tp_status_name(status) + ": " +
+                             tp_last_error_message()),
+          status_(status) {}
+
+    tp_status status() const noexcept { return status_; }
+
+  private:
+    tp_status status_;
+};
+
+// Throws Error unless status is TP_OK.
+inline void check(tp_status status, const char *what) {
+    if (status != TP_OK) {
+        throw Error(status, what);
+    }
+}
+
+// A view of contiguous elements owned by someone else (std::span for C++17).
+template <typename T> class Span {
+  public:
+    constexpr Span() noexcept = default;
+    constexpr Span(T *data, std::size_t size) noexcept : data_(data), size_(size) {}
+
+    constexpr T *data() const noexcept { return data_; }
+    constexpr std::size_t size() const noexcept { return size_; }
+    constexpr bool empty() const noexcept { return size_ == 0; }
+    constexpr T *begin() const noexcept { return data_; }
+    constexpr T *end() const noexcept { return data_ + size_; }
+    constexpr T &operator[](std::size_t i) const noexcept { return data_[i]; }
+
+  private:
+    T *data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// The library, ABI, layout and schema versions.
+inline tp_version_info version() {
+    tp_version_info info{};
+    check(tp_version(&info), "tp_version");
+    return info;
+}
+
+// A one-dimensional UINT8 tensor of len bytes.
+inline tp_tensor bytes_tensor(std::size_t len) {
+    tp_tensor tensor{};
+    check(tp_tensor_bytes(len, &tensor), "tp_tensor_bytes");
+    return tensor;
+}
+
+// CLOCK_MONOTONIC in nanoseconds (frame timestamps, lease deadlines).
+inline std::uint64_t monotonic_now_ns() noexcept { return tp_monotonic_now_ns(); }
+
+// Client settings (see tp_config); setters chain.
+class Config {
+  public:
+    Config() { check(tp_config_create(&config_), "tp_config_create"); }
+    ~Config() { tp_config_close(config_); }
+    Config(Config &&other) noexcept : config_(std::exchange(other.config_, nullptr)) {}
+    Config &operator=(Config &&other) noexcept {
+        std::swap(config_, other.config_);
+        return *this;
+    }
+    Config(const Config &) = delete;
+    Config &operator=(const Config &) = delete;
+
+    Config &aeron_dir(const std::string &dir) {
+        check(tp_config_set_aeron_dir(config_, dir.c_str()), "aeron_dir");
+        return *this;
+    }
+    Config &channel(const std::string &uri) {
+        check(tp_config_set_channel(config_, uri.c_str()), "channel");
+        return *this;
+    }
+    Config &stream_ids(std::uint32_t control, std::uint32_t announce, std::uint32_t descriptor,
+                       std::uint32_t qos) {
+        check(tp_config_set_stream_ids(config_, control, announce, descriptor, qos),
+              "stream_ids");
+        return *this;
+    }
+    Config &allowed_base_dir(const std::string &dir) {
+        check(tp_config_set_allowed_base_dir(config_, dir.c_str()), "allowed_base_dir");
+        return *this;
+    }
+    Config &add_allowed_base_dir(const std::string &dir) {
+        check(tp_config_add_allowed_base_dir(config_, dir.c_str()), "add_allowed_base_dir");
+        return *this;
+    }
+    Config &client_id(std::uint32_t id) {
+        check(tp_config_set_client_id(config_, id), "client_id");
+        return *this;
+    }
+    Config &keepalive_interval(std::chrono::milliseconds interval) {
+        check(tp_config_set_keepalive_interval_ms(config_, millis(interval)), "keepalive_interval");
+        return *this;
+    }
+    Config &attach_timeout(std::chrono::milliseconds timeout) {
+        check(tp_config_set_attach_timeout_ms(config_, millis(timeout)), "attach_timeout");
+        return *this;
+    }
+    Config &connect_timeout(std::chrono::milliseconds timeout) {
+        check(tp_config_set_connect_timeout_ms(config_, millis(timeout)), "connect_timeout");
+        return *this;
+    }
+    Config &announce_period(std::chrono::milliseconds period) {
+        check(tp_config_set_announce_period_ms(config_, millis(period)), "announce_period");
+        return *this;
+    }
+    Config &publish_mode(tp_publish_mode mode) {
+        check(tp_config_set_publish_mode(config_, static_cast<std::int32_t>(mode)),
+              "publish_mode");
+        return *this;
+    }
+    Config &per_consumer_descriptor(const std::string &uri, std::uint32_t stream_id) {
+        check(tp_config_set_per_consumer_descriptor(config_, uri.c_str(), stream_id),
+              "per_consumer_descriptor");
+        return *this;
+    }
+    Config &max_outstanding_seq_gap(std::uint64_t frames) {
+        check(tp_config_set_max_outstanding_seq_gap(config_, frames), "max_outstanding_seq_gap");
+        return *this;
+    }
+
+    const tp_config *get() const noexcept { return config_; }
+
+  private:
+    static std::uint64_t millis(std::chrono::milliseconds d) {
+        return d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
+    }
+    tp_config *config_ = nullptr;
+};
+
+class Producer;
+
+// A claimed payload slot: fill data(), then commit() or abort(); the destructor aborts
+// a claim still open. Other producer calls are refused while it is open.
+class Claim {
+  public:
+    Claim(Claim &&other) noexcept
+        : producer_(std::exchange(other.producer_, nullptr)), claim_(other.claim_) {}
+    Claim &operator=(Claim &&) = delete;
+    Claim(const Claim &) = delete;
+    Claim &operator=(const Claim &) = delete;
+    ~Claim() {
+        if (producer_ != nullptr) {
+            tp_producer_abort(producer_);
+        }
+    }
+
+    Span<std::uint8_t> data() const noexcept { return {claim_.data, claim_.len}; }
+    std::uint64_t seq() const noexcept { return claim_.seq; }
+
+    // Publishes the frame described by tensor; returns its sequence.
+    std::uint64_t commit(const tp_tensor &tensor, std::uint64_t timestamp_ns) {
+        std::uint64_t seq = 0;
+        tp_producer *producer = std::exchange(producer_, nullptr);
+        check(tp_producer_commit(producer, &tensor, timestamp_ns, &seq), "tp_producer_commit");
+        return seq;
+    }
+
+    // Gives the slot up (consumers see a gap).
+    void abort() { check(tp_producer_abort(std::exchange(producer_, nullptr)), "tp_producer_abort"); }
+
+  private:
+    friend class Producer;
+    Claim(tp_producer *producer, tp_claim claim) : producer_(producer), claim_(claim) {}
+    tp_producer *producer_;
+    tp_claim claim_;
+};
+
+// A stream's producer (see tp_producer).
+class Producer {
+  public:
+    Producer(const Config &config, std::uint32_t stream_id) {
+        check(tp_producer_create(config.get(), stream_id, &producer_), "tp_producer_create");
+    }
+    ~Producer() { tp_producer_close(producer_); }
+    Producer(Producer &&other) noexcept : producer_(std::exchange(other.producer_, nullptr)) {}
+    Producer &operator=(Producer &&other) noexcept {
+        std::swap(producer_, other.producer_);
+        return *this;
+    }
+    Producer(const Producer &) = delete;
+    Producer &operator=(const Producer &) = delete;
+
+    // One duty cycle; returns the work done.
+    int do_work() {
+        int work = 0;
+        check(tp_producer_do_work(producer_, &work), "tp_producer_do_work");
+        return work;
+    }
+
+    // A payload slot of len bytes (throws Error with TP_ERROR_NOT_ATTACHED before the
+    // lease is granted).
+    Claim claim(std::size_t len) {
+        tp_claim claim{};
+        check(tp_producer_claim(producer_, len, &claim), "tp_producer_claim");
+        return Claim(producer_, claim);
+    }
+
+    // Copies payload into a slot and publishes it; returns the sequence.
+    std::uint64_t publish(Span<const std::uint8_t> payload, const tp_tensor &tensor,
+                          std::uint64_t timestamp_ns) {
+        std::uint64_t seq = 0;
+        check(tp_producer_publish(producer_, payload.data(), payload.size(), &tensor,
+                                  timestamp_ns, &seq),
+              "tp_producer_publish");
+        return seq;
+    }
+
+    // The oldest pending event, if any.
+    std::optional<tp_producer_event> poll_event() {
+        tp_producer_event event{};
+        check(tp_producer_poll_event(producer_, &event), "tp_producer_poll_event");
+        if (event.kind == TP_PRODUCER_EVENT_NONE) {
+            return std::nullopt;
+        }
+        return event;
+    }
+
+    tp_producer_counters counters() {
+        tp_producer_counters counters{};
+        check(tp_producer_get_counters(producer_, &counters), "tp_producer_get_counters");
+        return counters;
+    }
+
+    tp_producer_info info() {
+        tp_producer_info info{};
+        check(tp_producer_get_info(producer_, &info), "tp_producer_get_info");
+        return info;
+    }
+
+  private:
+    tp_producer *producer_ = nullptr;
+};
+
+// A frame being delivered: valid only inside the poll callback.
+class Frame {
+  public:
+    explicit Frame(const tp_frame_info &info) noexcept : info_(info) {}
+
+    Span<const std::uint8_t> payload() const noexcept { return {info_.payload, info_.payload_len}; }
+    std::uint64_t seq() const noexcept { return info_.seq; }
+    std::uint64_t epoch() const noexcept { return info_.epoch; }
+    std::uint64_t timestamp_ns() const noexcept { return info_.timestamp_ns; }
+    std::uint32_t stream_id() const noexcept { return info_.stream_id; }
+    const tp_tensor &tensor() const noexcept { return info_.tensor; }
+    const tp_frame_info &info() const noexcept { return info_; }
+
+  private:
+    tp_frame_info info_;
+};
+
+// What one poll did.
+struct PollResult {
+    tp_poll_result raw;
+
+    bool empty() const noexcept { return raw.outcome == TP_POLL_EMPTY; }
+    // The frame was intact after the callback returned: what it read counts.
+    bool delivered() const noexcept { return raw.outcome == TP_POLL_DELIVERED; }
+    bool dropped() const noexcept { return raw.outcome == TP_POLL_DROPPED; }
+    std::uint64_t seq() const noexcept { return raw.seq; }
+};
+
+// A stream's consumer (see tp_consumer).
+class Consumer {
+  public:
+    Consumer(const Config &config, std::uint32_t stream_id) {
+        check(tp_consumer_create(config.get(), stream_id, &consumer_), "tp_consumer_create");
+    }
+    ~Consumer() { tp_consumer_close(consumer_); }
+    Consumer(Consumer &&other) noexcept : consumer_(std::exchange(other.consumer_, nullptr)) {}
+    Consumer &operator=(Consumer &&other) noexcept {
+        std::swap(consumer_, other.consumer_);
+        return *this;
+    }
+    Consumer(const Consumer &) = delete;
+    Consumer &operator=(const Consumer &) = delete;
+
+    // One duty cycle; returns the work done.
+    int do_work() {
+        int work = 0;
+        check(tp_consumer_do_work(consumer_, &work), "tp_consumer_do_work");
+        return work;
+    }
+
+    // Reads at most one descriptor; on_frame(const Frame &) runs on a frame that passed
+    // the checks. Act on what it read only if the result says delivered().
+    template <typename F> PollResult poll(F &&on_frame) {
+        Trampoline<F> trampoline{on_frame, nullptr};
+        PollResult result{};
+        tp_status status =
+            tp_consumer_poll(consumer_, &Trampoline<F>::call, &trampoline, &result.raw);
+        if (trampoline.error) {
+            std::rethrow_exception(trampoline.error);
+        }
+        check(status, "tp_consumer_poll");
+        return result;
+    }
+
+    // The oldest pending event, if any.
+    std::optional<tp_consumer_event> poll_event() {
+        tp_consumer_event event{};
+        check(tp_consumer_poll_event(consumer_, &event), "tp_consumer_poll_event");
+        if (event.kind == TP_CONSUMER_EVENT_NONE) {
+            return std::nullopt;
+        }
+        return event;
+    }
+
+    tp_consumer_counters counters() {
+        tp_consumer_counters counters{};
+        check(tp_consumer_get_counters(consumer_, &counters), "tp_consumer_get_counters");
+        return counters;
+    }
+
+    tp_consumer_info info() {
+        tp_consumer_info info{};
+        check(tp_consumer_get_info(consumer_, &info), "tp_consumer_get_info");
+        return info;
+    }
+
+  private:
+    // Calls the C++ callback from C; an exception is stored, never thrown through C.
+    template <typename F> struct Trampoline {
+        F &on_frame;
+        std::exception_ptr error;
+
+        static void call(const tp_frame *frame, void *user) noexcept {
+            auto *self = static_cast<Trampoline *>(user);
+            try {
+                tp_frame_info info{};
+                check(tp_frame_get(frame, &info), "tp_frame_get");
+                self->on_frame(Frame(info));
+            } catch (...) {
+                self->error = std::current_exception();
+            }
+        }
+    };
+
+    tp_consumer *consumer_ = nullptr;
+};
+
+} // namespace tensorpool
+
+#endif // TENSORPOOL_HPP

@@ -1,0 +1,396 @@
+//! `tp_config`: the settings producers and consumers are created from (the Rust
+//! `ClientStreams`, `ProducerConfig` and `ConsumerConfig`, one setter per field).
+
+use crate::handle::{self, Kind, Shell};
+use crate::status::{guard, tp_status, write_out, Failure};
+use std::ffi::{c_char, CStr};
+use std::path::PathBuf;
+use std::time::Duration;
+use tensorpool::client::consumer::{ConsumerConfig, MAX_CHANNEL_LEN};
+use tensorpool::client::producer::ProducerConfig;
+use tensorpool::client::ClientStreams;
+use tensorpool::protocol::driver::PublishMode;
+
+/// Client settings for `tp_producer_create` and `tp_consumer_create` (opaque). The
+/// defaults agree with the shipped `config/driver.toml`: Aeron's default directory, every
+/// stream on `aeron:ipc?term-length=4m`, control 1000, announce 1001, descriptors 1100,
+/// QoS 1200, SHM files under `/dev/shm/tensorpool`, a random client id, 1 s keepalive.
+/// Settings a role does not use are ignored by it. A config is plain data: it may be
+/// used from any thread, but not from two at once; creating a client copies it.
+#[allow(non_camel_case_types)]
+pub struct tp_config {
+    _private: [u8; 0],
+}
+
+/// Publish mode: attach only to a stream the driver has (`REQUIRE_EXISTING`, the
+/// default) or let the driver create it (`EXISTING_OR_CREATE`).
+#[allow(non_camel_case_types)]
+#[repr(i32)]
+#[derive(Debug, Clone, Copy)]
+pub enum tp_publish_mode {
+    /// Attach only to a configured or existing stream.
+    TP_PUBLISH_REQUIRE_EXISTING = 1,
+    /// Let the driver create the stream on demand.
+    TP_PUBLISH_EXISTING_OR_CREATE = 2,
+}
+
+/// What a config holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) streams: ClientStreams,
+    pub(crate) client_id: u32,
+    pub(crate) allowed_base_dirs: Vec<PathBuf>,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) attach_timeout: Duration,
+    pub(crate) announce_period: Duration,
+    pub(crate) publish_mode: Option<PublishMode>,
+    pub(crate) per_consumer_descriptor: Option<(String, u32)>,
+    pub(crate) max_outstanding_seq_gap: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let producer = ProducerConfig::new(0);
+        let consumer = ConsumerConfig::new(ClientStreams::default(), 0);
+        Self {
+            streams: ClientStreams::default(),
+            client_id: 0,
+            allowed_base_dirs: producer.allowed_base_dirs,
+            keepalive_interval: producer.keepalive_interval,
+            attach_timeout: producer.attach_timeout,
+            announce_period: consumer.announce_period,
+            publish_mode: None,
+            per_consumer_descriptor: None,
+            max_outstanding_seq_gap: consumer.max_outstanding_seq_gap,
+        }
+    }
+}
+
+impl Settings {
+    /// The producer configuration for `stream_id`.
+    pub(crate) fn producer(&self, stream_id: u32) -> ProducerConfig {
+        let config = ProducerConfig::new(stream_id)
+            .streams(self.streams.clone())
+            .client_id(self.client_id)
+            .allowed_base_dirs(self.allowed_base_dirs.iter().cloned())
+            .keepalive_interval(self.keepalive_interval)
+            .attach_timeout(self.attach_timeout);
+        match self.publish_mode {
+            Some(mode) => config.publish_mode(mode),
+            None => config,
+        }
+    }
+
+    /// The consumer configuration for `stream_id`.
+    pub(crate) fn consumer(&self, stream_id: u32) -> ConsumerConfig {
+        ConsumerConfig {
+            consumer_id: self.client_id,
+            allowed_base_dirs: self.allowed_base_dirs.clone(),
+            request_per_consumer_descriptor: self.per_consumer_descriptor.clone(),
+            announce_period: self.announce_period,
+            keepalive_interval: self.keepalive_interval,
+            attach_timeout: self.attach_timeout,
+            max_outstanding_seq_gap: self.max_outstanding_seq_gap,
+            client_name: "tensorpool-c-consumer".into(),
+            ..ConsumerConfig::new(self.streams.clone(), stream_id)
+        }
+    }
+}
+
+type ConfigShell = Shell<Settings>;
+
+fn shell(config: *const tp_config) -> *const ConfigShell {
+    config.cast()
+}
+
+/// Reads a required UTF-8 string argument.
+///
+/// # Safety
+/// `text` is NULL or a NUL-terminated string.
+pub(crate) unsafe fn utf8<'a>(text: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if text.is_null() {
+        return Err(Failure::null(what));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the contract.
+    unsafe { CStr::from_ptr(text) }
+        .to_str()
+        .map_err(|_| Failure::invalid(format!("{what} is not UTF-8")))
+}
+
+fn milliseconds(ms: u64, what: &str) -> Result<Duration, Failure> {
+    if ms == 0 {
+        return Err(Failure::invalid(format!("{what} must be at least 1 ms")));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+fn channel(text: &str, what: &str) -> Result<String, Failure> {
+    if !text.starts_with("aeron:") {
+        return Err(Failure::invalid(format!(
+            "{what} {text:?} is not an Aeron channel (aeron:ipc or aeron:udp?...)"
+        )));
+    }
+    Ok(text.to_string())
+}
+
+/// Runs `body` on the settings of `config`.
+fn edit(
+    config: *mut tp_config,
+    body: impl FnOnce(&mut Settings) -> Result<(), Failure>,
+) -> tp_status {
+    // SAFETY: `config` is NULL or a handle of this library (the ABI contract).
+    unsafe { handle::with(shell(config), Kind::Config, body) }
+}
+
+/// Creates a config with the defaults (see `tp_config`) and stores it in `*out`.
+#[no_mangle]
+pub extern "C" fn tp_config_create(out: *mut *mut tp_config) -> tp_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let shell = handle::new_shell(Kind::Config, Settings::default());
+        // SAFETY: checked non-NULL above; the caller provides a writable pointer.
+        unsafe { write_out(out, "out", shell.cast()) }
+    })
+}
+
+/// Frees a config (NULL does nothing). Clients created from it are not affected.
+#[no_mangle]
+pub extern "C" fn tp_config_close(config: *mut tp_config) -> tp_status {
+    // SAFETY: the ABI contract.
+    unsafe { handle::close(shell(config), Kind::Config) }
+}
+
+/// Sets the Aeron directory of the media driver (the driver's `driver.aeron_dir`).
+#[no_mangle]
+pub extern "C" fn tp_config_set_aeron_dir(config: *mut tp_config, dir: *const c_char) -> tp_status {
+    edit(config, |s| {
+        // SAFETY: `dir` is NULL or a C string (the ABI contract).
+        let dir = unsafe { utf8(dir, "dir") }?;
+        if dir.is_empty() {
+            return Err(Failure::invalid("the Aeron directory is empty"));
+        }
+        s.streams.aeron_dir = Some(PathBuf::from(dir));
+        Ok(())
+    })
+}
+
+/// Puts the control, announce, descriptor and QoS streams on one Aeron `channel`.
+#[no_mangle]
+pub extern "C" fn tp_config_set_channel(
+    config: *mut tp_config,
+    channel_uri: *const c_char,
+) -> tp_status {
+    edit(config, |s| {
+        // SAFETY: the ABI contract.
+        let text = channel(unsafe { utf8(channel_uri, "channel") }?, "channel")?;
+        s.streams.control_channel.clone_from(&text);
+        s.streams.announce_channel.clone_from(&text);
+        s.streams.descriptor_channel.clone_from(&text);
+        s.streams.qos_channel = text;
+        Ok(())
+    })
+}
+
+/// Sets the stream ids of the control plane (the driver's `driver.control_stream_id`,
+/// `driver.announce_stream_id`, `driver.qos_stream_id`) and of the shared descriptor
+/// stream. Each must be 1..=2147483647.
+#[no_mangle]
+pub extern "C" fn tp_config_set_stream_ids(
+    config: *mut tp_config,
+    control_stream_id: u32,
+    announce_stream_id: u32,
+    descriptor_stream_id: u32,
+    qos_stream_id: u32,
+) -> tp_status {
+    edit(config, |s| {
+        for (id, what) in [
+            (control_stream_id, "control_stream_id"),
+            (announce_stream_id, "announce_stream_id"),
+            (descriptor_stream_id, "descriptor_stream_id"),
+            (qos_stream_id, "qos_stream_id"),
+        ] {
+            if id == 0 || i32::try_from(id).is_err() {
+                return Err(Failure::invalid(format!(
+                    "{what} {id} is not in 1..=2147483647"
+                )));
+            }
+        }
+        s.streams.control_stream_id = control_stream_id;
+        s.streams.announce_stream_id = announce_stream_id;
+        s.streams.descriptor_stream_id = descriptor_stream_id;
+        s.streams.qos_stream_id = qos_stream_id;
+        Ok(())
+    })
+}
+
+/// Replaces the directories the granted SHM files must lie in (the driver's
+/// `shm.base_dir`) with the one absolute path `dir`.
+#[no_mangle]
+pub extern "C" fn tp_config_set_allowed_base_dir(
+    config: *mut tp_config,
+    dir: *const c_char,
+) -> tp_status {
+    edit(config, |s| {
+        // SAFETY: the ABI contract.
+        let dir = absolute(unsafe { utf8(dir, "dir") }?)?;
+        s.allowed_base_dirs = vec![dir];
+        Ok(())
+    })
+}
+
+/// Adds one more allowed SHM base directory (absolute).
+#[no_mangle]
+pub extern "C" fn tp_config_add_allowed_base_dir(
+    config: *mut tp_config,
+    dir: *const c_char,
+) -> tp_status {
+    edit(config, |s| {
+        // SAFETY: the ABI contract.
+        let dir = absolute(unsafe { utf8(dir, "dir") }?)?;
+        s.allowed_base_dirs.push(dir);
+        Ok(())
+    })
+}
+
+fn absolute(dir: &str) -> Result<PathBuf, Failure> {
+    let path = PathBuf::from(dir);
+    if !path.is_absolute() {
+        return Err(Failure::invalid(format!(
+            "allowed base directory {dir:?} is not an absolute path"
+        )));
+    }
+    Ok(path)
+}
+
+/// Sets the client id (producer) or consumer id (consumer); 0 picks a random one, and a
+/// new one if the driver reports a collision.
+#[no_mangle]
+pub extern "C" fn tp_config_set_client_id(config: *mut tp_config, client_id: u32) -> tp_status {
+    edit(config, |s| {
+        s.client_id = client_id;
+        Ok(())
+    })
+}
+
+/// Sets the keepalive bound in ms (the driver's `policies.lease_keepalive_interval_ms`);
+/// keepalives go out at least this often.
+#[no_mangle]
+pub extern "C" fn tp_config_set_keepalive_interval_ms(
+    config: *mut tp_config,
+    ms: u64,
+) -> tp_status {
+    edit(config, |s| {
+        s.keepalive_interval = milliseconds(ms, "keepalive interval")?;
+        Ok(())
+    })
+}
+
+/// Sets how long an attach waits for the driver's answer before it is retried (ms).
+#[no_mangle]
+pub extern "C" fn tp_config_set_attach_timeout_ms(config: *mut tp_config, ms: u64) -> tp_status {
+    edit(config, |s| {
+        s.attach_timeout = milliseconds(ms, "attach timeout")?;
+        Ok(())
+    })
+}
+
+/// Sets how long `tp_*_create` waits for the media driver (ms; 0 = one attempt).
+#[no_mangle]
+pub extern "C" fn tp_config_set_connect_timeout_ms(config: *mut tp_config, ms: u64) -> tp_status {
+    edit(config, |s| {
+        s.streams.connect_timeout = Duration::from_millis(ms);
+        Ok(())
+    })
+}
+
+/// Sets the driver's announce period in ms (`policies.announce_period_ms`; consumers).
+#[no_mangle]
+pub extern "C" fn tp_config_set_announce_period_ms(config: *mut tp_config, ms: u64) -> tp_status {
+    edit(config, |s| {
+        s.announce_period = milliseconds(ms, "announce period")?;
+        Ok(())
+    })
+}
+
+/// Sets the publish mode (producers), a `tp_publish_mode` value.
+#[no_mangle]
+pub extern "C" fn tp_config_set_publish_mode(config: *mut tp_config, mode: i32) -> tp_status {
+    edit(config, |s| {
+        s.publish_mode = match mode {
+            1 => None,
+            2 => Some(PublishMode::ExistingOrCreate),
+            other => {
+                return Err(Failure::invalid(format!(
+                    "publish mode {other} is not a tp_publish_mode"
+                )))
+            }
+        };
+        Ok(())
+    })
+}
+
+/// Asks the driver for a descriptor stream of this consumer's own (consumers);
+/// `channel` NULL clears the request. The shared stream is kept if the driver declines.
+#[no_mangle]
+pub extern "C" fn tp_config_set_per_consumer_descriptor(
+    config: *mut tp_config,
+    channel_uri: *const c_char,
+    stream_id: u32,
+) -> tp_status {
+    edit(config, |s| {
+        if channel_uri.is_null() {
+            s.per_consumer_descriptor = None;
+            return Ok(());
+        }
+        // SAFETY: the ABI contract.
+        let text = channel(unsafe { utf8(channel_uri, "channel") }?, "channel")?;
+        if text.len() > MAX_CHANNEL_LEN {
+            return Err(Failure::invalid(format!(
+                "channel is longer than {MAX_CHANNEL_LEN} bytes"
+            )));
+        }
+        if stream_id == 0 || i32::try_from(stream_id).is_err() {
+            return Err(Failure::invalid(format!(
+                "stream_id {stream_id} is not in 1..=2147483647"
+            )));
+        }
+        s.per_consumer_descriptor = Some((text, stream_id));
+        Ok(())
+    })
+}
+
+/// Sets how many frames a consumer may fall behind before it skips to the newest
+/// (Wire Spec §15.4); 0 never skips.
+#[no_mangle]
+pub extern "C" fn tp_config_set_max_outstanding_seq_gap(
+    config: *mut tp_config,
+    frames: u64,
+) -> tp_status {
+    edit(config, |s| {
+        s.max_outstanding_seq_gap = (frames != 0).then_some(frames);
+        Ok(())
+    })
+}
+
+/// Copies the settings of `config` (for `tp_producer_create` / `tp_consumer_create`).
+pub(crate) fn settings(config: *const tp_config) -> Result<Settings, Failure> {
+    let mut copy = None;
+    // SAFETY: the ABI contract.
+    let status = unsafe {
+        handle::with(shell(config), Kind::Config, |s: &mut Settings| {
+            copy = Some(s.clone());
+            Ok(())
+        })
+    };
+    copy.ok_or_else(|| {
+        Failure::new(
+            status,
+            // SAFETY: `tp_last_error_message` returns a valid C string.
+            unsafe { CStr::from_ptr(crate::status::tp_last_error_message()) }
+                .to_string_lossy()
+                .into_owned(),
+        )
+    })
+}
