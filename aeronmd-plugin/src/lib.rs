@@ -20,7 +20,7 @@ use std::path::Path;
 
 use tensorpool::config::ProcessEnv;
 use tensorpool::driver::hosted::HostedDriver;
-use tensorpool::driver::provision::monotonic_now_ns;
+use tensorpool::clock::monotonic_now_ns;
 
 /// The Rust side as the shim sees it (`tp_aeronmd_callbacks_t` in c_shim/).
 #[repr(C)]

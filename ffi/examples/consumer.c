@@ -60,7 +60,7 @@ static void usage(void) {
             "  [--descriptor-stream-id 1100] [--qos-stream-id 1200]\n"
             "  [--allowed-base-dir /dev/shm/tensorpool]... [--consumer-id 0]\n"
             "  [--per-consumer-descriptor CHANNEL:STREAM_ID] [--announce-period-ms 1000]\n"
-            "  [--keepalive-ms 1000]\n");
+            "  [--keepalive-ms BOUND]\n");
 }
 
 static void parse(int argc, char **argv, options *o) {
@@ -265,10 +265,11 @@ int main(int argc, char **argv) {
     double secs = r.last_frame - r.first_frame;
     double fps = secs > 0.0 ? (double)r.frames_received / secs : 0.0;
     double mibps = secs > 0.0 ? (double)r.bytes_received / secs / (1024.0 * 1024.0) : 0.0;
-    /* The drop groups of the Rust example: seqlock failures are late, header and tensor
-     * rule failures invalid, the rest (unmapped, epoch, duplicates) other. */
-    uint64_t late = c->drops_late + c->drops_not_committed + c->drops_stale;
-    uint64_t invalid = c->drops_header_format + c->drops_payload_slot + c->drops_pool +
+    /* The drop groups of the Rust example: overwritten frames are late; slots that
+     * contradict their descriptor or break a header or tensor rule are invalid; the rest
+     * (unmapped, epoch, duplicates) other. */
+    uint64_t late = c->drops_late;
+    uint64_t invalid = c->drops_not_committed + c->drops_stale + c->drops_header_format + c->drops_payload_slot + c->drops_pool +
                        c->drops_length + c->drops_payload_offset + c->drops_tensor;
     uint64_t other = c->drops_unmapped + c->drops_awaiting_epoch + c->drops_epoch +
                      c->drops_duplicate;

@@ -94,9 +94,11 @@ tensorpool::Config config_of(const Options &o) {
         .stream_ids(c.control_stream_id, c.announce_stream_id, c.descriptor_stream_id,
                     c.qos_stream_id)
         .client_id(c.client_id)
-        .keepalive_interval(std::chrono::milliseconds(c.keepalive_ms == 0 ? 1 : c.keepalive_ms))
         .announce_period(std::chrono::milliseconds(o.announce_period_ms == 0 ? 1 : o.announce_period_ms))
         .connect_timeout(std::chrono::milliseconds(1000));
+    if (c.keepalive_ms != 0) {
+        config.keepalive_interval(std::chrono::milliseconds(c.keepalive_ms));
+    }
     for (std::size_t k = 0; k < c.allowed_base_dir_count; k++) {
         if (k == 0) {
             config.allowed_base_dir(c.allowed_base_dirs[k]);
@@ -208,8 +210,8 @@ int main(int argc, char **argv) {
     double secs = r.last_frame - r.first_frame;
     double fps = secs > 0.0 ? (double)r.frames_received / secs : 0.0;
     double mibps = secs > 0.0 ? (double)r.bytes_received / secs / (1024.0 * 1024.0) : 0.0;
-    std::uint64_t late = c.drops_late + c.drops_not_committed + c.drops_stale;
-    std::uint64_t invalid = c.drops_header_format + c.drops_payload_slot + c.drops_pool +
+    std::uint64_t late = c.drops_late;
+    std::uint64_t invalid = c.drops_not_committed + c.drops_stale + c.drops_header_format + c.drops_payload_slot + c.drops_pool +
                             c.drops_length + c.drops_payload_offset + c.drops_tensor;
     std::uint64_t other =
         c.drops_unmapped + c.drops_awaiting_epoch + c.drops_epoch + c.drops_duplicate;

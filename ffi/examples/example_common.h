@@ -157,7 +157,7 @@ static inline void example_client_defaults(example_client_options *o) {
     o->announce_stream_id = 1001;
     o->descriptor_stream_id = 1100;
     o->qos_stream_id = 1200;
-    o->keepalive_ms = 1000;
+    o->keepalive_ms = 0; /* 0: the lease the driver grants sets the pace */
 }
 
 /*
@@ -225,8 +225,8 @@ static inline tp_config *example_config(const char *role, const example_client_o
         (status = tp_config_set_stream_ids(config, o->control_stream_id, o->announce_stream_id,
                                            o->descriptor_stream_id, o->qos_stream_id)) != TP_OK ||
         (status = tp_config_set_client_id(config, o->client_id)) != TP_OK ||
-        (status = tp_config_set_keepalive_interval_ms(
-             config, o->keepalive_ms == 0 ? 1 : o->keepalive_ms)) != TP_OK ||
+        (o->keepalive_ms != 0 &&
+         (status = tp_config_set_keepalive_interval_ms(config, o->keepalive_ms)) != TP_OK) ||
         (status = tp_config_set_connect_timeout_ms(config, 1000)) != TP_OK) {
         example_report(role, "configuring the client", status);
         tp_config_close(config);

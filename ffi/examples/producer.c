@@ -46,7 +46,7 @@ static void usage(void) {
             "  [--control-stream-id 1000] [--announce-stream-id 1001]\n"
             "  [--descriptor-stream-id 1100] [--qos-stream-id 1200]\n"
             "  [--allowed-base-dir /dev/shm/tensorpool]... [--client-id 0] [--create]\n"
-            "  [--keepalive-ms 1000] [--timeout-s 30] [--linger-ms 500]\n");
+            "  [--keepalive-ms BOUND] [--timeout-s 30] [--linger-ms 500]\n");
 }
 
 static void parse(int argc, char **argv, options *o) {

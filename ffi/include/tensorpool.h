@@ -362,7 +362,7 @@ typedef int32_t tp_unmap_reason;
 // Client settings for `tp_producer_create` and `tp_consumer_create` (opaque). The
 // defaults agree with the shipped `config/driver.toml`: Aeron's default directory, every
 // stream on `aeron:ipc?term-length=4m`, control 1000, announce 1001, descriptors 1100,
-// QoS 1200, SHM files under `/dev/shm/tensorpool`, a random client id, 1 s keepalive.
+// QoS 1200, SHM files under `/dev/shm/tensorpool`, a random client id, keepalives paced by the granted lease.
 // Settings a role does not use are ignored by it. A config is plain data: it may be
 // used from any thread, but not from two at once; creating a client copies it.
 typedef struct tp_config tp_config;
@@ -687,8 +687,9 @@ tp_status tp_config_add_allowed_base_dir(struct tp_config *config, const char *d
 // new one if the driver reports a collision.
 tp_status tp_config_set_client_id(struct tp_config *config, uint32_t client_id);
 
-// Sets the keepalive bound in ms (the driver's `policies.lease_keepalive_interval_ms`);
-// keepalives go out at least this often.
+// Bounds the pause between keepalives, in ms. By default the lease the driver grants
+// sets the pace (a third of it, Driver Model §4.4); a bound only makes keepalives more
+// frequent.
 tp_status tp_config_set_keepalive_interval_ms(struct tp_config *config, uint64_t ms);
 
 // Sets how long an attach waits for the driver's answer before it is retried (ms).

@@ -14,7 +14,7 @@ use tensorpool::protocol::driver::PublishMode;
 /// Client settings for `tp_producer_create` and `tp_consumer_create` (opaque). The
 /// defaults agree with the shipped `config/driver.toml`: Aeron's default directory, every
 /// stream on `aeron:ipc?term-length=4m`, control 1000, announce 1001, descriptors 1100,
-/// QoS 1200, SHM files under `/dev/shm/tensorpool`, a random client id, 1 s keepalive.
+/// QoS 1200, SHM files under `/dev/shm/tensorpool`, a random client id, keepalives paced by the granted lease.
 /// Settings a role does not use are ignored by it. A config is plain data: it may be
 /// used from any thread, but not from two at once; creating a client copies it.
 #[allow(non_camel_case_types)]
@@ -40,7 +40,7 @@ pub(crate) struct Settings {
     pub(crate) streams: ClientStreams,
     pub(crate) client_id: u32,
     pub(crate) allowed_base_dirs: Vec<PathBuf>,
-    pub(crate) keepalive_interval: Duration,
+    pub(crate) keepalive_interval: Option<Duration>,
     pub(crate) attach_timeout: Duration,
     pub(crate) announce_period: Duration,
     pub(crate) publish_mode: Option<PublishMode>,
@@ -69,12 +69,12 @@ impl Default for Settings {
 impl Settings {
     /// The producer configuration for `stream_id`.
     pub(crate) fn producer(&self, stream_id: u32) -> ProducerConfig {
-        let config = ProducerConfig::new(stream_id)
+        let mut config = ProducerConfig::new(stream_id)
             .streams(self.streams.clone())
             .client_id(self.client_id)
             .allowed_base_dirs(self.allowed_base_dirs.iter().cloned())
-            .keepalive_interval(self.keepalive_interval)
             .attach_timeout(self.attach_timeout);
+        config.keepalive_interval = self.keepalive_interval;
         match self.publish_mode {
             Some(mode) => config.publish_mode(mode),
             None => config,
@@ -274,15 +274,16 @@ pub extern "C" fn tp_config_set_client_id(config: *mut tp_config, client_id: u32
     })
 }
 
-/// Sets the keepalive bound in ms (the driver's `policies.lease_keepalive_interval_ms`);
-/// keepalives go out at least this often.
+/// Bounds the pause between keepalives, in ms. By default the lease the driver grants
+/// sets the pace (a third of it, Driver Model §4.4); a bound only makes keepalives more
+/// frequent.
 #[no_mangle]
 pub extern "C" fn tp_config_set_keepalive_interval_ms(
     config: *mut tp_config,
     ms: u64,
 ) -> tp_status {
     edit(config, |s| {
-        s.keepalive_interval = milliseconds(ms, "keepalive interval")?;
+        s.keepalive_interval = Some(milliseconds(ms, "keepalive interval")?);
         Ok(())
     })
 }
