@@ -18,9 +18,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+use tensorpool::clock::monotonic_now_ns;
 use tensorpool::config::ProcessEnv;
 use tensorpool::driver::hosted::HostedDriver;
-use tensorpool::clock::monotonic_now_ns;
 
 /// The Rust side as the shim sees it (`tp_aeronmd_callbacks_t` in c_shim/).
 #[repr(C)]
