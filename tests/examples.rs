@@ -4,38 +4,23 @@
 
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/system.rs"]
+mod system;
 
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::Duration;
 use support::*;
-
-/// One JSON value of a flat JSON line, as text.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let pattern = format!("\"{key}\":");
-    let start = line
-        .find(&pattern)
-        .unwrap_or_else(|| panic!("no {key:?} in {line}"))
-        + pattern.len();
-    let rest = &line[start..];
-    let end = rest.find([',', '}']).expect("a flat JSON object");
-    &rest[..end]
-}
-
-fn number(line: &str, key: &str) -> u64 {
-    field(line, key)
-        .parse()
-        .unwrap_or_else(|e| panic!("{key} in {line}: {e}"))
-}
+use system::JsonLine;
 
 /// The last line a process printed on stdout.
-fn summary(process: &ProcessDriver) -> String {
+fn summary(process: &ProcessDriver) -> JsonLine {
     let stdout = process.stdout();
     stdout
         .lines()
         .last()
-        .unwrap_or_else(|| panic!("no JSON line; stderr:\n{}", process.stderr()))
-        .to_string()
+        .and_then(JsonLine::parse)
+        .unwrap_or_else(|| panic!("no JSON line in {stdout:?}; stderr:\n{}", process.stderr()))
 }
 
 /// A driver with 100 ms keepalives and grace 3 (300 ms leases), and a ring of 1,024
@@ -143,10 +128,10 @@ fn examples_at_their_defaults_move_verified_frames_through_a_fast_lease_driver()
 
     let sent = summary(&producer);
     let received = summary(&consumer);
-    assert_eq!(number(&sent, "frames_sent"), 3000, "{sent}");
-    assert_eq!(field(&sent, "interrupted"), "false");
-    assert_eq!(number(&received, "frames_received"), 3000, "{received}");
-    assert_eq!(number(&received, "frames_verified"), 3000, "{received}");
+    assert_eq!(sent.u64("frames_sent"), 3000, "{sent}");
+    assert_eq!(sent.flag("interrupted"), Some(false));
+    assert_eq!(received.u64("frames_received"), 3000, "{received}");
+    assert_eq!(received.u64("frames_verified"), 3000, "{received}");
     for key in [
         "verify_failures",
         "drops_gap",
@@ -155,12 +140,12 @@ fn examples_at_their_defaults_move_verified_frames_through_a_fast_lease_driver()
         "drops_invalid",
         "drops_other",
     ] {
-        assert_eq!(number(&received, key), 0, "{key}: {received}");
+        assert_eq!(received.u64(key), 0, "{key}: {received}");
     }
     // The consumer attached first; the producer's attach starts the one new epoch
     // (Driver Model §6); no lease expired, so there is no other.
-    assert_eq!(number(&received, "epoch_changes"), 1, "{received}");
-    assert_eq!(number(&sent, "epoch_changes"), 0, "{sent}");
+    assert_eq!(received.u64("epoch_changes"), 1, "{received}");
+    assert_eq!(sent.u64("epoch_changes"), 0, "{sent}");
     // Keepalives at the client's default pace held every lease (the producer's detach
     // at the end is a revocation notice for consumers, not an expiry).
     assert_eq!(
@@ -173,7 +158,7 @@ fn examples_at_their_defaults_move_verified_frames_through_a_fast_lease_driver()
 
 /// Starts an example that would run for a long time, waits for its lease, signals it,
 /// and returns its exit status and JSON line.
-fn interrupt(name: &str, signal: Signal, extra: &[&str]) -> (i32, String, i64) {
+fn interrupt(name: &str, signal: Signal, extra: &[&str]) -> (i32, JsonLine, i64) {
     let env = TestEnv::new();
     let settings = DriverSettings {
         instance_id: format!("tp-examples-{name}-{signal}"),
@@ -204,8 +189,8 @@ fn interrupt(name: &str, signal: Signal, extra: &[&str]) -> (i32, String, i64) {
 fn sigint_stops_the_consumer_with_a_detach_and_a_summary() {
     let (code, line, expiries) = interrupt("consumer", Signal::SIGINT, &["--frames", "1000000"]);
     assert_eq!(code, 128 + Signal::SIGINT as i32, "{line}");
-    assert_eq!(field(&line, "role"), "\"consumer\"");
-    assert_eq!(field(&line, "interrupted"), "true");
+    assert_eq!(line.text("role"), Some("consumer"));
+    assert_eq!(line.flag("interrupted"), Some(true));
     assert_eq!(expiries, 0);
 }
 
@@ -224,8 +209,8 @@ fn sigterm_stops_the_producer_with_a_detach_and_a_summary() {
         ],
     );
     assert_eq!(code, 128 + Signal::SIGTERM as i32, "{line}");
-    assert_eq!(field(&line, "role"), "\"producer\"");
-    assert_eq!(field(&line, "interrupted"), "true");
-    assert!(number(&line, "frames_sent") > 0, "{line}");
+    assert_eq!(line.text("role"), Some("producer"));
+    assert_eq!(line.flag("interrupted"), Some(true));
+    assert!(line.u64("frames_sent") > 0, "{line}");
     assert_eq!(expiries, 0);
 }

@@ -233,6 +233,14 @@ impl JsonLine {
         }
     }
 
+    /// A boolean field, if present.
+    pub fn flag(&self, key: &str) -> Option<bool> {
+        match self.fields.get(key) {
+            Some(JsonValue::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
     /// A numeric field as an integer, if present.
     pub fn get_u64(&self, key: &str) -> Option<u64> {
         match self.fields.get(key) {
