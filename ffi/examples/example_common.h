@@ -16,6 +16,7 @@
 #endif
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -59,16 +60,34 @@ static inline void example_sleep_ns(long ns) {
     nanosleep(&ts, NULL);
 }
 
-/* Idle strategy: spin while there is work, then sleep 1 us doubling to 1 ms. */
+/* Idle strategy, as the Rust examples' (Agrona's backoff): while there is work, none;
+ * after a cycle without work, 10 spins, then 5 yields, then sleeps of 1 us doubling to
+ * 1 ms. Sleeping at once would cost far more than 1 us (the kernel's timer slack is
+ * 50 us), long enough for a fast producer to lap a small ring. */
+#define EXAMPLE_IDLE_SPINS 10
+#define EXAMPLE_IDLE_YIELDS 5
+
 typedef struct example_backoff {
+    int idle_cycles;
     long park_ns;
 } example_backoff;
 
-static inline void example_idle_reset(example_backoff *idle) { idle->park_ns = 0; }
+static inline void example_idle_reset(example_backoff *idle) {
+    idle->idle_cycles = 0;
+    idle->park_ns = 0;
+}
 
 static inline void example_idle(example_backoff *idle, int work) {
     if (work > 0) {
-        idle->park_ns = 0;
+        example_idle_reset(idle);
+        return;
+    }
+    idle->idle_cycles++;
+    if (idle->idle_cycles <= EXAMPLE_IDLE_SPINS) {
+        return;
+    }
+    if (idle->idle_cycles <= EXAMPLE_IDLE_SPINS + EXAMPLE_IDLE_YIELDS) {
+        sched_yield();
         return;
     }
     idle->park_ns = idle->park_ns == 0 ? 1000 : idle->park_ns * 2;

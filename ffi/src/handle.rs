@@ -91,12 +91,20 @@ static SHELLS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 static NEXT_THREAD_TOKEN: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    static THREAD_TOKEN: u64 = NEXT_THREAD_TOKEN.fetch_add(1, Ordering::Relaxed);
+    // Const-initialised (0 = not issued yet): reading it needs no lazy-init check.
+    static THREAD_TOKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// The calling thread's token.
 pub(crate) fn thread_token() -> u64 {
-    THREAD_TOKEN.with(|t| *t)
+    THREAD_TOKEN.with(|token| match token.get() {
+        0 => {
+            let issued = NEXT_THREAD_TOKEN.fetch_add(1, Ordering::Relaxed);
+            token.set(issued);
+            issued
+        }
+        issued => issued,
+    })
 }
 
 /// Makes a shell holding `value`, owned by the calling thread; it is never freed.
@@ -180,7 +188,17 @@ struct Busy<'a>(&'a Header);
 
 impl<'a> Busy<'a> {
     fn enter(header: &'a Header, kind: Kind) -> Result<Self, Failure> {
-        if header.busy.swap(true, Ordering::Acquire) {
+        // A thread-bound handle passed the thread check: only its own thread (from inside
+        // one of its callbacks) can find it busy, so a load and a store suffice where a
+        // swap would cost a locked instruction on every call of the hot path.
+        let was_busy = if kind.thread_bound() {
+            let busy = header.busy.load(Ordering::Relaxed);
+            header.busy.store(true, Ordering::Relaxed);
+            busy
+        } else {
+            header.busy.swap(true, Ordering::Acquire)
+        };
+        if was_busy {
             return Err(Failure::new(
                 tp_status::TP_ERROR_WRONG_STATE,
                 format!(

@@ -377,9 +377,21 @@ pub extern "C" fn tp_producer_poll_event(
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        let event = inner.producer()?.poll_event();
+        let Some(event) = inner.producer()?.poll_event() else {
+            // The common case, once per duty cycle: store the fields of an empty event
+            // (an empty message) instead of building and copying the whole struct.
+            // SAFETY: checked non-NULL; writable by the contract.
+            unsafe {
+                (&raw mut (*out).kind).write(tp_producer_event_kind::TP_PRODUCER_EVENT_NONE as i32);
+                (&raw mut (*out).reason).write(0);
+                (&raw mut (*out).stream_id).write(0);
+                (&raw mut (*out).epoch).write(0);
+                (&raw mut (*out).message).cast::<c_char>().write(0);
+            }
+            return Ok(());
+        };
         // SAFETY: checked non-NULL; writable by the contract.
-        unsafe { write_out(out, "out", event_of(event)) }
+        unsafe { write_out(out, "out", event_of(Some(event))) }
     })
 }
 

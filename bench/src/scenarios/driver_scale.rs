@@ -372,7 +372,7 @@ impl Load {
 
 /// The `tp-driver` binary: `--tp-driver`, else built (unless `--no-build`) and taken from
 /// next to this executable.
-fn locate_tp_driver(ctx: &RunContext) -> Result<PathBuf, BenchError> {
+pub(crate) fn locate_tp_driver(ctx: &RunContext) -> Result<PathBuf, BenchError> {
     if let Some(path) = &ctx.tp_driver {
         return match path.is_file() {
             true => Ok(path.clone()),
@@ -382,12 +382,16 @@ fn locate_tp_driver(ctx: &RunContext) -> Result<PathBuf, BenchError> {
             ))),
         };
     }
-    locate_built_program(ctx, "tp-driver", &["--bin", "tp-driver"])
+    locate_built_program(
+        ctx,
+        "tp-driver",
+        &["-p", "tensorpool", "--bin", "tp-driver"],
+    )
 }
 
-/// A program of the `tensorpool` package at `relative` (to this executable's directory),
-/// built first with `cargo build -p tensorpool <cargo_args>` in this executable's profile
-/// unless `--no-build` was given.
+/// A build artifact of the workspace at `relative` (to this executable's directory), built
+/// first with `cargo build <cargo_args>` (which name the package) in this executable's
+/// profile unless `--no-build` was given.
 pub(crate) fn locate_built_program(
     ctx: &RunContext,
     relative: &str,
@@ -397,7 +401,7 @@ pub(crate) fn locate_built_program(
     let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
     let candidate = dir.join(relative);
     let hint = format!(
-        "build it with `cargo build --release -p tensorpool {}`",
+        "build it with `cargo build --release {}`",
         cargo_args.join(" ")
     );
     if ctx.build_tp_driver {
@@ -408,7 +412,6 @@ pub(crate) fn locate_built_program(
             .arg("--quiet")
             .arg("--manifest-path")
             .arg(workspace_root().join("Cargo.toml"))
-            .args(["-p", "tensorpool"])
             .args(cargo_args)
             .stdin(Stdio::null());
         if dir.file_name().is_some_and(|n| n == "release") {
@@ -443,7 +446,7 @@ pub(crate) fn locate_built_program(
     }
 }
 
-fn spawn_driver(
+pub(crate) fn spawn_driver(
     binary: &std::path::Path,
     config: &std::path::Path,
     stderr_path: &std::path::Path,
@@ -454,13 +457,22 @@ fn spawn_driver(
     let stdout_path = scratch.join("tp-driver.stdout");
     let stdout =
         std::fs::File::create(&stdout_path).setup(format!("creating {}", stdout_path.display()))?;
-    let mut command = Command::new(binary);
+    let mut command = host_command(binary);
     command
         .arg("--config")
         .arg(config)
-        .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
+        .stderr(stderr);
+    ChildProcess::spawn(command, "tp-driver")
+}
+
+/// A command for a driver process (`tp-driver`, aeronmd with the plugin): stdin closed,
+/// info logging without colours, none of the caller's configuration overrides, and
+/// SIGKILL when the thread that started it dies.
+pub(crate) fn host_command(program: &std::path::Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .stdin(Stdio::null())
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1");
     for (name, _) in std::env::vars_os() {
@@ -477,25 +489,35 @@ fn spawn_driver(
             Ok(())
         });
     }
-    ChildProcess::spawn(command, "tp-driver")
+    command
 }
 
 /// Waits until the driver logs that it serves.
-fn wait_running(
+pub(crate) fn wait_running(
     driver: &mut ChildProcess,
     stderr_path: &std::path::Path,
+) -> Result<(), BenchError> {
+    wait_for_log_line(driver, stderr_path, "tp-driver running", "tp-driver")
+}
+
+/// Waits until `process` writes `line` to its log at `log_path`.
+pub(crate) fn wait_for_log_line(
+    process: &mut ChildProcess,
+    log_path: &std::path::Path,
+    line: &str,
+    name: &str,
 ) -> Result<(), BenchError> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         check_interrupted()?;
-        driver.check_running()?;
-        let log = std::fs::read_to_string(stderr_path).unwrap_or_default();
-        if log.contains("tp-driver running") {
+        process.check_running()?;
+        let log = std::fs::read_to_string(log_path).unwrap_or_default();
+        if log.contains(line) {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(BenchError::Setup(format!(
-                "tp-driver did not start within {START_TIMEOUT:?}"
+                "{name} did not start within {START_TIMEOUT:?}"
             )));
         }
         std::thread::sleep(Duration::from_millis(20));

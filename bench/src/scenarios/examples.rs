@@ -25,7 +25,7 @@ use crate::sys::{check_interrupted, ChildProcess, Scratch};
 /// Header ring slots: the large-frames scenario's ring.
 const RING_SLOTS: u32 = memcpy::RING_SLOTS as u32;
 /// The small frame size.
-const SMALL_PAYLOAD: usize = 64;
+pub(crate) const SMALL_PAYLOAD: usize = 64;
 
 /// The `examples` scenario.
 pub struct Examples;
@@ -44,8 +44,16 @@ impl Scenario for Examples {
     }
 
     fn run(&self, ctx: &RunContext) -> Result<Vec<Figure>, BenchError> {
-        let producer = locate_built_program(ctx, "examples/producer", &["--examples"])?;
-        let consumer = locate_built_program(ctx, "examples/consumer", &["--examples"])?;
+        let producer = locate_built_program(
+            ctx,
+            "examples/producer",
+            &["-p", "tensorpool", "--examples"],
+        )?;
+        let consumer = locate_built_program(
+            ctx,
+            "examples/consumer",
+            &["-p", "tensorpool", "--examples"],
+        )?;
         let scratch = Scratch::new("examples")?;
         let pools = [
             (1u16, 4096u32),
@@ -54,6 +62,7 @@ impl Scenario for Examples {
         let spec = DriverSpec::in_scratch(&scratch, RING_SLOTS, &pools, 1)?;
         let _driver = InProcessDriver::start(&spec, None)?;
         let pair = ExamplePair {
+            tag: "rust",
             producer,
             consumer,
             spec: &spec,
@@ -90,29 +99,34 @@ impl Scenario for Examples {
     }
 }
 
-/// The two example binaries and where they run.
-struct ExamplePair<'a> {
-    producer: PathBuf,
-    consumer: PathBuf,
-    spec: &'a DriverSpec,
-    scratch: &'a Scratch,
+/// A producer and a consumer program taking the examples' flags and printing their JSON
+/// summary (the Rust examples, the C examples of ffi/), and the driver they run against.
+pub(crate) struct ExamplePair<'a> {
+    /// Names the pair's output files in the scratch directory.
+    pub tag: &'static str,
+    pub producer: PathBuf,
+    pub consumer: PathBuf,
+    /// The driver's Aeron and SHM directories (its first static stream is used).
+    pub spec: &'a DriverSpec,
+    pub scratch: &'a Scratch,
 }
 
 /// What one run's summaries said.
 #[derive(Debug)]
-struct PairRun {
-    payload: usize,
-    frames_sent: u64,
-    frames_received: u64,
-    frames_verified: u64,
-    drops: u64,
-    frames_per_s: f64,
-    mib_per_s: f64,
-    producer_seconds: f64,
+pub(crate) struct PairRun {
+    pub payload: usize,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub frames_verified: u64,
+    pub drops: u64,
+    pub frames_per_s: f64,
+    pub mib_per_s: f64,
+    pub producer_seconds: f64,
 }
 
 impl PairRun {
-    fn note(&self) -> String {
+    /// The run in words, for a figure's note.
+    pub fn note(&self) -> String {
         format!(
             "{} frames of {} sent in {:.1} s; the consumer delivered {} ({} verified, {} \
              dropped: gap+late+resync+invalid+other), rate over its first-to-last frame; \
@@ -129,24 +143,12 @@ impl PairRun {
 
 impl ExamplePair<'_> {
     /// Runs the consumer, then the producer for about `duration` worth of frames, and
-    /// stops the consumer once the producer is done.
-    fn run(&self, payload: usize, duration: Duration) -> Result<PairRun, BenchError> {
-        let stream = FIRST_STREAM_ID.to_string();
-        let aeron = self.spec.aeron_dir.display().to_string();
-        let shm = self.spec.shm_dir.display().to_string();
-        let common = [
-            "--aeron-dir",
-            aeron.as_str(),
-            "--channel",
-            CONTROL_CHANNEL,
-            "--stream-id",
-            stream.as_str(),
-            "--allowed-base-dir",
-            shm.as_str(),
-            "--timeout-s",
-            "60",
-        ];
-        let label = size_label(payload);
+    /// stops the consumer once the producer is done. A consumer that verified fewer frames
+    /// than it received is an error: a figure of corrupted frames means nothing.
+    pub fn run(&self, payload: usize, duration: Duration) -> Result<PairRun, BenchError> {
+        let common = self.common_args();
+        let common: Vec<&str> = common.iter().map(String::as_str).collect();
+        let label = format!("{}-{}", self.tag, size_label(payload));
         let mut consumer = spawn(
             &self.consumer,
             &common,
@@ -156,39 +158,8 @@ impl ExamplePair<'_> {
         // Let the consumer attach before the first frame.
         std::thread::sleep(Duration::from_millis(500));
         consumer.check_running()?;
-        // Frames for about `duration` at a first guess of the rate; the producer's own
-        // summary gives the real time taken.
-        let frames = match payload {
-            p if p >= 64 << 10 => (duration.as_secs_f64() * 20_000.0) as u64,
-            _ => (duration.as_secs_f64() * 2_000_000.0) as u64,
-        };
-        let frames_arg = frames.to_string();
-        let payload_arg = payload.to_string();
         let producer_out = self.scratch.join(&format!("producer-{label}"));
-        let mut producer = spawn(
-            &self.producer,
-            &common,
-            &[
-                "--frames",
-                frames_arg.as_str(),
-                "--payload-bytes",
-                payload_arg.as_str(),
-                "--rate",
-                "0",
-                "--linger-ms",
-                "200",
-            ],
-            &producer_out,
-        )?;
-        let deadline = Instant::now() + duration * 20 + Duration::from_secs(30);
-        while producer.wait_timeout(Duration::from_millis(100)).is_none() {
-            check_interrupted()?;
-            if Instant::now() >= deadline {
-                return Err(BenchError::Setup(
-                    "the example producer did not finish".into(),
-                ));
-            }
-        }
+        self.publish(payload, duration, &common, &producer_out)?;
         // The consumer has read what it could; SIGTERM makes it print its summary.
         std::thread::sleep(Duration::from_millis(200));
         consumer.terminate(Duration::from_secs(5));
@@ -204,7 +175,7 @@ impl ExamplePair<'_> {
         .iter()
         .map(|key| number(&received, key))
         .sum::<f64>() as u64;
-        Ok(PairRun {
+        let run = PairRun {
             payload,
             frames_sent: number(&sent, "frames_sent") as u64,
             frames_received: number(&received, "frames_received") as u64,
@@ -213,7 +184,89 @@ impl ExamplePair<'_> {
             frames_per_s: number(&received, "frames_per_s"),
             mib_per_s: number(&received, "mib_per_s"),
             producer_seconds: number(&sent, "elapsed_s"),
-        })
+        };
+        if run.frames_verified != run.frames_received || run.frames_received == 0 {
+            return Err(BenchError::Measure(format!(
+                "the {} consumer verified {} of {} frames received",
+                self.tag, run.frames_verified, run.frames_received
+            )));
+        }
+        Ok(run)
+    }
+
+    /// Runs the producer alone (no consumer) for about `duration` worth of frames and
+    /// returns its summary's frames per second: the publishing cost of the program.
+    pub fn publish_alone(&self, payload: usize, duration: Duration) -> Result<f64, BenchError> {
+        let common = self.common_args();
+        let common: Vec<&str> = common.iter().map(String::as_str).collect();
+        let out = self.scratch.join(&format!(
+            "producer-alone-{}-{}",
+            self.tag,
+            size_label(payload)
+        ));
+        self.publish(payload, duration, &common, &out)?;
+        let sent = summary(&out)?;
+        Ok(number(&sent, "frames_per_s"))
+    }
+
+    /// The flags both programs take: the driver's directories and stream.
+    fn common_args(&self) -> Vec<String> {
+        [
+            "--aeron-dir".to_string(),
+            self.spec.aeron_dir.display().to_string(),
+            "--channel".to_string(),
+            CONTROL_CHANNEL.to_string(),
+            "--stream-id".to_string(),
+            FIRST_STREAM_ID.to_string(),
+            "--allowed-base-dir".to_string(),
+            self.spec.shm_dir.display().to_string(),
+            "--timeout-s".to_string(),
+            "60".to_string(),
+        ]
+        .into()
+    }
+
+    /// Runs the producer to completion: frames for about `duration` at a first guess of
+    /// the rate (its summary, written to `<out>.stdout`, gives the real time taken).
+    fn publish(
+        &self,
+        payload: usize,
+        duration: Duration,
+        common: &[&str],
+        out: &Path,
+    ) -> Result<(), BenchError> {
+        let frames = match payload {
+            p if p >= 64 << 10 => (duration.as_secs_f64() * 20_000.0) as u64,
+            _ => (duration.as_secs_f64() * 2_000_000.0) as u64,
+        };
+        let frames_arg = frames.to_string();
+        let payload_arg = payload.to_string();
+        let mut producer = spawn(
+            &self.producer,
+            common,
+            &[
+                "--frames",
+                frames_arg.as_str(),
+                "--payload-bytes",
+                payload_arg.as_str(),
+                "--rate",
+                "0",
+                "--linger-ms",
+                "200",
+            ],
+            out,
+        )?;
+        let deadline = Instant::now() + duration * 20 + Duration::from_secs(30);
+        while producer.wait_timeout(Duration::from_millis(100)).is_none() {
+            check_interrupted()?;
+            if Instant::now() >= deadline {
+                return Err(BenchError::Setup(format!(
+                    "the {} producer did not finish",
+                    self.tag
+                )));
+            }
+        }
+        Ok(())
     }
 }
 

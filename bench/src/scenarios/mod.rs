@@ -10,7 +10,9 @@
 
 pub mod aeron_pingpong;
 pub mod aeron_rate;
+pub mod aeronmd_plugin;
 pub mod attach;
+pub mod c_examples;
 pub mod driver_scale;
 pub mod examples;
 pub mod frame_cost;
@@ -36,5 +38,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(attach::Attach),
         Box::new(driver_scale::DriverScale),
         Box::new(examples::Examples),
+        Box::new(c_examples::CExamples),
+        Box::new(aeronmd_plugin::AeronmdPlugin),
     ]
 }

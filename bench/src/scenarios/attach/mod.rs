@@ -18,7 +18,7 @@
 //! The ratio is what the driver's work adds to the transport and idle-strategy floor.
 
 mod echo;
-mod load;
+pub(crate) mod load;
 
 use std::path::Path;
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub const CONCURRENT_SESSIONS: u32 = 16;
 /// enough for the driver to reach its longest park after answering, and spread over one
 /// more longest park so that attaches arrive at every point of a park (a fixed pause would
 /// meet the same point every time).
-fn idle_gap() -> (Duration, Duration) {
+pub(crate) fn idle_gap() -> (Duration, Duration) {
     (2 * IDLE_PARK, 3 * IDLE_PARK)
 }
 /// Producer attaches recorded (each attach+detach creates two epochs of files, which stay
@@ -53,7 +53,7 @@ fn idle_gap() -> (Duration, Duration) {
 /// the epochs on disk.
 const PRODUCER_PAIRS: u64 = 1000;
 /// Pairs before recording starts in the back-to-back runs.
-const BUSY_WARMUP_PAIRS: u64 = 5_000;
+pub(crate) const BUSY_WARMUP_PAIRS: u64 = 5_000;
 
 /// The `attach` scenario.
 pub struct Attach;
@@ -122,7 +122,7 @@ impl Scenario for Attach {
 }
 
 /// Runs `plans` in order with one client on a thread pinned to `core`.
-fn run_plans(
+pub(crate) fn run_plans(
     aeron_dir: &Path,
     core: Option<usize>,
     plans: &[Plan],
