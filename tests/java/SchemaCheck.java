@@ -11,19 +11,25 @@ import org.xml.sax.SAXParseException;
 
 /**
  * Validates SBE message schemas against SBE's own XML schema (sbe.xsd, shipped inside
- * sbe-tool.jar as fpl/sbe.xsd). Prints one line per problem and "SCHEMA_OK file" per
- * clean file; exits 1 if any file has a problem.
+ * sbe-tool.jar as fpl/sbe.xsd and read from the classpath). Prints one line per problem
+ * and "SCHEMA_OK file" per clean file; exits 1 if any file has a problem.
  *
- * Usage: java SchemaCheck.java SBE_XSD SCHEMA.xml...
+ * Usage: java -cp sbe-tool.jar SchemaCheck.java SCHEMA.xml...
  */
 public final class SchemaCheck
 {
     public static void main(final String[] args) throws Exception
     {
         final SchemaFactory factory = SchemaFactory.newInstance(XMLConstants.W3C_XML_SCHEMA_NS_URI);
-        final Schema xsd = factory.newSchema(new File(args[0]));
+        final java.net.URL xsdUrl = SchemaCheck.class.getResource("/fpl/sbe.xsd");
+        if (null == xsdUrl)
+        {
+            System.out.println("SCHEMA_PROBLEM fpl/sbe.xsd is not on the classpath (add sbe-tool.jar)");
+            System.exit(2);
+        }
+        final Schema xsd = factory.newSchema(xsdUrl);
         boolean allOk = true;
-        for (int i = 1; i < args.length; i++)
+        for (int i = 0; i < args.length; i++)
         {
             final List<String> problems = new ArrayList<>();
             final Validator validator = xsd.newValidator();
