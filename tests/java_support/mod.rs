@@ -42,8 +42,8 @@ pub struct JavaBuild {
 static BUILD: OnceLock<Result<JavaBuild, String>> = OnceLock::new();
 
 impl JavaBuild {
-    /// The build of this test binary, made on first use from `sources` (Java files
-    /// relative to the repository); `Err` says why Java is unavailable (skip), and a
+    /// The build of this test binary, made on first use from `sources` (Java files or
+    /// directories of them, relative to the repository); `Err` says why Java is unavailable (skip), and a
     /// failing sbe-tool or javac panics (a real failure).
     pub fn get(sources: &[&str]) -> Result<&'static JavaBuild, String> {
         BUILD
@@ -103,7 +103,14 @@ impl JavaBuild {
             .arg("-cp")
             .arg(classpath(&jars, &["agrona.jar", "aeron-client.jar"], None));
         javac.args(java_files(&codec_sources));
-        javac.args(sources.iter().map(|s| repo().join(s)));
+        for source in sources {
+            let path = repo().join(source);
+            if path.is_dir() {
+                javac.args(java_files(&path));
+            } else {
+                javac.arg(path);
+            }
+        }
         run(&mut javac);
         Ok(JavaBuild {
             codec_sources,
@@ -115,15 +122,22 @@ impl JavaBuild {
     /// A `java` command running `main` with the classes, Agrona and the Aeron client.
     pub fn java(&self, main: &str) -> Command {
         let mut cmd = Command::new("java");
-        cmd.arg(ADD_OPENS)
-            .arg("-cp")
-            .arg(classpath(
+        cmd.args(self.java_args(main));
+        cmd
+    }
+
+    /// The arguments of `java` that run `main` (for spawning it some other way).
+    pub fn java_args(&self, main: &str) -> Vec<String> {
+        vec![
+            ADD_OPENS.to_string(),
+            "-cp".to_string(),
+            classpath(
                 &self.jars,
                 &["agrona.jar", "aeron-client.jar"],
                 Some(&self.classes),
-            ))
-            .arg(main);
-        cmd
+            ),
+            main.to_string(),
+        ]
     }
 }
 
