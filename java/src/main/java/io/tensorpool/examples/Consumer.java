@@ -66,6 +66,9 @@ public final class Consumer implements DriverClient.Listener
     private long highestEpoch = -1;
     private DriverClient client;
     private boolean verify;
+    /** Whether the last tensor that passed {@link #tensorFits} is the examples' shape: a
+     * one-dimensional UINT8 tensor spanning the whole payload. */
+    private boolean patternShape;
 
     // Sequence state of the mapped epoch (src/client/consumer/frame.rs SeqTracker, without resync).
     private long lastSeq = -1;
@@ -408,9 +411,16 @@ public final class Consumer implements DriverClient.Listener
         {
             return Outcome.INVALID;
         }
-        if (!tensorFits(len))
+        try
         {
-            return Outcome.INVALID;
+            if (!tensorFits(len))
+            {
+                return Outcome.INVALID;
+            }
+        }
+        catch (final ArithmeticException e)
+        {
+            return Outcome.INVALID; // a layout whose extent overflows 64 bits
         }
 
         // The payload, read in place; only a seqlock that still holds makes it valid.
@@ -513,23 +523,14 @@ public final class Consumer implements DriverClient.Listener
                 return false;
             }
         }
-        if (verify && !(dtype == 1 && ndims == 1 && t.dims(0) == len))
-        {
-            verifyShape = false;
-        }
-        else
-        {
-            verifyShape = true;
-        }
+        patternShape = dtype == 1 && ndims == 1 && t.dims(0) == len;
         return extent <= len;
     }
-
-    private boolean verifyShape;
 
     /** The producer examples' frame: a 1-D UINT8 tensor over the payload holding the pattern. */
     private boolean isPatternFrame(final long seq, final int n)
     {
-        if (!verifyShape)
+        if (!patternShape)
         {
             return false;
         }

@@ -5,7 +5,6 @@ import io.aeron.FragmentAssembler;
 import io.aeron.Publication;
 import io.aeron.Subscription;
 import io.aeron.logbuffer.FragmentHandler;
-import java.nio.ByteOrder;
 import java.util.concurrent.ThreadLocalRandom;
 import org.agrona.DirectBuffer;
 import org.agrona.concurrent.UnsafeBuffer;
@@ -442,11 +441,5 @@ final class DriverClient implements AutoCloseable
         {
             restart();
         }
-    }
-
-    /** Little-endian u32 at {@code index} (SBE wire order). */
-    static long u32(final DirectBuffer buffer, final int index)
-    {
-        return buffer.getInt(index, ByteOrder.LITTLE_ENDIAN) & 0xFFFF_FFFFL;
     }
 }
