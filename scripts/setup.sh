@@ -6,6 +6,9 @@
 #   - g++ (C++ tests of the C ABI in ffi/; brings gcc and binutils' nm) and pkg-config
 #     (tensorpool.pc)
 #   - CMake >= 3.30 (Aeron 1.54 requires it; Debian 12 ships 3.25), from the PyPI wheel
+#   - a JDK (openjdk-17-jdk-headless) where `javac` is missing: the Java interop tests and
+#     scripts/java-example.sh (the jars themselves come from ../shared/java/lib or
+#     TP_JAVA_LIB; the tests skip, saying why, without them)
 #
 # Usage: scripts/setup.sh   (exports nothing; prints the cmake it found when run with -v)
 set -euo pipefail
@@ -20,6 +23,9 @@ for pkg in libclang-dev libbsd-dev uuid-dev g++ pkg-config; do
     missing_debs+=("$pkg")
   fi
 done
+if ! command -v javac >/dev/null 2>&1; then
+  missing_debs+=(openjdk-17-jdk-headless)
+fi
 if ((${#missing_debs[@]})); then
   echo "setup: installing Debian packages: ${missing_debs[*]}" >&2
   SUDO=""

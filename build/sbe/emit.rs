@@ -71,7 +71,90 @@ pub fn emit(schema: &Schema, source: &str) -> String {
         emit_message(&mut o, m);
     }
     emit_any(&mut o, schema);
+    emit_layout(&mut o, schema);
     o
+}
+
+/// Raw little-endian bits of a null value, zero-extended to 64 bits (e.g. int32's
+/// -2147483648 is 0x80000000), so layouts compare across languages without signedness.
+fn null_bits(value: &str, prim: Prim) -> u64 {
+    let v: i128 = value
+        .trim()
+        .parse()
+        .expect("null values were parsed as numbers when the model was built");
+    let bits = 8 * prim.size() as u32;
+    (v & ((1i128 << bits) - 1)) as u64
+}
+
+fn emit_block_layout(
+    o: &mut String,
+    path: &str,
+    id: u16,
+    block: usize,
+    fields: &[Field],
+    data: &[DataField],
+) {
+    let _ = writeln!(
+        o,
+        "    BlockLayout {{ path: \"{path}\", id: {id}, block_length: {block}, fields: &["
+    );
+    for f in fields {
+        let (presence, null) = match &f.kind {
+            FieldKind::Constant { .. } => ("Constant", "None".to_string()),
+            FieldKind::Scalar {
+                prim,
+                null: Some(n),
+            }
+            | FieldKind::Enum {
+                prim,
+                null: Some(n),
+                ..
+            } => ("Optional", format!("Some({:#x})", null_bits(n, *prim))),
+            _ => ("Required", "None".to_string()),
+        };
+        let _ = writeln!(
+            o,
+            "        FieldLayout {{ name: \"{}\", id: {}, offset: {}, size: {}, presence: Presence::{presence}, null_bits: {null} }},",
+            f.name, f.id, f.offset, f.size
+        );
+    }
+    let _ = writeln!(o, "    ], data: &[");
+    for d in data {
+        let enc = match &d.character_encoding {
+            Some(e) => format!("Some(\"{e}\")"),
+            None => "None".into(),
+        };
+        let _ = writeln!(
+            o,
+            "        DataLayout {{ name: \"{}\", id: {}, character_encoding: {enc} }},",
+            d.name, d.id
+        );
+    }
+    let _ = writeln!(o, "    ] }},");
+}
+
+/// `LAYOUT`: every block's field offsets, sizes and null values as this generator laid
+/// them out, for comparison with other SBE tools' codecs (tests/sbe_java.rs).
+fn emit_layout(o: &mut String, schema: &Schema) {
+    let _ = writeln!(
+        o,
+        "\n/// Every message and group of this schema as laid out by the generator."
+    );
+    let _ = writeln!(o, "pub const LAYOUT: &[BlockLayout] = &[");
+    for m in &schema.messages {
+        emit_block_layout(o, &m.name, m.id, m.block_length, &m.fields, &m.data);
+        for g in &m.groups {
+            emit_block_layout(
+                o,
+                &format!("{}.{}", m.name, g.name),
+                g.id,
+                g.block_length,
+                &g.fields,
+                &g.data,
+            );
+        }
+    }
+    let _ = writeln!(o, "];");
 }
 
 fn emit_enum(o: &mut String, e: &EnumDef) {

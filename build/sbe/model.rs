@@ -2,11 +2,15 @@
 //! project's schemas use, and computes the packed field offsets.
 //!
 //! Supported: primitive types, named primitive types (incl. fixed arrays and
-//! `presence="constant"`), uint8/int16/int32 enums, optional primitives and enums with
-//! `nullValue`, repeating groups (with fixed fields and var data, not nested), var data
-//! (`length` uint32 + `varData`), explicit message `blockLength`. Anything else is
-//! refused with a message naming the construct, so the build fails loudly instead of
-//! generating a wrong codec.
+//! `presence="constant"`), uint8/int16/int32 enums, optional primitives (the null value
+//! comes from the named `<type>`, else the primitive's SBE default) and optional enums
+//! (null = the encoding's SBE default), repeating groups (with fixed fields and var data,
+//! not nested), var data (`length` uint32 + `varData`, with its `characterEncoding`),
+//! explicit message `blockLength`. Anything else is refused with a message naming the
+//! construct, so the build fails loudly instead of generating a wrong codec. That includes
+//! `nullValue` and `length` on a `<field>`: sbe.xsd does not allow them there and sbe-tool
+//! ignores them, so a schema using them would mean one thing to us and another to every
+//! other SBE implementation.
 
 use std::collections::BTreeMap;
 
@@ -116,6 +120,8 @@ pub struct DataField {
     pub name: String,
     pub id: u16,
     pub max_len: u32,
+    /// `characterEncoding` of the var-data encoding's `varData` (text when present).
+    pub character_encoding: Option<String>,
 }
 
 /// A repeating group (not nested).
@@ -152,7 +158,8 @@ pub struct Schema {
 struct Types {
     simple: BTreeMap<String, SimpleType>,
     enums: BTreeMap<String, EnumDef>,
-    var_max: BTreeMap<String, u32>,
+    /// Var-data encodings: (maximum length, character encoding).
+    var_data: BTreeMap<String, (u32, Option<String>)>,
 }
 
 fn attr<'a>(node: roxmltree::Node<'a, '_>, name: &str) -> Result<&'a str, String> {
@@ -179,7 +186,7 @@ pub fn parse(xml: &str) -> Result<Schema, String> {
     let mut types = Types {
         simple: BTreeMap::new(),
         enums: BTreeMap::new(),
-        var_max: BTreeMap::new(),
+        var_data: BTreeMap::new(),
     };
     let mut enum_order = Vec::new();
     for t in root.children().filter(|n| n.has_tag_name("types")) {
@@ -300,7 +307,12 @@ fn parse_composite(n: roxmltree::Node, types: &mut Types) -> Result<(), String> 
                 Some(m) => parse_num(m, &name)?,
                 None => u32::MAX,
             };
-            types.var_max.insert(name, max);
+            let encoding = n
+                .children()
+                .find(|c| c.has_tag_name("type") && c.attribute("name") == Some("varData"))
+                .and_then(|c| c.attribute("characterEncoding"))
+                .map(str::to_string);
+            types.var_data.insert(name, (max, encoding));
         }
     }
     Ok(())
@@ -311,19 +323,22 @@ fn resolve_field(n: roxmltree::Node, types: &Types, offset: usize) -> Result<Fie
     let id = parse_num(attr(n, "id")?, &name)?;
     let ty = attr(n, "type")?;
     let presence = n.attribute("presence");
-    let field_null = n.attribute("nullValue").map(str::to_string);
-    // A `length` on the field itself (the schemas' reserved `pad` fields) makes a fixed
-    // array of the primitive type; layouts are unchanged either way because the
-    // messages declare their blockLength explicitly.
-    let field_length: Option<usize> = match n.attribute("length") {
-        Some(l) => Some(parse_num(l, &name)?),
-        None => None,
-    };
-    let (kind, size) = if let (Some(prim), Some(length)) = (Prim::parse(ty), field_length) {
-        (FieldKind::Array { prim, length }, prim.size() * length)
-    } else if let Some(prim) = Prim::parse(ty) {
+    for not_sbe in ["nullValue", "length"] {
+        if n.attribute(not_sbe).is_some() {
+            return Err(format!(
+                "field {name}: `{not_sbe}` on <field> is not SBE (sbe.xsd refuses it, sbe-tool \
+                 ignores it); declare a <type> with it and use that type"
+            ));
+        }
+    }
+    if presence == Some("constant") {
+        return Err(format!(
+            "field {name}: presence=\"constant\" on <field> is not supported; use a constant <type>"
+        ));
+    }
+    let (kind, size) = if let Some(prim) = Prim::parse(ty) {
         let optional = presence == Some("optional");
-        let null = optional.then(|| field_null.clone().unwrap_or_else(|| default_null(prim)));
+        let null = optional.then(|| default_null(prim));
         (FieldKind::Scalar { prim, null }, prim.size())
     } else if let Some(st) = types.simple.get(ty) {
         if let Some(value) = &st.constant {
@@ -345,9 +360,8 @@ fn resolve_field(n: roxmltree::Node, types: &Types, offset: usize) -> Result<Fie
         } else {
             let optional = presence.map(|p| p == "optional").unwrap_or(st.optional);
             let null = optional.then(|| {
-                field_null
+                st.null_value
                     .clone()
-                    .or_else(|| st.null_value.clone())
                     .unwrap_or_else(|| default_null(st.prim))
             });
             (
@@ -359,14 +373,8 @@ fn resolve_field(n: roxmltree::Node, types: &Types, offset: usize) -> Result<Fie
             )
         }
     } else if let Some(e) = types.enums.get(ty) {
-        let optional = presence == Some("optional");
-        let null = if optional {
-            Some(field_null.clone().ok_or_else(|| {
-                format!("field {name}: optional enum needs an explicit nullValue")
-            })?)
-        } else {
-            None
-        };
+        // SBE: an optional enum's null is its encoding type's default null value.
+        let null = (presence == Some("optional")).then(|| default_null(e.encoding));
         if let Some(null_raw) = &null {
             let raw: i64 = parse_num(null_raw, &name)?;
             if e.values.iter().any(|(_, v)| *v == raw) {
@@ -457,14 +465,16 @@ fn parse_body(n: roxmltree::Node, types: &Types, owner: &str) -> Result<Body, St
                     return Err(format!("{owner}.{dname}: data must not be optional"));
                 }
                 let ty = attr(c, "type")?;
-                let max_len = *types
-                    .var_max
+                let (max_len, character_encoding) = types
+                    .var_data
                     .get(ty)
+                    .cloned()
                     .ok_or_else(|| format!("{owner}.{dname}: unknown var-data type {ty}"))?;
                 data.push(DataField {
                     id: parse_num(attr(c, "id")?, &dname)?,
                     name: dname,
                     max_len,
+                    character_encoding,
                 });
             }
             other => return Err(format!("{owner}: unsupported element <{other}>")),

@@ -356,3 +356,59 @@ pub fn read_group_header(
     }
     Ok((entry_len as usize, get_u16(buf, pos + 2) as usize, first))
 }
+
+/// How a fixed-size field is present on the wire (SBE `presence`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Always carries a value.
+    Required,
+    /// Carries its type's null value when absent.
+    Optional,
+    /// Not encoded: the schema fixes the value.
+    Constant,
+}
+
+/// The layout the build-time generator gave one fixed-size field: what a codec generated
+/// from the same schema by any other SBE tool must agree with (docs/DESIGN.md, "Foreign
+/// SBE users").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldLayout {
+    /// Schema name of the field.
+    pub name: &'static str,
+    /// Field id.
+    pub id: u16,
+    /// Byte offset within the block.
+    pub offset: usize,
+    /// Encoded size in bytes (0 for constants).
+    pub size: usize,
+    /// Presence.
+    pub presence: Presence,
+    /// Null value of an optional field as its raw little-endian bits (zero-extended).
+    pub null_bits: Option<u64>,
+}
+
+/// The layout of one var-data field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataLayout {
+    /// Schema name of the field.
+    pub name: &'static str,
+    /// Field id.
+    pub id: u16,
+    /// `characterEncoding` of the data (None: bytes, not text).
+    pub character_encoding: Option<&'static str>,
+}
+
+/// The layout of a message or a repeating group's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockLayout {
+    /// Message name, or `Message.group` for a group.
+    pub path: &'static str,
+    /// Template id of a message, group id of a group.
+    pub id: u16,
+    /// Length of the fixed block.
+    pub block_length: u16,
+    /// Fixed-size fields in schema order.
+    pub fields: &'static [FieldLayout],
+    /// Var-data fields in schema order.
+    pub data: &'static [DataLayout],
+}

@@ -1,0 +1,443 @@
+//! The Java example producer and consumer (java/, scripts/java-example.sh) against a real
+//! `tp-driver` process, paired with the Rust examples: Rust producer -> Java consumer and
+//! Java producer -> Rust consumer move frames whose every byte the consumer verifies, and
+//! the Java consumer fails closed, as the Rust one does, on descriptors that a slot
+//! contradicts (never committed, stale, torn, bad fields, another epoch): it counts them
+//! and delivers nothing wrong.
+//!
+//! The Java sources are compiled once per run of this binary (tests/java_support); the
+//! tests are skipped, saying why, without a JDK or the jars.
+
+mod java_support;
+#[path = "support/mod.rs"]
+mod support;
+#[path = "support/system.rs"]
+mod system;
+
+use java_support::{skip, JavaBuild};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::*;
+use system::JsonLine;
+use tensorpool::client::consumer::monotonic_now_ns;
+use tensorpool::client::{
+    ControlLink, DriverSession, MappedEpoch, Request, SessionConfig, SessionEvent,
+};
+use tensorpool::protocol::control::{
+    Dtype, FrameDescriptor, MajorOrder, ProgressUnit, TensorHeader,
+};
+use tensorpool::protocol::driver::Role;
+use tensorpool::shm::layout::{encode_slot, header_index, SlotContents};
+use tensorpool::shm::open::{Access, AllowedBaseDirs};
+use tensorpool::shm::seqlock::{committed, in_progress};
+use tensorpool::transport::Publication;
+
+fn java(test: &str) -> Option<&'static JavaBuild> {
+    match JavaBuild::get(&["java/src/main/java"]) {
+        Ok(build) => Some(build),
+        Err(why) => {
+            skip(test, &why);
+            None
+        }
+    }
+}
+
+/// The last line a process printed on stdout, as JSON.
+fn summary(process: &ProcessDriver) -> JsonLine {
+    let stdout = process.stdout();
+    stdout
+        .lines()
+        .last()
+        .and_then(JsonLine::parse)
+        .unwrap_or_else(|| panic!("no JSON line in {stdout:?}; stderr:\n{}", process.stderr()))
+}
+
+fn wait_success(process: &mut ProcessDriver, what: &str) {
+    let status = process
+        .wait(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("{what} still runs; stderr:\n{}", process.stderr()));
+    assert!(
+        status.success(),
+        "{what} exited with {status}; stdout:\n{}\nstderr:\n{}",
+        process.stdout(),
+        process.stderr()
+    );
+}
+
+/// A driver with 100 ms keepalives and grace 3 (300 ms leases: the clients' keepalives
+/// must keep up) and a ring of 1,024 slots; announces share the control stream.
+fn start_driver(env: &TestEnv, settings: &DriverSettings, nslots: u32) -> ProcessDriver {
+    let toml = settings.toml(env).replace(
+        &format!("header_nslots = {HEADER_NSLOTS}"),
+        &format!("header_nslots = {nslots}"),
+    );
+    assert!(toml.contains(&format!("header_nslots = {nslots}")));
+    let config = env.write("driver.toml", &toml);
+    let mut driver = ProcessDriver::start(
+        env,
+        "driver",
+        &config,
+        &[
+            ("POLICIES_LEASE_KEEPALIVE_INTERVAL_MS", "100"),
+            ("POLICIES_LEASE_EXPIRY_GRACE_INTERVALS", "3"),
+        ],
+    );
+    driver.wait_running(DEADLINE);
+    driver
+}
+
+/// The flags every example (Rust or Java) needs for the test environment.
+fn common_args(env: &TestEnv, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--aeron-dir",
+        &env.aeron_dir().display().to_string(),
+        "--channel",
+        CHANNEL,
+        "--stream-id",
+        &STATIC_STREAM.to_string(),
+        "--control-stream-id",
+        &CONTROL_STREAM.to_string(),
+        "--announce-stream-id",
+        &CONTROL_STREAM.to_string(),
+        "--descriptor-stream-id",
+        &DESCRIPTOR_STREAM.to_string(),
+        "--allowed-base-dir",
+        &env.shm_dir().display().to_string(),
+        "--timeout-s",
+        "20",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn spawn_rust(env: &TestEnv, name: &str, extra: &[&str]) -> ProcessDriver {
+    let args = common_args(env, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ProcessDriver::spawn_program(
+        &example_program(name),
+        "",
+        env,
+        &format!("rust-{name}"),
+        &args,
+        &[],
+    )
+}
+
+fn spawn_java(build: &JavaBuild, env: &TestEnv, main: &str, extra: &[&str]) -> ProcessDriver {
+    let mut args = build.java_args(&format!("io.tensorpool.examples.{main}"));
+    args.extend(common_args(env, extra));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ProcessDriver::spawn_program(
+        Path::new("java"),
+        "",
+        env,
+        &format!("java-{main}"),
+        &args,
+        &[],
+    )
+}
+
+fn assert_all_verified(received: &JsonLine, frames: u64) {
+    assert_eq!(received.text("role"), Some("consumer"), "{received}");
+    assert_eq!(received.u64("frames_received"), frames, "{received}");
+    assert_eq!(received.u64("frames_verified"), frames, "{received}");
+    for key in [
+        "verify_failures",
+        "drops_gap",
+        "drops_late",
+        "drops_resync",
+        "drops_invalid",
+        "drops_other",
+    ] {
+        assert_eq!(received.u64(key), 0, "{key}: {received}");
+    }
+    // The consumer attached first; the producer's attach started the one new epoch.
+    assert_eq!(received.u64("epoch_changes"), 1, "{received}");
+    assert_eq!(received.flag("interrupted"), Some(false), "{received}");
+}
+
+/// Runs `consumer` first, then `producer`, for 1,000 frames of 4,000 bytes at 1,000/s
+/// (a second: three leases' worth of keepalives).
+fn pair(
+    test: &str,
+    consumer: impl FnOnce(&TestEnv, &[&str]) -> ProcessDriver,
+    producer: impl FnOnce(&TestEnv, &[&str]) -> ProcessDriver,
+) -> (JsonLine, JsonLine) {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: format!("tp-java-{test}"),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_driver(&env, &settings, 1024);
+    let mut consumer = consumer(&env, &["--frames", "1000", "--verify"]);
+    wait_for_counter(
+        &env.aeron_dir(),
+        &settings.counter_label("active consumer leases"),
+        |v| v == 1,
+    );
+    let mut producer = producer(
+        &env,
+        &[
+            "--frames",
+            "1000",
+            "--payload-bytes",
+            "4000",
+            "--rate",
+            "1000",
+        ],
+    );
+    wait_success(&mut consumer, "the consumer");
+    wait_success(&mut producer, "the producer");
+    (summary(&producer), summary(&consumer))
+}
+
+#[test]
+fn rust_producer_feeds_the_java_consumer_every_byte_verified() {
+    let test = "rust_producer_feeds_the_java_consumer_every_byte_verified";
+    let Some(build) = java(test) else { return };
+    let (sent, received) = pair(
+        "rust-to-java",
+        |env, extra| spawn_java(build, env, "Consumer", extra),
+        |env, extra| spawn_rust(env, "producer", extra),
+    );
+    assert_eq!(sent.u64("frames_sent"), 1000, "{sent}");
+    assert_all_verified(&received, 1000);
+}
+
+#[test]
+fn java_producer_feeds_the_rust_consumer_every_byte_verified() {
+    let test = "java_producer_feeds_the_rust_consumer_every_byte_verified";
+    let Some(build) = java(test) else { return };
+    let (sent, received) = pair(
+        "java-to-rust",
+        |env, extra| spawn_rust(env, "consumer", extra),
+        |env, extra| spawn_java(build, env, "Producer", extra),
+    );
+    assert_eq!(sent.text("role"), Some("producer"), "{sent}");
+    assert_eq!(sent.u64("frames_sent"), 1000, "{sent}");
+    assert_eq!(sent.u64("descriptors_dropped"), 0, "{sent}");
+    assert_eq!(sent.u64("epoch_changes"), 0, "{sent}");
+    assert_all_verified(&received, 1000);
+}
+
+/// A producer that writes exactly the slots it is told to, valid or not.
+struct ForgingProducer {
+    link: ControlLink,
+    session: DriverSession,
+    descriptors: Publication,
+    mapped: Option<MappedEpoch>,
+    allowed: AllowedBaseDirs,
+}
+
+impl ForgingProducer {
+    fn attach(env: &TestEnv) -> Self {
+        let streams = client_streams(env, CONTROL_STREAM);
+        let link = ControlLink::connect(&streams, "forging-producer").expect("producer link");
+        let descriptors =
+            Publication::add(link.client(), CHANNEL, DESCRIPTOR_STREAM as i32).expect("pub");
+        let mut producer = Self {
+            link,
+            session: DriverSession::new(SessionConfig {
+                keepalive_interval: Some(Duration::from_millis(50)),
+                ..SessionConfig::new(STATIC_STREAM, Role::Producer)
+            }),
+            descriptors,
+            mapped: None,
+            allowed: AllowedBaseDirs::new([env.shm_dir()]).expect("allowed dirs"),
+        };
+        let deadline = Instant::now() + DEADLINE;
+        while producer.mapped.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the test producer never attached"
+            );
+            producer.pump();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        producer
+    }
+
+    fn pump(&mut self) {
+        let now = monotonic_now_ns();
+        self.link.do_work().expect("producer client");
+        let mut events = Vec::new();
+        let session = &mut self.session;
+        self.link
+            .poll_control(|bytes| events.extend(session.on_message(bytes, now)), 16)
+            .expect("producer poll");
+        for event in events {
+            if let SessionEvent::Attached(grant) = event {
+                self.mapped = Some(
+                    MappedEpoch::map(&grant, &self.allowed, Access::ReadWrite)
+                        .expect("producer maps its grant"),
+                );
+            }
+        }
+        if let (Some(request), _) = self.session.poll(now) {
+            if matches!(request, Request::Attach(_) | Request::Keepalive(_))
+                && !self.link.send(&request).expect("producer send")
+            {
+                self.session.send_failed(now);
+            }
+        }
+    }
+
+    fn mapped(&self) -> &MappedEpoch {
+        self.mapped.as_ref().expect("mapped")
+    }
+
+    fn epoch(&self) -> u64 {
+        self.mapped().epoch()
+    }
+
+    /// Writes slot `seq` (pattern payload) and then stores `word` as its `seq_commit`.
+    fn write(&self, seq: u64, contents: &SlotContents, word: u64) {
+        let m = self.mapped();
+        let index = header_index(seq, m.header_nslots());
+        let seq_commit = m.seq_commit(index);
+        seq_commit.store_in_progress(seq);
+        let pool = &m.pools()[0];
+        let len = (contents.values_len_bytes as usize).min(pool.grant.stride_bytes as usize);
+        // SAFETY: this test producer holds the producer lease: the slot's only writer.
+        if let Some(bytes) = unsafe { pool.slot_bytes_mut(index, len) } {
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = ((seq + i as u64) % 251) as u8;
+            }
+        }
+        m.write_slot_body(index, &encode_slot(0, contents));
+        seq_commit.as_atomic().store(word, Ordering::Release);
+    }
+
+    fn publish(&mut self, epoch: u64, seq: u64) {
+        let d = FrameDescriptor {
+            stream_id: STATIC_STREAM,
+            epoch,
+            seq,
+            timestamp_ns: None,
+            meta_version: None,
+            trace_id: None,
+        };
+        let mut buf = [0u8; 64];
+        let len = d.encode(&mut buf).expect("descriptor encodes");
+        let deadline = Instant::now() + DEADLINE;
+        while !self
+            .descriptors
+            .offer(&buf[..len])
+            .expect("offer")
+            .is_published()
+        {
+            assert!(Instant::now() < deadline, "descriptor not published");
+            self.pump();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// A valid slot for `seq`: `len` pattern bytes in pool 1, a 1-D UINT8 tensor over them.
+fn valid(seq: u64, len: u32) -> SlotContents {
+    let mut dims = [0; 8];
+    dims[0] = len as i32;
+    SlotContents {
+        values_len_bytes: len,
+        payload_slot: header_index(seq, HEADER_NSLOTS),
+        pool_id: POOLS[0].0,
+        payload_offset: 0,
+        timestamp_ns: seq,
+        meta_version: 0,
+        tensor: TensorHeader {
+            dtype: Dtype::Uint8,
+            major_order: MajorOrder::Row,
+            ndims: 1,
+            pad_align: 0,
+            progress_unit: ProgressUnit::None,
+            progress_stride_bytes: 0,
+            dims,
+            strides: [0; 8],
+            pad: [0; 109],
+        },
+    }
+}
+
+#[test]
+fn the_java_consumer_fails_closed_on_forged_descriptors_and_torn_slots() {
+    let test = "the_java_consumer_fails_closed_on_forged_descriptors_and_torn_slots";
+    let Some(build) = java(test) else { return };
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-java-fail-closed".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_driver(&env, &settings, HEADER_NSLOTS);
+    let mut consumer = spawn_java(build, &env, "Consumer", &["--frames", "5", "--verify"]);
+    wait_for_counter(
+        &env.aeron_dir(),
+        &settings.counter_label("active consumer leases"),
+        |v| v == 1,
+    );
+    let mut producer = ForgingProducer::attach(&env);
+    let epoch = producer.epoch();
+    // Wait until the consumer mapped the producer's epoch (from the announce).
+    let mapped = format!("mapped stream {STATIC_STREAM} epoch {epoch}");
+    let deadline = Instant::now() + DEADLINE;
+    while !consumer.stderr().contains(&mapped) {
+        assert!(
+            Instant::now() < deadline,
+            "the Java consumer never mapped epoch {epoch}; stderr:\n{}",
+            consumer.stderr()
+        );
+        producer.pump();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let len = 1000;
+    // Frames 0 and 1: valid.
+    for seq in 0..2 {
+        producer.write(seq, &valid(seq, len), committed(seq));
+        producer.publish(epoch, seq);
+    }
+    // 2: the slot is still IN-PROGRESS (a torn write) -> invalid, not delivered.
+    producer.write(2, &valid(2, len), in_progress(2));
+    producer.publish(epoch, 2);
+    // 3: committed, but the slot claims a pool that does not exist -> invalid.
+    producer.write(
+        3,
+        &SlotContents {
+            pool_id: 9,
+            ..valid(3, len)
+        },
+        committed(3),
+    );
+    producer.publish(epoch, 3);
+    // 4: committed, but the tensor spans more than the payload -> invalid.
+    let mut too_big = valid(4, len);
+    too_big.tensor.dims[0] = len as i32 + 1;
+    producer.write(4, &too_big, committed(4));
+    producer.publish(epoch, 4);
+    // A descriptor for 100, whose slot (100 mod 8 = 4) holds 4: stale -> invalid.
+    producer.publish(epoch, 100);
+    // Another epoch -> other.
+    producer.publish(epoch + 1, 5);
+    // 5, 6, 7: valid. The consumer stops after 5 delivered frames.
+    for seq in 5..8 {
+        producer.write(seq, &valid(seq, len), committed(seq));
+        producer.publish(epoch, seq);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consumer.wait(Duration::from_millis(5)).is_none() {
+        assert!(Instant::now() < deadline, "the Java consumer still runs");
+        producer.pump();
+    }
+    let line = summary(&consumer);
+    assert_eq!(line.u64("frames_received"), 5, "{line}");
+    assert_eq!(line.u64("frames_verified"), 5, "{line}");
+    assert_eq!(line.u64("verify_failures"), 0, "{line}");
+    assert_eq!(line.u64("drops_invalid"), 4, "{line}");
+    assert_eq!(line.u64("drops_other"), 1, "{line}");
+    assert_eq!(line.u64("drops_late"), 0, "{line}");
+    // Every sequence arrived (dropped ones included): no gap.
+    assert_eq!(line.u64("drops_gap"), 0, "{line}");
+}
