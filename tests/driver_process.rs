@@ -292,3 +292,35 @@ fn unknown_config_key_exits_2_naming_the_key() {
         run.stderr
     );
 }
+
+/// Issue 15 §2: tp-driver refuses a base directory every user can write, exits non-zero
+/// and says which directory and what to do; `SHM_ALLOW_SHARED_DIRS=true` accepts it.
+#[test]
+fn a_world_writable_base_directory_stops_the_driver_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let shm = env.shm_dir();
+    std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = write_config(&env, &DriverSettings::shared_announce());
+    let args = ["--config", config.to_str().unwrap()];
+    let run = ProcessDriver::run(&env, "shared-base", &args, &[], DEADLINE);
+    assert!(!run.status.success(), "{run:?}");
+    let shown = shm.display().to_string();
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains(&shown) && l.contains("every user can write it")),
+        "no error naming {shown}:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("shm.allow_shared_dirs"), "{}", run.stderr);
+
+    let mut driver = ProcessDriver::start(
+        &env,
+        "shared-base-allowed",
+        &config,
+        &[("SHM_ALLOW_SHARED_DIRS", "true")],
+    );
+    driver.wait_running(DEADLINE);
+    terminate(ProcessHost::TpDriver, &mut driver);
+}

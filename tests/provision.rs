@@ -581,31 +581,6 @@ fn retire_older_collects_once_the_oldest_epoch_is_old_enough() {
 }
 
 #[test]
-fn an_epoch_directory_in_the_way_fails_and_numbering_resumes_above_it() {
-    let _g = shared();
-    let (_base, cfg, mut p) = setup(&Opts::default());
-    assert_eq!(next_epoch(&mut p, &cfg, STREAM).epoch, 1);
-    // Something else created epoch 2 after the provisioner last looked.
-    let planted = p.layout().epoch_dir(STREAM, 2);
-    fs::create_dir(&planted).expect("plant");
-    fs::write(planted.join("header.ring"), b"keep me").expect("plant");
-    let err = p
-        .provision(STREAM, 2, LAYOUT_VERSION, &profile(&cfg))
-        .expect_err("an existing epoch directory is never reused");
-    assert!(err.0.contains(&planted.display().to_string()), "{err}");
-    assert_eq!(
-        fs::read(planted.join("header.ring")).expect("kept"),
-        b"keep me"
-    );
-    // The provisioner reads the disk again after a failure.
-    let l = p
-        .provision(STREAM, 3, LAYOUT_VERSION, &profile(&cfg))
-        .expect("epoch 3 is above everything on disk");
-    assert_eq!(l.epoch, 3);
-    assert_eq!(p.highest_epoch(STREAM), Ok(3));
-}
-
-#[test]
 fn epochs_on_a_disk_backed_base_dir_are_complete() {
     let _g = shared();
     // The default temporary directory: on a disk on most systems, where the provisioner
@@ -997,4 +972,128 @@ fn the_driver_agent_path_refreshes_activity_through_the_trait() {
         let b = fs::read(&r.0).expect("read");
         assert_eq!(&b[56..64], &0x0A0B_0C0D_0E0F_1011u64.to_le_bytes());
     }
+}
+
+/// Issue 15 §2: entries planted at the names of the next epochs cost no attach. The
+/// provision that meets them logs them, leaves them untouched (a symlink is never
+/// followed) and makes the first free epoch; numbering continues from it.
+#[test]
+fn entries_planted_at_the_next_epochs_are_skipped_in_the_same_provision() {
+    let _g = shared();
+    let (_base, cfg, mut p) = setup(&Opts::default());
+    assert_eq!(next_epoch(&mut p, &cfg, STREAM).epoch, 1);
+    // Planted after the provisioner read the stream's high water.
+    let planted_dir = p.layout().epoch_dir(STREAM, 2);
+    fs::create_dir(&planted_dir).expect("plant a directory");
+    fs::write(planted_dir.join("header.ring"), b"keep me").expect("plant a file");
+    let outside = tempfile::tempdir().expect("outside");
+    let planted_link = p.layout().epoch_dir(STREAM, 3);
+    symlink(outside.path(), &planted_link).expect("plant a symlink");
+
+    let layout = p
+        .provision(STREAM, 2, LAYOUT_VERSION, &profile(&cfg))
+        .expect("the provision moves past the planted entries");
+    assert_eq!(layout.epoch, 4);
+    assert!(p.layout().header_ring_path(STREAM, 4).is_file());
+    assert_eq!(p.current_epoch(STREAM), Some(4));
+    assert_eq!(
+        fs::read(planted_dir.join("header.ring")).expect("planted file"),
+        b"keep me"
+    );
+    assert!(fs::symlink_metadata(&planted_link)
+        .expect("symlink kept")
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::read_dir(outside.path()).expect("outside").count(),
+        0,
+        "nothing was written through the symlink"
+    );
+    // The next epoch continues above the one made.
+    assert_eq!(next_epoch(&mut p, &cfg, STREAM).epoch, 5);
+}
+
+/// A directory filling with planted entries faster than the driver counts fails the
+/// provision (naming a path) instead of spinning through epoch numbers.
+#[test]
+fn a_run_of_planted_epochs_longer_than_the_bound_fails_the_provision() {
+    let _g = shared();
+    let (_base, cfg, mut p) = setup(&Opts::default());
+    assert_eq!(next_epoch(&mut p, &cfg, STREAM).epoch, 1);
+    for epoch in 2..=10 {
+        fs::create_dir(p.layout().epoch_dir(STREAM, epoch)).expect("plant");
+    }
+    let err = p
+        .provision(STREAM, 2, LAYOUT_VERSION, &profile(&cfg))
+        .expect_err("nine occupied epochs in a row");
+    assert!(
+        err.0
+            .contains(&p.layout().epoch_dir(STREAM, 10).display().to_string()),
+        "{err}"
+    );
+    assert_eq!(p.current_epoch(STREAM), None);
+    // The spent numbers are never reused: the next attempt starts above them.
+    assert_eq!(next_epoch(&mut p, &cfg, STREAM).epoch, 11);
+}
+
+fn config_with(base: &Path, extra_shm: &str) -> DriverConfig {
+    let text = format!(
+        "[shm]\nbase_dir = \"{}\"\nnamespace = \"lab1\"\n{extra_shm}\n\
+         [profiles.small]\nheader_nslots = 8\npayload_pools = [{{ pool_id = 1, stride_bytes = 64 }}]\n\
+         [streams.cam]\nstream_id = {STREAM}\nprofile = \"small\"\n",
+        base.display()
+    );
+    DriverConfig::from_toml_str(&text, &NoEnv).expect("valid test configuration")
+}
+
+/// Issue 15 §2: a base directory every user can write is refused at start-up with the
+/// path and the fix, unless the operator allows shared directories.
+#[test]
+fn a_world_writable_base_directory_is_refused_unless_allowed() {
+    let _g = shared();
+    let base = base_tempdir();
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let err = ShmProvisioner::with_user(&config_with(base.path(), ""), USER)
+        .expect_err("a world-writable base directory");
+    let text = err.to_string();
+    assert!(text.contains(&base.path().display().to_string()), "{text}");
+    assert!(text.contains("every user can write it"), "{text}");
+    assert!(text.contains("shm.allow_shared_dirs = true"), "{text}");
+    assert!(
+        !p_user_dir(base.path()).exists(),
+        "nothing was created under a refused base"
+    );
+    ShmProvisioner::with_user(&config_with(base.path(), "allow_shared_dirs = true"), USER)
+        .expect("accepted when shared directories are allowed");
+    // With the sticky bit others cannot remove or rename the driver's entries.
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o1777)).expect("chmod");
+    ShmProvisioner::with_user(&config_with(base.path(), ""), USER).expect("sticky base");
+}
+
+fn p_user_dir(base: &Path) -> PathBuf {
+    base.join(format!("tensorpool-{USER}"))
+}
+
+/// Issue 15 §2: an existing `tensorpool-<user>` (and stream directory) left 0777 is
+/// tightened to the driver's directory mode.
+#[test]
+fn existing_driver_directories_with_extra_bits_are_tightened() {
+    let _g = shared();
+    let base = base_tempdir();
+    let user_dir = p_user_dir(base.path());
+    let stream_dir = user_dir.join("lab1").join(STREAM.to_string());
+    fs::create_dir_all(&stream_dir).expect("pre-existing directories");
+    for dir in [&user_dir, &stream_dir] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    let cfg = config_with(base.path(), "");
+    let mut p = ShmProvisioner::with_user(&cfg, USER).expect("provisioner");
+    assert_eq!(mode_of(&user_dir), 0o770, "tightened at start-up");
+    let layout = next_epoch(&mut p, &cfg, STREAM);
+    assert_eq!(layout.epoch, 1);
+    assert_eq!(
+        mode_of(&stream_dir),
+        0o770,
+        "tightened before its first epoch"
+    );
 }

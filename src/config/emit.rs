@@ -91,6 +91,7 @@ impl DriverConfig {
         )?;
         let dirs: Vec<String> = shm.allowed_base_dirs.iter().map(|d| p(d)).collect();
         writeln!(out, "allowed_base_dirs = [{}]", dirs.join(", "))?;
+        writeln!(out, "allow_shared_dirs = {}", shm.allow_shared_dirs)?;
 
         let pol = &self.policies;
         writeln!(out)?;

@@ -155,6 +155,9 @@ pub struct ShmSection {
     pub permissions_mode: PermissionsMode,
     /// `shm.allowed_base_dirs`: absolute directories region URIs may point into (default `[base_dir]`).
     pub allowed_base_dirs: Vec<PathBuf>,
+    /// `shm.allow_shared_dirs`: start even when the base directory or the user directory
+    /// can be written by other users (default `false`: refuse, naming the path and the fix).
+    pub allow_shared_dirs: bool,
 }
 
 impl Default for ShmSection {
@@ -166,6 +169,7 @@ impl Default for ShmSection {
             page_size_bytes: DEFAULT_PAGE_SIZE_BYTES,
             permissions_mode: PermissionsMode::default(),
             allowed_base_dirs: vec![PathBuf::from(DEFAULT_SHM_BASE_DIR)],
+            allow_shared_dirs: false,
         }
     }
 }

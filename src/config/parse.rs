@@ -43,6 +43,7 @@ pub const SHM_KEYS: &[&str] = &[
     "page_size_bytes",
     "permissions_mode",
     "allowed_base_dirs",
+    "allow_shared_dirs",
 ];
 
 /// Keys of the `[policies]` section.
@@ -301,6 +302,7 @@ fn parse_shm(s: Section<'_>) -> Result<ShmSection, ConfigError> {
         page_size_bytes: s.get("page_size_bytes")?.unwrap_or(d.page_size_bytes),
         permissions_mode,
         allowed_base_dirs,
+        allow_shared_dirs: s.get("allow_shared_dirs")?.unwrap_or(d.allow_shared_dirs),
         base_dir,
     })
 }

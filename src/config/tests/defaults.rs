@@ -34,6 +34,7 @@ fn minimal_file_yields_every_default() {
         s.allowed_base_dirs,
         vec![PathBuf::from("/dev/shm/tensorpool")]
     );
+    assert!(!s.allow_shared_dirs);
 
     let p = &cfg.policies;
     assert!(!p.allow_dynamic_streams);

@@ -69,6 +69,7 @@ fn every_shm_key() {
             ("SHM_PAGE_SIZE_BYTES", "2097152"),
             ("SHM_PERMISSIONS_MODE", "0640"),
             ("SHM_ALLOWED_BASE_DIRS", "/tmp/tp-env, /dev/shm,,"),
+            ("SHM_ALLOW_SHARED_DIRS", "true"),
         ],
     );
     let s = &cfg.shm;
@@ -81,6 +82,7 @@ fn every_shm_key() {
         s.allowed_base_dirs,
         vec![PathBuf::from("/tmp/tp-env"), PathBuf::from("/dev/shm")]
     );
+    assert!(s.allow_shared_dirs);
 }
 
 #[test]
@@ -259,10 +261,11 @@ fn env_override_list_is_complete() {
         "DRIVER_MEDIA_DRIVER",
         "SHM_NAMESPACE",
         "SHM_ALLOWED_BASE_DIRS",
+        "SHM_ALLOW_SHARED_DIRS",
         "POLICIES_EPOCH_GC_MIN_AGE_NS",
         "POLICIES_SHUTDOWN_TOKEN",
     ] {
         assert!(vars.iter().any(|x| x == v), "{v} missing");
     }
-    assert_eq!(vars.len(), 12 + 6 + 14);
+    assert_eq!(vars.len(), 12 + 7 + 14);
 }

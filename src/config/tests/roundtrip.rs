@@ -26,6 +26,7 @@ require_hugepages = true
 page_size_bytes = 2097152
 permissions_mode = "0640"
 allowed_base_dirs = ["/dev/shm/tp-rt", "/dev/hugepages"]
+allow_shared_dirs = true
 
 [policies]
 allow_dynamic_streams = true

@@ -305,6 +305,8 @@ impl DriverCore {
             .and_then(|layout| validate_layout(layout, stream_id, epoch, &stream.profile));
         match layout {
             Ok(layout) => {
+                let epoch = layout.epoch;
+                stream.epoch_high_water = epoch;
                 stream.layout = Some(Arc::new(layout));
                 prov.retire_older(stream_id, epoch);
                 tracing::info!(stream_id, epoch, "epoch started");
@@ -434,7 +436,9 @@ fn validate_layout(
     profile: &Profile,
 ) -> Result<EpochLayout, ProvisionFailure> {
     let fail = |what: String| Err(ProvisionFailure(format!("provisioner returned {what}")));
-    if layout.stream_id != stream_id || layout.epoch != epoch {
+    // A later epoch than asked: the provisioner moved past numbers whose names were
+    // taken by entries it did not create (never an earlier one).
+    if layout.stream_id != stream_id || layout.epoch < epoch {
         return fail(format!(
             "stream {} epoch {} for stream {stream_id} epoch {epoch}",
             layout.stream_id, layout.epoch

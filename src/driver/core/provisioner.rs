@@ -16,7 +16,10 @@ pub trait Provisioner {
     fn highest_epoch(&mut self, stream_id: u32) -> Result<u64, ProvisionFailure>;
 
     /// Creates the files of `epoch` for `stream_id` with `profile`'s geometry and
-    /// returns their layout. `epoch` is always greater than every epoch used before.
+    /// returns their layout. `epoch` is always greater than every epoch used before. The
+    /// layout may carry a later epoch when the provisioner had to move past numbers it
+    /// could not use (their names taken by entries it did not create); the core then
+    /// continues numbering from it.
     fn provision(
         &mut self,
         stream_id: u32,

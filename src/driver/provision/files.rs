@@ -3,6 +3,7 @@
 //! Driver Model §3, §9, §17 `prefault_shm` / `mlock_shm`).
 
 use super::fail;
+use super::trust::DirPolicy;
 use crate::driver::core::ProvisionFailure;
 use crate::shm::layout::{encode_superblock, ExpectedRegion, ACTIVITY_TIMESTAMP_OFFSET};
 use memmap2::{MmapOptions, MmapRaw};
@@ -82,7 +83,7 @@ pub(super) fn is_memory_fs(_path: &Path) -> io::Result<bool> {
 
 /// Sets `mode` on the directory at `path` without following a symlink (open
 /// `O_DIRECTORY | O_NOFOLLOW`, then `fchmod`), so umask never changes it.
-fn chmod_dir(path: &Path, mode: u32) -> Result<(), ProvisionFailure> {
+pub(super) fn chmod_dir(path: &Path, mode: u32) -> Result<(), ProvisionFailure> {
     let dir = OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
@@ -92,20 +93,79 @@ fn chmod_dir(path: &Path, mode: u32) -> Result<(), ProvisionFailure> {
         .map_err(|e| fail("setting mode of", path, e))
 }
 
-/// Creates one directory with `mode` (umask-proof). An existing entry is an error
-/// (`File exists`), reported with the path.
-pub(super) fn create_dir(path: &Path, mode: u32) -> Result<(), ProvisionFailure> {
+/// Why an epoch directory or a region file could not be created.
+#[derive(Debug)]
+pub(super) enum CreateError {
+    /// An entry the driver did not make (a file, a directory, a symlink) already has the
+    /// name: never reused and never followed.
+    Occupied(ProvisionFailure),
+    /// Anything else (no space, no permission, mapping failed, ...).
+    Failed(ProvisionFailure),
+}
+
+impl From<ProvisionFailure> for CreateError {
+    fn from(failure: ProvisionFailure) -> Self {
+        Self::Failed(failure)
+    }
+}
+
+impl From<CreateError> for ProvisionFailure {
+    fn from(error: CreateError) -> Self {
+        match error {
+            CreateError::Occupied(failure) | CreateError::Failed(failure) => failure,
+        }
+    }
+}
+
+/// The error of creating `path` exclusively (`O_EXCL`, `O_NOFOLLOW`): an entry in the
+/// way (`EEXIST`, or `ELOOP` for a symlink) is [`CreateError::Occupied`].
+fn creation_error(path: &Path, e: io::Error) -> CreateError {
+    let occupied =
+        e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(nix::libc::ELOOP);
+    let failure = fail("creating", path, e);
+    if occupied {
+        CreateError::Occupied(failure)
+    } else {
+        CreateError::Failed(failure)
+    }
+}
+
+/// Creates one directory with `mode` (umask-proof). An existing entry is
+/// [`CreateError::Occupied`] (`File exists`, reported with the path).
+pub(super) fn create_dir(path: &Path, mode: u32) -> Result<(), CreateError> {
     DirBuilder::new()
         .mode(mode)
         .create(path)
-        .map_err(|e| fail("creating", path, e))?;
-    chmod_dir(path, mode)
+        .map_err(|e| creation_error(path, e))?;
+    Ok(chmod_dir(path, mode)?)
 }
 
-/// Ensures a directory below the base directory exists: creates it with `mode` if
-/// missing; an existing entry must be a real directory (a symlink is refused).
+/// Removes an epoch directory the driver created moments ago and could not complete:
+/// its regular files and any entry planted in it meanwhile (a symlink is unlinked, never
+/// followed), then the directory. A planted subdirectory is left, and so is the epoch
+/// directory; the error says so.
+pub(super) fn remove_half_built(epoch_dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(epoch_dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is a directory the driver did not create; left in place",
+                entry.path().display()
+            )));
+        }
+        // Unlinking a symlink removes the link itself.
+        fs::remove_file(entry.path())?;
+    }
+    fs::remove_dir(epoch_dir)
+}
+
+/// Ensures a directory the driver owns exists: creates it with the policy's mode if
+/// missing; an existing entry must be a real directory (a symlink is refused) of the
+/// driver's user that nobody else can write ([`DirPolicy::check_own_dir`]).
 /// Returns whether it was created.
-pub(super) fn ensure_dir(path: &Path, mode: u32) -> Result<bool, ProvisionFailure> {
+pub(super) fn ensure_dir(path: &Path, policy: &DirPolicy) -> Result<bool, ProvisionFailure> {
+    let mode = policy.dir_mode;
     match DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {
             chmod_dir(path, mode)?;
@@ -119,6 +179,7 @@ pub(super) fn ensure_dir(path: &Path, mode: u32) -> Result<bool, ProvisionFailur
                     path.display()
                 )))
             } else if meta.is_dir() {
+                policy.check_own_dir(path, &meta)?;
                 Ok(false)
             } else {
                 Err(ProvisionFailure(format!(
@@ -131,9 +192,9 @@ pub(super) fn ensure_dir(path: &Path, mode: u32) -> Result<bool, ProvisionFailur
     }
 }
 
-/// Creates `path` and every missing ancestor with `mode` (the base directory may
-/// itself be, or sit below, a symlink the operator configured).
-pub(super) fn create_dir_levels(path: &Path, mode: u32) -> Result<(), ProvisionFailure> {
+/// Creates `path` and every missing ancestor with the policy's mode (the base directory
+/// may itself be, or sit below, a symlink the operator configured).
+pub(super) fn create_dir_levels(path: &Path, policy: &DirPolicy) -> Result<(), ProvisionFailure> {
     let mut missing: Vec<PathBuf> = Vec::new();
     let mut cur = Some(path);
     while let Some(p) = cur {
@@ -154,7 +215,7 @@ pub(super) fn create_dir_levels(path: &Path, mode: u32) -> Result<(), ProvisionF
         }
     }
     for dir in missing.iter().rev() {
-        ensure_dir(dir, mode)?;
+        ensure_dir(dir, policy)?;
     }
     Ok(())
 }
@@ -225,7 +286,7 @@ impl OpenRegion {
 pub(super) fn create_region(
     plan: &RegionPlan,
     opts: RegionOptions,
-) -> Result<OpenRegion, ProvisionFailure> {
+) -> Result<OpenRegion, CreateError> {
     let path = plan.path.as_path();
     let len = usize::try_from(plan.len).map_err(|_| {
         ProvisionFailure(format!(
@@ -241,7 +302,7 @@ pub(super) fn create_region(
         .mode(opts.mode)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| fail("creating", path, e))?;
+        .map_err(|e| creation_error(path, e))?;
     file.set_permissions(Permissions::from_mode(opts.mode))
         .map_err(|e| fail("setting mode of", path, e))?;
     file.set_len(plan.len)
@@ -259,11 +320,11 @@ pub(super) fn create_region(
     let sb = plan.expected.superblock(opts.pid, opts.start_ns);
     let bytes = encode_superblock(&sb);
     if map.len() < bytes.len() {
-        return Err(ProvisionFailure(format!(
+        return Err(CreateError::Failed(ProvisionFailure(format!(
             "mapping {}: {} bytes is shorter than the superblock",
             path.display(),
             map.len()
-        )));
+        ))));
     }
     // SAFETY: the mapping is at least `bytes.len()` long (checked above), writable, and
     // nobody else knows the file yet (it was created exclusively and is not announced).
@@ -363,5 +424,40 @@ mod tests {
     fn page_size_is_sane() {
         let p = os_page_size();
         assert!(p >= 4096 && p.is_power_of_two());
+    }
+
+    #[test]
+    fn a_half_built_epoch_goes_with_entries_planted_in_it_without_following_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::write(&outside, b"not the driver's").unwrap();
+        let epoch_dir = tmp.path().join("7");
+        fs::create_dir(&epoch_dir).unwrap();
+        fs::write(epoch_dir.join("header.ring"), b"driver's").unwrap();
+        std::os::unix::fs::symlink(&outside, epoch_dir.join("1.pool")).unwrap();
+        remove_half_built(&epoch_dir).unwrap();
+        assert!(!epoch_dir.exists());
+        assert_eq!(fs::read(&outside).unwrap(), b"not the driver's");
+        // A planted directory stays, and so does the epoch directory.
+        fs::create_dir_all(epoch_dir.join("planted")).unwrap();
+        let err = remove_half_built(&epoch_dir).unwrap_err();
+        assert!(err.to_string().contains("planted"), "{err}");
+        assert!(epoch_dir.join("planted").is_dir());
+    }
+
+    #[test]
+    fn an_entry_in_the_way_is_occupied_and_other_errors_are_failures() {
+        let tmp = tempfile::tempdir().unwrap();
+        let taken = tmp.path().join("taken");
+        fs::write(&taken, b"").unwrap();
+        assert!(matches!(
+            create_dir(&taken, 0o700),
+            Err(CreateError::Occupied(_))
+        ));
+        let missing_parent = tmp.path().join("no").join("such");
+        assert!(matches!(
+            create_dir(&missing_parent, 0o700),
+            Err(CreateError::Failed(_))
+        ));
     }
 }

@@ -16,7 +16,14 @@
 //!
 //! Rules enforced here:
 //! - **Exclusive creation.** Files are created `O_CREAT | O_EXCL | O_NOFOLLOW`; the epoch
-//!   directory must not exist. An existing file or directory is an error, never reused.
+//!   directory must not exist. An existing file, directory or symlink is never reused or
+//!   followed: when one occupies the name of the epoch being made (or a name inside its
+//!   fresh directory) the provisioner logs it, removes what it made of that epoch and
+//!   moves on to the next epoch number in the same provision (at most
+//!   `MAX_OCCUPIED_EPOCHS` times); the layout it returns says which epoch it made.
+//! - **Trusted directories** (see `trust`): the base directory and `tensorpool-<user>`
+//!   must not be writable by other users (refused at start-up unless
+//!   `shm.allow_shared_dirs`); directories the driver owns are tightened to its mode.
 //! - **Modes** (Wire Spec §15.10, §15.21a.6): files get exactly `shm.permissions_mode`
 //!   via `fchmod` after creation (the umask has no say); every directory the
 //!   provisioner creates gets the matching directory mode (`660` → `770`, `600` →
@@ -63,10 +70,13 @@
 mod epochs;
 mod files;
 mod gc;
+mod trust;
 
 pub use epochs::HIGH_WATER_FILE;
 pub use files::dir_mode_for;
+use files::CreateError;
 pub use gc::GcReport;
+use trust::DirPolicy;
 
 use crate::clock::monotonic_now_ns;
 use crate::config::{DriverConfig, Profile};
@@ -81,6 +91,11 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
+
+/// Epochs a provision may move past when entries the driver did not create occupy their
+/// names (each is logged): enough for a few planted entries, bounded so that a directory
+/// filling up faster than the driver can count fails the attach instead of spinning.
+const MAX_OCCUPIED_EPOCHS: u32 = 8;
 
 /// `"<what> <path>: <error>"`, the shape of every failure message.
 fn fail(what: &str, path: &Path, err: impl Display) -> ProvisionFailure {
@@ -121,6 +136,8 @@ impl StreamMemo {
 pub struct ShmProvisioner {
     layout: CanonicalLayout,
     modes: Modes,
+    /// Who may write the directories the files live in.
+    dirs: DirPolicy,
     hugetlbfs: bool,
     /// Writes are flushed to survive a crash: the base directory is not in memory.
     sync: bool,
@@ -156,8 +173,25 @@ impl ShmProvisioner {
         layout: CanonicalLayout,
     ) -> Result<Self, ProvisionFailure> {
         let modes = Modes::from_file_mode(config.permissions_mode_bits());
+        let dirs = DirPolicy::for_process(modes.file, config.shm.allow_shared_dirs);
         let base = layout.base_dir();
-        files::create_dir_levels(base, modes.dir)?;
+        files::create_dir_levels(base, &dirs)?;
+        // The base may be reached through symlinks the operator configured: judge where
+        // they lead. Below it the driver follows nothing.
+        let base_meta = std::fs::metadata(base).map_err(|e| fail("inspecting", base, e))?;
+        dirs.check_trusted("shm.base_dir", base, &base_meta)?;
+        let user_dir = layout.user_dir();
+        match std::fs::symlink_metadata(&user_dir) {
+            Ok(meta) if meta.is_dir() => dirs.check_own_dir(&user_dir, &meta)?,
+            Ok(_) => {
+                return Err(ProvisionFailure(format!(
+                    "refusing {}: it is not a directory (a symlink is never followed);                      remove it and restart",
+                    user_dir.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail("inspecting", &user_dir, e)),
+        }
         let hugetlbfs =
             is_hugetlbfs(base).map_err(|e| fail("checking the filesystem of", base, e))?;
         let sync =
@@ -179,6 +213,7 @@ impl ShmProvisioner {
         Ok(Self {
             layout,
             modes,
+            dirs,
             hugetlbfs,
             sync,
             huge_page_size,
@@ -465,7 +500,7 @@ impl ShmProvisioner {
     }
 
     /// Creates every region of an epoch whose directory already exists.
-    fn create_regions(&self, plans: &[RegionPlan]) -> Result<Vec<OpenRegion>, ProvisionFailure> {
+    fn create_regions(&self, plans: &[RegionPlan]) -> Result<Vec<OpenRegion>, CreateError> {
         let opts = RegionOptions {
             mode: self.modes.file,
             prefault: self.prefault,
@@ -487,22 +522,45 @@ impl ShmProvisioner {
             .map_err(|e| fail("building the region URI of", path, e))
     }
 
-    /// Removes a partially created epoch directory after a failure (best effort).
-    fn discard_epoch(&self, stream_id: u32, epoch: u64) {
-        let result = self.stream_dir(stream_id).and_then(|dir| match dir {
-            Some(dir) => {
-                let mut report = GcReport::default();
-                dir.delete_epoch(epoch, None, &mut report);
-                if report.errors > 0 || report.skipped > 0 {
-                    Err("see previous warning".to_owned())
-                } else {
-                    Ok(())
-                }
-            }
-            None => Ok(()),
+    /// Creates the directory and the region files of `epoch` (numbered above every epoch
+    /// used, recorded in the high-water file first) and returns the open regions and
+    /// their URIs. On failure nothing of the driver's is left behind.
+    fn create_epoch(
+        &mut self,
+        stream_id: u32,
+        epoch: u64,
+        layout_version: u32,
+        profile: &Profile,
+    ) -> Result<(Vec<OpenRegion>, Vec<String>), CreateError> {
+        let plans = self.plan(stream_id, epoch, layout_version, profile)?;
+        let stream_dir = self.layout.stream_dir(stream_id);
+        epochs::write_high_water(&stream_dir, epoch, self.modes.file, self.sync)?;
+        let memo = self.memo.entry(stream_id).or_default();
+        memo.dirs_ready = true;
+        memo.high_water = Some(epoch);
+        let epoch_dir = self.layout.epoch_dir(stream_id, epoch);
+        files::create_dir(&epoch_dir, self.modes.dir)?;
+        let created = self.create_regions(&plans).and_then(|regions| {
+            let uris = regions
+                .iter()
+                .map(|r| self.region_uri(&r.path))
+                .collect::<Result<Vec<String>, ProvisionFailure>>()?;
+            Ok((regions, uris))
         });
-        if let Err(error) = result {
-            tracing::warn!(stream_id, epoch, %error, "could not remove a partially created epoch");
+        match created {
+            Ok(created) => Ok(created),
+            Err(error) => {
+                if let Err(e) = files::remove_half_built(&epoch_dir) {
+                    tracing::warn!(
+                        stream_id,
+                        epoch,
+                        path = %epoch_dir.display(),
+                        error = %e,
+                        "could not remove a partially created epoch"
+                    );
+                }
+                Err(error)
+            }
         }
     }
 }
@@ -574,13 +632,12 @@ impl ShmProvisioner {
         layout_version: u32,
         profile: &Profile,
     ) -> Result<EpochLayout, ProvisionFailure> {
-        let plans = self.plan(stream_id, epoch, layout_version, profile)?;
         let memo = self.memo.get(&stream_id).copied().unwrap_or_default();
         let stream_dir = self.layout.stream_dir(stream_id);
         if !memo.dirs_ready {
-            files::ensure_dir(&self.layout.user_dir(), self.modes.dir)?;
-            files::ensure_dir(&self.layout.namespace_dir(), self.modes.dir)?;
-            files::ensure_dir(&stream_dir, self.modes.dir)?;
+            files::ensure_dir(&self.layout.user_dir(), &self.dirs)?;
+            files::ensure_dir(&self.layout.namespace_dir(), &self.dirs)?;
+            files::ensure_dir(&stream_dir, &self.dirs)?;
         }
         let highest = match memo.high_water {
             Some(highest) => highest,
@@ -594,26 +651,25 @@ impl ShmProvisioner {
                 stream_dir.display()
             )));
         }
-        epochs::write_high_water(&stream_dir, epoch, self.modes.file, self.sync)?;
-        let memo = self.memo.entry(stream_id).or_default();
-        memo.dirs_ready = true;
-        memo.high_water = Some(epoch);
-        files::create_dir(&self.layout.epoch_dir(stream_id, epoch), self.modes.dir)?;
-        let regions = match self.create_regions(&plans) {
-            Ok(regions) => regions,
-            Err(failure) => {
-                self.discard_epoch(stream_id, epoch);
-                return Err(failure);
-            }
-        };
-        let uris: Result<Vec<String>, ProvisionFailure> =
-            regions.iter().map(|r| self.region_uri(&r.path)).collect();
-        let uris = match uris {
-            Ok(uris) => uris,
-            Err(failure) => {
-                drop(regions);
-                self.discard_epoch(stream_id, epoch);
-                return Err(failure);
+        let mut epoch = epoch;
+        let mut skipped = 0;
+        let (regions, uris) = loop {
+            match self.create_epoch(stream_id, epoch, layout_version, profile) {
+                Ok(created) => break created,
+                Err(CreateError::Occupied(failure)) if skipped < MAX_OCCUPIED_EPOCHS => {
+                    // Someone else's entry has the epoch's name (or a name inside the
+                    // directory just made): never reused, never followed. The number is
+                    // spent; the next one may be free.
+                    tracing::warn!(
+                        stream_id,
+                        epoch,
+                        error = %failure,
+                        "an entry the driver did not create is in the way; moving on to the next epoch"
+                    );
+                    skipped += 1;
+                    epoch += 1;
+                }
+                Err(error) => return Err(error.into()),
             }
         };
         let pools = profile
