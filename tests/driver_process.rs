@@ -313,7 +313,11 @@ fn a_world_writable_base_directory_stops_the_driver_naming_it() {
         "no error naming {shown}:\n{}",
         run.stderr
     );
-    assert!(run.stderr.contains("shm.allow_shared_dirs"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("shm.allow_shared_dirs"),
+        "{}",
+        run.stderr
+    );
 
     let mut driver = ProcessDriver::start(
         &env,

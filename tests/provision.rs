@@ -1097,3 +1097,44 @@ fn existing_driver_directories_with_extra_bits_are_tightened() {
         "tightened before its first epoch"
     );
 }
+
+/// Issue 15 §1: retired epochs come back on the driver's own schedule, not only when the
+/// stream's next epoch is made: once they reach the minimum age, the periodic GC step
+/// deletes them, a bounded number per step, and counts epochs and bytes.
+#[test]
+fn periodic_gc_reclaims_retired_epochs_of_a_quiet_stream() {
+    let _g = shared();
+    let min_age = Duration::from_millis(300);
+    let (_base, cfg, mut p) = setup(&Opts::keep_one_min_age(min_age));
+    for _ in 0..6 {
+        next_epoch(&mut p, &cfg, STREAM);
+    }
+    assert_eq!(epoch_dirs(&p, STREAM), [1, 2, 3, 4, 5, 6]);
+    let clock_ns = |_: &ShmProvisioner| tensorpool::clock::monotonic_now_ns();
+    // Too young: nothing goes, and the next look waits.
+    assert_eq!(p.collect_step(clock_ns(&p), SystemTime::now()), 0);
+    assert_eq!(p.reclaimed_epochs(), 0);
+
+    std::thread::sleep(min_age + Duration::from_millis(100));
+    let mut steps = Vec::new();
+    // The stream is quiet: no provision, no retire_older; only the periodic step runs.
+    for _ in 0..10 {
+        let removed = p.collect_step(clock_ns(&p), SystemTime::now());
+        if removed == 0 {
+            break;
+        }
+        steps.push(removed);
+    }
+    assert_eq!(epoch_dirs(&p, STREAM), [6], "only the current epoch stays");
+    assert!(
+        steps
+            .iter()
+            .all(|&n| n <= tensorpool::driver::provision::GC_STEP_MAX_EPOCHS),
+        "bounded steps: {steps:?}"
+    );
+    assert_eq!(steps.iter().sum::<usize>(), 5, "{steps:?}");
+    assert_eq!(p.reclaimed_epochs(), 5);
+    assert!(p.reclaimed_bytes() > 0, "the deleted files held storage");
+    assert_eq!(p.current_epoch(STREAM), Some(6));
+    assert!(p.layout().header_ring_path(STREAM, 6).is_file());
+}

@@ -123,6 +123,7 @@ impl<P: Provisioner, T: ControlPlane> DriverAgent<P, T> {
             POLL_LIMIT,
         );
         work += self.core.on_tick(now_ns, &mut self.provisioner);
+        work += self.provisioner.collect(now_ns);
         if now_ns >= self.next_activity_refresh_ns {
             self.next_activity_refresh_ns = now_ns + self.activity_period_ns;
             self.provisioner.refresh_activity(now_ns);

@@ -34,4 +34,10 @@ pub trait Provisioner {
     /// Refreshes `activity_timestamp_ns` in the superblocks of every current epoch
     /// (Wire Spec §7.1); called at the announce cadence.
     fn refresh_activity(&mut self, _now_ns: u64) {}
+
+    /// One bounded step of periodic epoch GC, called every duty cycle; returns the work
+    /// done (epoch directories deleted). Must be cheap when nothing is due.
+    fn collect(&mut self, _now_ns: u64) -> usize {
+        0
+    }
 }

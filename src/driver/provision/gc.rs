@@ -24,6 +24,11 @@ pub struct GcReport {
     pub skipped: usize,
     /// Deletions that failed (each logged with `tracing::warn`).
     pub errors: usize,
+    /// Bytes of storage the deleted files held (allocated blocks: on tmpfs and
+    /// hugetlbfs, the memory given back).
+    pub bytes: u64,
+    /// The scan stopped at its deletion budget with candidates left.
+    pub budget_exhausted: bool,
 }
 
 impl GcReport {
@@ -33,6 +38,8 @@ impl GcReport {
         self.too_young += other.too_young;
         self.skipped += other.skipped;
         self.errors += other.errors;
+        self.bytes += other.bytes;
+        self.budget_exhausted |= other.budget_exhausted;
     }
 }
 
@@ -171,9 +178,10 @@ impl StreamDir {
             }
         }
         match remove_epoch_dir(&self.canonical, &path) {
-            Ok(()) => {
-                tracing::info!(stream_id, epoch, path = %path.display(), "epoch directory removed");
+            Ok(bytes) => {
+                tracing::info!(stream_id, epoch, bytes, path = %path.display(), "epoch directory removed");
                 report.removed.push((stream_id, epoch));
+                report.bytes += bytes;
             }
             Err(error) => {
                 report.errors += 1;
@@ -184,13 +192,14 @@ impl StreamDir {
     }
 }
 
-/// Removes the regular files of `epoch_dir` and then the directory. `epoch_dir` must
-/// canonicalize to itself directly under `canonical_stream_dir`; anything but a regular
-/// file inside it is left alone (and so the directory stays).
+/// Removes the regular files of `epoch_dir` and then the directory; returns the bytes
+/// of storage the files held. `epoch_dir` must canonicalize to itself directly under
+/// `canonical_stream_dir`; anything but a regular file inside it is left alone (and so
+/// the directory stays).
 pub(super) fn remove_epoch_dir(
     canonical_stream_dir: &Path,
     epoch_dir: &Path,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let canonical = fs::canonicalize(epoch_dir)
         .map_err(|e| format!("resolving {}: {e}", epoch_dir.display()))?;
     if canonical.parent() != Some(canonical_stream_dir) || canonical != epoch_dir {
@@ -204,6 +213,7 @@ pub(super) fn remove_epoch_dir(
     let entries =
         fs::read_dir(&canonical).map_err(|e| format!("reading {}: {e}", canonical.display()))?;
     let mut first_error: Option<String> = None;
+    let mut bytes = 0;
     for entry in entries {
         let result = entry
             .map_err(|e| format!("reading {}: {e}", canonical.display()))
@@ -214,7 +224,10 @@ pub(super) fn remove_epoch_dir(
                     .metadata()
                     .map_err(|e| format!("inspecting {}: {e}", path.display()))?;
                 if meta.is_file() {
-                    fs::remove_file(&path).map_err(|e| format!("removing {}: {e}", path.display()))
+                    fs::remove_file(&path)
+                        .map_err(|e| format!("removing {}: {e}", path.display()))?;
+                    bytes += std::os::unix::fs::MetadataExt::blocks(&meta) * 512;
+                    Ok(())
                 } else {
                     Err(format!(
                         "{} is not a regular file; left in place",
@@ -229,7 +242,8 @@ pub(super) fn remove_epoch_dir(
     if let Some(e) = first_error {
         return Err(e);
     }
-    fs::remove_dir(&canonical).map_err(|e| format!("removing {}: {e}", canonical.display()))
+    fs::remove_dir(&canonical).map_err(|e| format!("removing {}: {e}", canonical.display()))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -257,7 +271,7 @@ mod tests {
         let epoch = stream.join("3");
         fs::create_dir(&epoch).unwrap();
         fs::write(epoch.join("header.ring"), b"x").unwrap();
-        assert_eq!(remove_epoch_dir(&stream, &epoch), Ok(()));
+        assert!(remove_epoch_dir(&stream, &epoch).is_ok());
         assert!(!epoch.exists());
 
         let epoch = stream.join("4");

@@ -97,6 +97,11 @@ use std::time::{Duration, SystemTime};
 /// filling up faster than the driver can count fails the attach instead of spinning.
 const MAX_OCCUPIED_EPOCHS: u32 = 8;
 
+/// Epoch directories one periodic GC step deletes at most: freeing a directory's pages
+/// is the costly part, so a burst of retired epochs is given back over several duty
+/// cycles instead of stalling one.
+pub const GC_STEP_MAX_EPOCHS: usize = 2;
+
 /// `"<what> <path>: <error>"`, the shape of every failure message.
 fn fail(what: &str, path: &Path, err: impl Display) -> ProvisionFailure {
     ProvisionFailure(format!("{what} {}: {err}", path.display()))
@@ -121,6 +126,14 @@ struct StreamMemo {
 }
 
 impl StreamMemo {
+    /// How long from `now` until a GC scan could find an epoch old enough to delete;
+    /// `None` when one could now.
+    fn gc_wait(&self, now: SystemTime) -> Option<Duration> {
+        let (scanned, quiet) = self.gc_quiet?;
+        let since = now.duration_since(scanned).ok()?;
+        quiet.checked_sub(since).filter(|wait| !wait.is_zero())
+    }
+
     /// Whether a GC scan at `now` could find an epoch old enough to delete.
     fn gc_due(&self, now: SystemTime) -> bool {
         match self.gc_quiet {
@@ -151,6 +164,12 @@ pub struct ShmProvisioner {
     retired: Vec<OpenEpoch>,
     memo: BTreeMap<u32, StreamMemo>,
     gc_errors: u64,
+    /// When [`ShmProvisioner::collect_step`] next looks for due streams.
+    gc_next_check_ns: u64,
+    /// How long it waits when nothing was left (the announce period).
+    gc_check_period_ns: u64,
+    reclaimed_epochs: u64,
+    reclaimed_bytes: u64,
 }
 
 impl ShmProvisioner {
@@ -229,6 +248,10 @@ impl ShmProvisioner {
             retired: Vec::new(),
             memo: BTreeMap::new(),
             gc_errors: 0,
+            gc_next_check_ns: 0,
+            gc_check_period_ns: policies.announce_period_ns().max(1),
+            reclaimed_epochs: 0,
+            reclaimed_bytes: 0,
         })
     }
 
@@ -292,6 +315,18 @@ impl ShmProvisioner {
     /// Runs epoch GC for one stream whose current epoch is `current_epoch`, judging
     /// directory ages against `now` (no-op when `epoch_gc_enabled` is false).
     pub fn gc_stream(&mut self, stream_id: u32, current_epoch: u64, now: SystemTime) -> GcReport {
+        self.gc_stream_bounded(stream_id, current_epoch, now, usize::MAX)
+    }
+
+    /// [`ShmProvisioner::gc_stream`] deleting at most `budget` epoch directories (the
+    /// report says whether candidates were left).
+    fn gc_stream_bounded(
+        &mut self,
+        stream_id: u32,
+        current_epoch: u64,
+        now: SystemTime,
+        budget: usize,
+    ) -> GcReport {
         let mut report = GcReport::default();
         if !self.gc.enabled {
             return report;
@@ -299,7 +334,7 @@ impl ShmProvisioner {
         // Until a scan says otherwise, an epoch could become collectable at any time.
         let mut quiet = Duration::ZERO;
         match self.stream_dir(stream_id) {
-            Ok(Some(dir)) => quiet = self.gc_dir(&dir, current_epoch, now, &mut report),
+            Ok(Some(dir)) => quiet = self.gc_dir(&dir, current_epoch, now, budget, &mut report),
             Ok(None) => quiet = self.gc.min_age,
             Err(error) => {
                 report.errors += 1;
@@ -308,7 +343,73 @@ impl ShmProvisioner {
         }
         self.memo.entry(stream_id).or_default().gc_quiet = Some((now, quiet));
         self.gc_errors += report.errors as u64;
+        self.reclaimed_epochs += report.removed.len() as u64;
+        self.reclaimed_bytes += report.bytes;
         report
+    }
+
+    /// The periodic GC step (Wire Spec §15.21a: drivers SHOULD scan periodically), for
+    /// the duty cycle: retired epochs come back without waiting for the next epoch of
+    /// their stream. Cheap when nothing is due (a time comparison); otherwise it scans
+    /// the streams whose oldest kept epoch may have reached `epoch_gc_min_age` and
+    /// deletes at most [`GC_STEP_MAX_EPOCHS`] epoch directories. With more left it runs
+    /// again on the next call, else when the next kept epoch reaches the minimum age or
+    /// after the announce period, whichever comes first, so memory comes back within one
+    /// announce period of the policy allowing it (a new stream's epochs included), in
+    /// steps that keep every duty cycle short. Returns the directories deleted.
+    pub fn collect_step(&mut self, now_ns: u64, now: SystemTime) -> usize {
+        if !self.gc.enabled || now_ns < self.gc_next_check_ns {
+            return 0;
+        }
+        let current: Vec<(u32, u64)> = self.open.iter().map(|(id, o)| (*id, o.epoch)).collect();
+        let mut removed = 0;
+        let mut backlog = false;
+        // The soonest a kept epoch of any stream reaches the minimum age.
+        let mut soonest = Duration::from_nanos(self.gc_check_period_ns);
+        for (stream_id, epoch) in current {
+            if let Some(wait) = self.memo.get(&stream_id).and_then(|m| m.gc_wait(now)) {
+                soonest = soonest.min(wait);
+                continue;
+            }
+            if removed >= GC_STEP_MAX_EPOCHS {
+                backlog = true;
+                break;
+            }
+            let report =
+                self.gc_stream_bounded(stream_id, epoch, now, GC_STEP_MAX_EPOCHS - removed);
+            if !report.removed.is_empty() || report.errors > 0 {
+                tracing::debug!(
+                    stream_id,
+                    current_epoch = epoch,
+                    removed = report.removed.len(),
+                    bytes = report.bytes,
+                    errors = report.errors,
+                    "periodic epoch GC"
+                );
+            }
+            removed += report.removed.len();
+            backlog |= report.budget_exhausted;
+            if let Some(wait) = self.memo.get(&stream_id).and_then(|m| m.gc_wait(now)) {
+                soonest = soonest.min(wait);
+            }
+        }
+        self.gc_next_check_ns = if backlog {
+            now_ns
+        } else {
+            let wait = u64::try_from(soonest.as_nanos()).unwrap_or(u64::MAX);
+            now_ns.saturating_add(wait)
+        };
+        removed
+    }
+
+    /// Epoch directories deleted by GC since start (periodic, on new epochs, at start-up).
+    pub fn reclaimed_epochs(&self) -> u64 {
+        self.reclaimed_epochs
+    }
+
+    /// Bytes of storage those directories' files held.
+    pub fn reclaimed_bytes(&self) -> u64 {
+        self.reclaimed_bytes
     }
 
     /// Start-up GC (`policies.epoch_gc_on_startup`): collects every stream directory
@@ -354,9 +455,11 @@ impl ShmProvisioner {
                 }
             };
             let current = current.max(self.current_epoch(stream_id).unwrap_or(0));
-            self.gc_dir(&dir, current, now, &mut report);
+            self.gc_dir(&dir, current, now, usize::MAX, &mut report);
         }
         self.gc_errors += report.errors as u64;
+        self.reclaimed_epochs += report.removed.len() as u64;
+        self.reclaimed_bytes += report.bytes;
         report
     }
 
@@ -406,6 +509,7 @@ impl ShmProvisioner {
         dir: &StreamDir,
         current: u64,
         now: SystemTime,
+        budget: usize,
         report: &mut GcReport,
     ) -> Duration {
         let epochs = match dir.epochs() {
@@ -425,7 +529,13 @@ impl ShmProvisioner {
             });
             quiet = quiet.min(min_age.saturating_sub(age));
         };
+        let removed_before = report.removed.len();
         for epoch in &candidates {
+            if report.removed.len() - removed_before >= budget {
+                // More another time: the stream stays due.
+                report.budget_exhausted = true;
+                return Duration::ZERO;
+            }
             if let Some(modified) = dir.delete_epoch(*epoch, Some((min_age, now)), report) {
                 note_age(Some(modified));
             }
@@ -586,6 +696,13 @@ impl Provisioner for ShmProvisioner {
     fn refresh_activity(&mut self, now_ns: u64) {
         // The inherent method (which also reports how many superblocks it wrote).
         ShmProvisioner::refresh_activity(self, now_ns);
+    }
+
+    fn collect(&mut self, now_ns: u64) -> usize {
+        if now_ns < self.gc_next_check_ns {
+            return 0;
+        }
+        self.collect_step(now_ns, SystemTime::now())
     }
 
     fn provision(
