@@ -137,30 +137,26 @@ unsafe fn check<'a>(ptr: *const Header, kind: Kind) -> Result<&'a Header, Failur
     // freed and every shell starts with a header.
     let header = unsafe { &*ptr };
     let tag = header.tag.load(Ordering::Acquire);
-    match Kind::of_tag(tag) {
-        Some((k, true)) if k == kind => {}
-        Some((k, false)) if k == kind => {
-            return Err(Failure::new(
+    // The common case, a live handle of the expected kind, is one comparison.
+    if tag != kind.live_tag() {
+        return Err(match Kind::of_tag(tag) {
+            Some((k, false)) if k == kind => Failure::new(
                 tp_status::TP_ERROR_CLOSED_HANDLE,
                 format!("the {} was closed", kind.name()),
-            ))
-        }
-        Some((other, _)) => {
-            return Err(Failure::new(
+            ),
+            Some((other, _)) => Failure::new(
                 tp_status::TP_ERROR_INVALID_HANDLE,
                 format!(
                     "a {} was passed where a {} is expected",
                     other.name(),
                     kind.name()
                 ),
-            ))
-        }
-        None => {
-            return Err(Failure::new(
+            ),
+            None => Failure::new(
                 tp_status::TP_ERROR_INVALID_HANDLE,
                 format!("not a {} handle", kind.name()),
-            ))
-        }
+            ),
+        });
     }
     if kind.thread_bound() && header.thread != thread_token() {
         return Err(Failure::new(
