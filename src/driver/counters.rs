@@ -25,6 +25,8 @@ pub struct Snapshot<'a> {
     pub consumer_leases: usize,
     /// Parks a client's doorbell ended early.
     pub doorbell_wakeups: u64,
+    /// Leases granted without a lease counter ([`super::lease_counters`]).
+    pub leases_unpublished: u64,
 }
 
 type Reader = fn(&Snapshot<'_>) -> u64;
@@ -57,6 +59,7 @@ const COUNTERS: &[(&str, Reader)] = &[
         s.core.shutdown_requests_ignored
     }),
     ("doorbell wake-ups", |s| s.doorbell_wakeups),
+    ("leases not published", |s| s.leases_unpublished),
 ];
 
 impl DriverCounters {
@@ -85,7 +88,13 @@ impl DriverCounters {
     }
 
     /// Writes the current figures.
-    pub fn update(&self, core: &DriverCore, agent: &AgentCounters, doorbell_wakeups: u64) {
+    pub fn update(
+        &self,
+        core: &DriverCore,
+        agent: &AgentCounters,
+        doorbell_wakeups: u64,
+        leases_unpublished: u64,
+    ) {
         let (producer_leases, consumer_leases) = core.lease_counts();
         let snapshot = Snapshot {
             core: core.counters(),
@@ -93,6 +102,7 @@ impl DriverCounters {
             producer_leases,
             consumer_leases,
             doorbell_wakeups,
+            leases_unpublished,
         };
         for (counter, read) in &self.counters {
             counter.set(read(&snapshot));
