@@ -66,7 +66,7 @@ mod gc;
 
 pub use epochs::HIGH_WATER_FILE;
 pub use files::dir_mode_for;
-pub use gc::GcReport;
+pub use gc::{plan_gc, GcReport, GcVerdict};
 
 use crate::clock::monotonic_now_ns;
 use crate::config::{DriverConfig, Profile};
