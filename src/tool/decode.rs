@@ -350,6 +350,18 @@ impl Walker<'_> {
             FieldType::Constant(text) => text
                 .parse::<i64>()
                 .map_or_else(|_| json!(text), |n| json!(n)),
+            FieldType::Primitive {
+                prim: Prim::U8 | Prim::Char,
+                length,
+            } if *length > 1 => {
+                // Byte arrays (reserved pads) as hex, not as lists of numbers.
+                Value::String(
+                    self.bytes[at..at + length]
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect(),
+                )
+            }
             FieldType::Primitive { prim, length } => {
                 let values: Vec<Value> = (0..*length)
                     .map(|i| {

@@ -296,7 +296,10 @@ fn parse_types(root: Node) -> Result<Types, String> {
                         .attribute("maxValue")
                         .and_then(|m| m.parse().ok())
                         .unwrap_or(u64::MAX);
-                    let ascii = var_data.attribute("characterEncoding").is_some();
+                    // The driver schema's `varAsciiEncoding` names no character encoding;
+                    // its name says what it holds.
+                    let ascii = var_data.attribute("characterEncoding").is_some()
+                        || name.ends_with("AsciiEncoding");
                     types.var_data.insert(name, (prim, max, ascii));
                 }
             }
@@ -323,7 +326,14 @@ fn parse_block(node: Node, types: &Types) -> Result<Block, String> {
         match child.tag_name().name() {
             "field" => {
                 let ty = match Prim::parse(type_name) {
-                    Some(prim) => FieldType::Primitive { prim, length: 1 },
+                    // A primitive field may carry its own array length (reserved pads).
+                    Some(prim) => FieldType::Primitive {
+                        prim,
+                        length: child
+                            .attribute("length")
+                            .map_or(Ok(1), str::parse)
+                            .map_err(|e| format!("field {child_name} length: {e}"))?,
+                    },
                     None => types.fields.get(type_name).cloned().ok_or_else(|| {
                         format!("field {name}.{child_name} has unknown type {type_name}")
                     })?,
@@ -408,5 +418,7 @@ mod tests {
         assert_eq!((role.name.as_str(), role.offset), ("role", 16));
         let node = attach.body.fields.last().expect("fields");
         assert_eq!(node.null, Some(u32::MAX.into()));
+        let pad = tensor.body.fields.last().expect("fields");
+        assert_eq!((pad.name.as_str(), pad.ty.size()), ("pad", 109));
     }
 }
