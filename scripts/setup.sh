@@ -6,6 +6,7 @@
 #   - g++ (C++ tests of the C ABI in ffi/; brings gcc and binutils' nm) and pkg-config
 #     (tensorpool.pc)
 #   - CMake >= 3.30 (Aeron 1.54 requires it; Debian 12 ships 3.25), from the PyPI wheel
+#   - tmux (tests/tp_tool.rs checks `tp status`'s live view in a real terminal)
 #
 # Usage: scripts/setup.sh   (exports nothing; prints the cmake it found when run with -v)
 set -euo pipefail
@@ -15,7 +16,7 @@ MIN_CMAKE="3.30"
 log() { if [[ "${SETUP_VERBOSE:-0}" == "1" ]]; then echo "setup: $*" >&2; fi; }
 
 missing_debs=()
-for pkg in libclang-dev libbsd-dev uuid-dev g++ pkg-config; do
+for pkg in libclang-dev libbsd-dev uuid-dev g++ pkg-config tmux; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing_debs+=("$pkg")
   fi
