@@ -1,10 +1,12 @@
 //! The driver publishes its lease table as one Aeron counter per live lease
-//! (`src/driver/lease_counters.rs`), readable from the CnC file without a lease.
+//! (`src/driver/lease_counters.rs`), readable from the CnC file without a lease, on every
+//! host: `tp-driver`'s runner and the aeronmd plugin.
 
 mod support;
 
 use std::path::Path;
 
+use support::hosts::{Host, TestDriver};
 use support::*;
 use tensorpool::clock::monotonic_now_ns;
 use tensorpool::driver::lease_counters::{LeaseKey, LEASE_COUNTER_TYPE_ID};
@@ -24,11 +26,10 @@ fn lease_counters(aeron_dir: &Path) -> Vec<(LeaseKey, String, i64)> {
         .collect()
 }
 
-#[test]
-fn leases_appear_as_counters_with_their_fields_and_vanish_when_they_end() {
+fn leases_appear_as_counters_with_their_fields_and_vanish_when_they_end(host: Host) {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let driver = InThreadDriver::start(&env, &settings);
+    let driver = TestDriver::start(host, &env, &settings);
     let mut client = TestClient::for_settings(driver.aeron_dir(), &settings);
     let before_grant = monotonic_now_ns();
     let producer = client.attach_ok(STATIC_STREAM, 7, Role::Producer);
@@ -94,5 +95,8 @@ fn leases_appear_as_counters_with_their_fields_and_vanish_when_they_end() {
         client.pump();
         lease_counters(driver.aeron_dir()).is_empty().then_some(())
     });
-    driver.stop().expect("the driver stops cleanly");
+    drop(client);
+    driver.stop();
 }
+
+for_each_host!(leases_appear_as_counters_with_their_fields_and_vanish_when_they_end);

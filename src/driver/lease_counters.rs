@@ -166,6 +166,7 @@ struct Published {
 
 /// The published lease table of one driver: applies [`LeaseEvent`]s to counters.
 pub struct LeaseCounters {
+    limit: usize,
     instance_id: String,
     control_stream_id: u32,
     published: HashMap<u64, Published>,
@@ -177,7 +178,13 @@ pub struct LeaseCounters {
 impl LeaseCounters {
     /// An empty table for the driver `instance_id` listening on `control_stream_id`.
     pub fn new(instance_id: &str, control_stream_id: u32) -> Self {
+        Self::with_limit(instance_id, control_stream_id, MAX_LEASE_COUNTERS)
+    }
+
+    /// As [`LeaseCounters::new`], publishing at most `limit` leases at once.
+    pub fn with_limit(instance_id: &str, control_stream_id: u32, limit: usize) -> Self {
         Self {
+            limit,
             instance_id: instance_id.to_owned(),
             control_stream_id,
             published: HashMap::new(),
@@ -207,7 +214,7 @@ impl LeaseCounters {
     ) {
         match event {
             LeaseEvent::Granted(lease_id) => {
-                if self.published.len() >= MAX_LEASE_COUNTERS {
+                if self.published.len() >= self.limit {
                     self.not_published(lease_id, "the lease counter limit is reached");
                     return;
                 }
@@ -318,7 +325,7 @@ impl LeaseCounters {
             self.warned = true;
             tracing::warn!(
                 lease_id,
-                limit = MAX_LEASE_COUNTERS,
+                limit = self.limit,
                 why,
                 "a lease is not published as a counter; further ones are counted, not logged"
             );
@@ -353,6 +360,85 @@ mod tests {
             key.label("a"),
             "tp-driver[a] lease: stream=10000 client=7 role=CONSUMER lease=72623859790382856 descriptor-stream=1100"
         );
+    }
+
+    #[cfg(feature = "embedded-media-driver")]
+    #[test]
+    fn leases_past_the_limit_stay_unpublished_and_ended_ones_free_their_counters() {
+        use crate::driver::core::tests::{config, FakeProvisioner, BASE_CONFIG};
+        use crate::driver::core::{CoreEnv, Output};
+        use crate::protocol::driver::{HugepagesPolicy, ShmAttachRequest};
+        use crate::transport::MediaDriverOptions;
+        use std::time::{Duration, Instant};
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let client = AeronClient::start_embedded(&MediaDriverOptions {
+            dir: Some(dir.path().join("aeron")),
+            ..Default::default()
+        })
+        .expect("an embedded media driver");
+        let mut prov = FakeProvisioner::default();
+        let env = CoreEnv {
+            lease_id_seed: 1_000,
+            base_is_hugetlbfs: false,
+        };
+        let mut core = DriverCore::new(&config(BASE_CONFIG), env);
+        core.start(0, &mut prov).expect("start");
+        let mut leases = Vec::new();
+        for client_id in 1..=3 {
+            let req = ShmAttachRequest {
+                correlation_id: i64::from(client_id),
+                stream_id: 10_000,
+                client_id,
+                role: Role::Consumer,
+                expected_layout_version: 0,
+                publish_mode: None,
+                require_hugepages: HugepagesPolicy::Unspecified,
+                desired_node_id: None,
+            };
+            core.on_attach(&req, 0, &mut prov);
+            leases.extend(core.drain_outputs().filter_map(|o| match o {
+                Output::AttachResponse(r) => r.grant.map(|g| g.lease_id),
+                _ => None,
+            }));
+        }
+        assert_eq!(leases.len(), 3);
+
+        let mut table = LeaseCounters::with_limit("t", 1_000, 2);
+        for lease_id in &leases {
+            table.apply(&client, &core, LeaseEvent::Granted(*lease_id), 5);
+        }
+        assert_eq!((table.published(), table.unpublished()), (2, 1));
+        let published_ids = |client: &AeronClient| {
+            let mut ids: Vec<u64> = client
+                .counters()
+                .iter()
+                .filter(|c| c.type_id == LEASE_COUNTER_TYPE_ID)
+                .filter_map(|c| LeaseKey::decode(&c.key).ok().map(|k| k.lease_id))
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        let wait_for = |table: &mut LeaseCounters, expected: &[u64]| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                client.do_work().expect("pumping the client");
+                table.poll(&core);
+                if published_ids(&client) == expected {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "lease counters {:?}, expected {expected:?}",
+                    published_ids(&client)
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        wait_for(&mut table, &leases[..2]);
+        table.apply(&client, &core, LeaseEvent::Ended(leases[0]), 6);
+        wait_for(&mut table, &leases[1..2]);
+        assert_eq!(table.published(), 1);
     }
 
     #[test]
