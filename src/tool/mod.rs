@@ -141,8 +141,8 @@ pub fn connect(config: &DriverConfig) -> Result<crate::transport::AeronClient, T
         ToolError::new(
             Exit::NoDriver,
             format!(
-                "no media driver in {} ({e}); is tp-driver (or aeronmd) running there? \
-                 Pass --aeron-dir or --config",
+                "no media driver reachable: {e}; is tp-driver (or aeronmd) running with \
+                 Aeron directory {}? Pass --aeron-dir or --config",
                 dir.display()
             ),
         )

@@ -543,8 +543,10 @@ pub fn render(s: &StatusSnapshot) -> String {
     if s.streams.is_empty() {
         let _ = writeln!(
             out,
-            "  (no streams seen yet: announces arrive once per announce period; after {:.1}s)",
-            s.observed_s
+            "  (no announce on stream {} after {:.1}s: announces arrive once per announce \
+             period; is this the driver's announce stream? pass its --config or \
+             --announce-stream-id)",
+            s.announce_stream_id, s.observed_s
         );
     }
     for stream in &s.streams {
