@@ -267,6 +267,25 @@ fn status_inspect_and_shutdown_against_a_running_driver_with_a_producer_and_two_
             });
             let rc = std::fs::read_to_string(env.path().join("status.rc")).expect("exit status");
             assert_eq!(rc.trim(), "0");
+            drop(tmux);
+
+            // Ctrl-C ends it as cleanly, terminal restored (the shell after it still runs).
+            let command = format!(
+                "{} status --config {config_arg}; echo $? > interrupted.rc",
+                env!("CARGO_BIN_EXE_tp")
+            );
+            let tmux = Tmux::start(&env, &command).expect("tmux was there a moment ago");
+            wait_until("the second live view", DEADLINE, || {
+                tmux.pane().contains("STREAM  EPOCH").then_some(())
+            });
+            let status = tmux.cmd(&["send-keys", "-t", "tp", "C-c"]).status();
+            assert!(status.is_ok_and(|s| s.success()));
+            wait_until("the live view to exit on Ctrl-C", DEADLINE, || {
+                (!tmux.alive()).then_some(())
+            });
+            let rc =
+                std::fs::read_to_string(env.path().join("interrupted.rc")).expect("exit status");
+            assert_eq!(rc.trim(), "0");
         }
     }
 
