@@ -294,7 +294,7 @@ fn run(command: Command) -> Result<Exit, ToolError> {
                     .iter()
                     .map(|v| {
                         serde_json::json!({
-                            "streamId": v.stream_id,
+                            "stream_id": v.stream_id,
                             "epoch": v.epoch,
                             "path": v.path,
                             "remove": v.remove,
