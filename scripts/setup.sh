@@ -9,6 +9,7 @@
 #   - a JDK (openjdk-17-jdk-headless) where `javac` is missing: the Java interop tests and
 #     scripts/java-example.sh (the jars themselves come from ../shared/java/lib or
 #     TP_JAVA_LIB; the tests skip, saying why, without them)
+#   - tmux (tests/tp_tool.rs checks `tp status`'s live view in a real terminal)
 #
 # Usage: scripts/setup.sh   (exports nothing; prints the cmake it found when run with -v)
 set -euo pipefail
@@ -18,7 +19,7 @@ MIN_CMAKE="3.30"
 log() { if [[ "${SETUP_VERBOSE:-0}" == "1" ]]; then echo "setup: $*" >&2; fi; }
 
 missing_debs=()
-for pkg in libclang-dev libbsd-dev uuid-dev g++ pkg-config; do
+for pkg in libclang-dev libbsd-dev uuid-dev g++ pkg-config tmux; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     missing_debs+=("$pkg")
   fi

@@ -8,6 +8,7 @@
 //!   URIs, canonical paths, safe mapping).
 //! - [`config`]: driver configuration (TOML + environment overrides + validation).
 //! - [`clock`]: the monotonic and wall clocks the driver and clients share.
+//! - [`tool`]: the `tp` operator tool's subcommands (status, inspect, decode, shutdown, gc).
 
 pub mod client;
 pub mod clock;
@@ -15,4 +16,5 @@ pub mod config;
 pub mod driver;
 pub mod protocol;
 pub mod shm;
+pub mod tool;
 pub mod transport;

@@ -3,7 +3,8 @@
 //! it assumes who calls it: the `tp-driver` loop, a thread of its own, or a thread a
 //! stock media driver starts).
 
-use super::core::{CoreCounters, DriverCore, Provisioner};
+use super::core::{CoreCounters, DriverCore, Output, Provisioner};
+use super::lease_counters::LeaseEvent;
 use super::wire::{self, Destination, Inbound, Malformed};
 use crate::protocol::driver::ShutdownReason;
 
@@ -82,6 +83,9 @@ pub struct DriverAgent<P: Provisioner, T: ControlPlane> {
     malformed_logged_at: [Option<u64>; Malformed::KINDS],
     activity_period_ns: u64,
     next_activity_refresh_ns: u64,
+    /// Lease table changes for a host that publishes them; `None` when none does, so
+    /// nothing accumulates.
+    lease_events: Option<Vec<LeaseEvent>>,
 }
 
 impl<P: Provisioner, T: ControlPlane> DriverAgent<P, T> {
@@ -96,6 +100,23 @@ impl<P: Provisioner, T: ControlPlane> DriverAgent<P, T> {
             malformed_logged_at: [None; Malformed::KINDS],
             activity_period_ns: activity_period_ns.max(1),
             next_activity_refresh_ns: 0,
+            lease_events: None,
+        }
+    }
+
+    /// Records [`LeaseEvent`]s from now on, for a host that publishes the lease table
+    /// ([`super::lease_counters`]); drain them every duty cycle with
+    /// [`DriverAgent::drain_lease_events`].
+    pub fn record_lease_events(&mut self) {
+        self.lease_events.get_or_insert_with(Vec::new);
+    }
+
+    /// Hands every recorded lease event, oldest first, to `apply` with the core.
+    pub fn drain_lease_events(&mut self, mut apply: impl FnMut(LeaseEvent, &DriverCore)) {
+        if let Some(events) = &mut self.lease_events {
+            for event in events.drain(..) {
+                apply(event, &self.core);
+            }
         }
     }
 
@@ -107,6 +128,7 @@ impl<P: Provisioner, T: ControlPlane> DriverAgent<P, T> {
             transport,
             counters,
             malformed_logged_at,
+            lease_events,
             ..
         } = self;
         let mut work = transport.poll_control(
@@ -116,6 +138,7 @@ impl<P: Provisioner, T: ControlPlane> DriverAgent<P, T> {
                     provisioner,
                     counters,
                     malformed_logged_at,
+                    lease_events,
                     bytes,
                     now_ns,
                 )
@@ -175,6 +198,9 @@ impl<P: Provisioner, T: ControlPlane> DriverAgent<P, T> {
         let mut published = 0;
         let outputs: Vec<_> = self.core.drain_outputs().collect();
         for output in &outputs {
+            if let Some(events) = &mut self.lease_events {
+                events.extend(lease_event(output));
+            }
             let destination = wire::destination(output);
             let len = match wire::encode_output(output, &mut self.encode_buffer) {
                 Ok(len) => len,
@@ -206,6 +232,7 @@ fn handle_inbound<P: Provisioner>(
     provisioner: &mut P,
     counters: &mut AgentCounters,
     logged_at: &mut [Option<u64>; Malformed::KINDS],
+    lease_events: &mut Option<Vec<LeaseEvent>>,
     bytes: &[u8],
     now_ns: u64,
 ) {
@@ -216,7 +243,11 @@ fn handle_inbound<P: Provisioner>(
             version,
         }) => core.on_attach_unsupported_version(correlation_id, version),
         Ok(Inbound::Keepalive(ka)) => {
-            core.on_keepalive(&ka, now_ns);
+            if core.on_keepalive(&ka, now_ns) {
+                if let Some(events) = lease_events {
+                    events.push(LeaseEvent::Renewed(ka.lease_id));
+                }
+            }
         }
         Ok(Inbound::Detach(req)) => core.on_detach(&req, now_ns, provisioner),
         Ok(Inbound::ShutdownRequest(req)) => {
@@ -233,6 +264,25 @@ fn handle_inbound<P: Provisioner>(
                 tracing::warn!(error = %malformed, count = counters.malformed[kind], "dropped malformed control message");
             }
         }
+    }
+}
+
+/// The lease table change an output announces, if any: every grant is answered with an
+/// OK attach response, every end with exactly one `ShmLeaseRevoked`.
+fn lease_event(output: &Output) -> Option<LeaseEvent> {
+    match output {
+        Output::AttachResponse(response) => response
+            .grant
+            .as_ref()
+            .map(|grant| LeaseEvent::Granted(grant.lease_id)),
+        Output::LeaseRevoked { lease_id, .. } => Some(LeaseEvent::Ended(*lease_id)),
+        Output::ConsumerConfig(assignment) => (assignment.descriptor.0 != 0
+            || assignment.control.0 != 0)
+            .then_some(LeaseEvent::Reassigned {
+                stream_id: assignment.stream_id,
+                client_id: assignment.consumer_id,
+            }),
+        _ => None,
     }
 }
 

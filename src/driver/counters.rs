@@ -23,8 +23,38 @@ pub struct Snapshot<'a> {
     pub producer_leases: usize,
     /// Live consumer leases.
     pub consumer_leases: usize,
-    /// Parks a client's doorbell ended early.
+    /// What the host adds (doorbell, lease publication, epoch GC).
+    pub host: HostFigures,
+}
+
+/// Figures a host (the `tp-driver` loop or the aeronmd plugin) keeps outside the core and
+/// the agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostFigures {
+    /// Parks a client's doorbell ended early (0 where there is no doorbell).
     pub doorbell_wakeups: u64,
+    /// Leases granted without a lease counter ([`super::lease_counters`]).
+    pub leases_unpublished: u64,
+    /// Epoch directories deleted by epoch GC (periodic, on new epochs, at start-up).
+    pub epochs_reclaimed: u64,
+    /// Bytes of storage their files held (on tmpfs and hugetlbfs: memory given back).
+    pub bytes_reclaimed: u64,
+}
+
+impl HostFigures {
+    /// The provisioner's GC figures with the host's own.
+    pub fn new(
+        provisioner: &super::provision::ShmProvisioner,
+        doorbell_wakeups: u64,
+        leases_unpublished: u64,
+    ) -> Self {
+        Self {
+            doorbell_wakeups,
+            leases_unpublished,
+            epochs_reclaimed: provisioner.reclaimed_epochs(),
+            bytes_reclaimed: provisioner.reclaimed_bytes(),
+        }
+    }
 }
 
 type Reader = fn(&Snapshot<'_>) -> u64;
@@ -56,7 +86,10 @@ const COUNTERS: &[(&str, Reader)] = &[
     ("shutdown requests ignored", |s| {
         s.core.shutdown_requests_ignored
     }),
-    ("doorbell wake-ups", |s| s.doorbell_wakeups),
+    ("doorbell wake-ups", |s| s.host.doorbell_wakeups),
+    ("leases not published", |s| s.host.leases_unpublished),
+    ("epochs reclaimed", |s| s.host.epochs_reclaimed),
+    ("bytes reclaimed", |s| s.host.bytes_reclaimed),
 ];
 
 impl DriverCounters {
@@ -85,14 +118,14 @@ impl DriverCounters {
     }
 
     /// Writes the current figures.
-    pub fn update(&self, core: &DriverCore, agent: &AgentCounters, doorbell_wakeups: u64) {
+    pub fn update(&self, core: &DriverCore, agent: &AgentCounters, host: HostFigures) {
         let (producer_leases, consumer_leases) = core.lease_counts();
         let snapshot = Snapshot {
             core: core.counters(),
             agent,
             producer_leases,
             consumer_leases,
-            doorbell_wakeups,
+            host,
         };
         for (counter, read) in &self.counters {
             counter.set(read(&snapshot));

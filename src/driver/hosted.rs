@@ -20,7 +20,8 @@ use std::time::Duration;
 use super::aeron_plane::{AeronControlPlane, PendingControlPlane};
 use super::agent::DriverAgent;
 use super::core::DriverCore;
-use super::counters::{DriverCounters, PendingDriverCounters};
+use super::counters::{DriverCounters, HostFigures, PendingDriverCounters};
+use super::lease_counters::LeaseCounters;
 use super::provision::ShmProvisioner;
 use super::runner::{prepare, RunError};
 use crate::clock::monotonic_now_ns;
@@ -106,6 +107,7 @@ struct Registering {
 struct Running {
     agent: DriverAgent<ShmProvisioner, AeronControlPlane>,
     counters: DriverCounters,
+    leases: LeaseCounters,
     next_counters_ns: u64,
     client_failed: bool,
     client: AeronClient,
@@ -265,11 +267,16 @@ impl HostedDriver {
         match (r.ready_plane.take(), r.ready_counters.take()) {
             (Some(plane), Some(counters)) => {
                 let Registering { parts, client, .. } = r;
-                let agent = DriverAgent::new(
+                let mut agent = DriverAgent::new(
                     parts.core,
                     parts.provisioner,
                     plane,
                     self.config.policies.announce_period_ns(),
+                );
+                agent.record_lease_events();
+                let leases = LeaseCounters::new(
+                    &self.config.driver.instance_id,
+                    self.config.driver.control_stream_id,
                 );
                 tracing::info!(
                     instance_id = %self.config.driver.instance_id,
@@ -281,6 +288,7 @@ impl HostedDriver {
                 self.stage = Stage::Running(Box::new(Running {
                     agent,
                     counters,
+                    leases,
                     next_counters_ns: 0,
                     client_failed: false,
                     client,
@@ -311,20 +319,32 @@ fn run(running: &mut Running, now_ns: u64) -> usize {
         }
     };
     let work = client_work + running.agent.do_work(now_ns);
+    let Running {
+        agent,
+        leases,
+        client,
+        ..
+    } = running;
+    agent.drain_lease_events(|event, core| leases.apply(client, core, event, now_ns));
+    leases.poll(agent.core());
     if now_ns >= running.next_counters_ns {
         running.next_counters_ns = now_ns + COUNTER_PERIOD_NS;
-        running
-            .counters
-            .update(running.agent.core(), running.agent.counters(), 0);
+        running.counters.update(
+            running.agent.core(),
+            running.agent.counters(),
+            HostFigures::new(running.agent.provisioner(), 0, running.leases.unpublished()),
+        );
     }
     work
 }
 
 /// Last counter update and client cycles, so the final messages leave; the caller drops it.
 fn finish(running: &mut Running) {
-    running
-        .counters
-        .update(running.agent.core(), running.agent.counters(), 0);
+    running.counters.update(
+        running.agent.core(),
+        running.agent.counters(),
+        HostFigures::new(running.agent.provisioner(), 0, running.leases.unpublished()),
+    );
     for _ in 0..FINAL_CLIENT_CYCLES {
         if running.client.do_work().is_err() {
             break;

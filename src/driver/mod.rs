@@ -8,6 +8,7 @@ pub mod agent;
 pub mod core;
 pub mod counters;
 pub mod hosted;
+pub mod lease_counters;
 pub mod provision;
 pub mod runner;
 pub mod wire;

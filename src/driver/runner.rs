@@ -5,7 +5,8 @@
 use super::aeron_plane::AeronControlPlane;
 use super::agent::DriverAgent;
 use super::core::{CoreCounters, CoreEnv, DriverCore, StartError};
-use super::counters::DriverCounters;
+use super::counters::{DriverCounters, HostFigures};
+use super::lease_counters::LeaseCounters;
 use super::provision::ShmProvisioner;
 use crate::clock::monotonic_now_ns;
 use crate::config::{DriverConfig, MediaDriverMode};
@@ -176,6 +177,9 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
         plane,
         config.policies.announce_period_ns(),
     );
+    agent.record_lease_events();
+    let mut leases =
+        LeaseCounters::new(&config.driver.instance_id, config.driver.control_stream_id);
     tracing::info!(
         instance_id = %config.driver.instance_id,
         aeron_dir = %client.dir().display(),
@@ -195,12 +199,22 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
         let now_ns = monotonic_now_ns();
         let mut work = client.do_work()?;
         work += agent.do_work(now_ns);
+        agent.drain_lease_events(|event, core| leases.apply(&client, core, event, now_ns));
+        leases.poll(agent.core());
         let answered_now = requests_answered(agent.core().counters());
         let answered_request = answered_now != answered;
         answered = answered_now;
         if now_ns >= next_counters_ns {
             next_counters_ns = now_ns + COUNTER_PERIOD_NS;
-            counters.update(agent.core(), agent.counters(), idle.doorbell_wakeups());
+            counters.update(
+                agent.core(),
+                agent.counters(),
+                HostFigures::new(
+                    agent.provisioner(),
+                    idle.doorbell_wakeups(),
+                    leases.unpublished(),
+                ),
+            );
         }
         if stop.load(Ordering::SeqCst) {
             tracing::info!("stop requested; shutting down");
@@ -217,7 +231,16 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
             client.do_work().unwrap_or(1) + agent.do_work(monotonic_now_ns())
         });
     }
-    counters.update(agent.core(), agent.counters(), idle.doorbell_wakeups());
+    counters.update(
+        agent.core(),
+        agent.counters(),
+        HostFigures::new(
+            agent.provisioner(),
+            idle.doorbell_wakeups(),
+            leases.unpublished(),
+        ),
+    );
+    drop(leases);
     // Let the client conductor pass the final messages on before closing.
     for _ in 0..10 {
         client.do_work()?;

@@ -133,6 +133,9 @@ pub struct CounterSnapshot {
     pub type_id: i32,
     /// Its label.
     pub label: String,
+    /// Its key area as the counters file holds it (Aeron's 112 bytes; what lies past the
+    /// key its owner wrote is zero).
+    pub key: Vec<u8>,
     /// Its value when read.
     pub value: i64,
 }
@@ -161,11 +164,12 @@ pub fn read_counters(dir: &Path) -> Result<Vec<CounterSnapshot>, TransportError>
 
 fn snapshot(reader: &AeronCountersReader) -> Vec<CounterSnapshot> {
     let mut counters = Vec::new();
-    reader.foreach_counter_fn(|value, id, type_id, _key, label| {
+    reader.foreach_counter_fn(|value, id, type_id, key, label| {
         counters.push(CounterSnapshot {
             id,
             type_id,
             label: label.to_owned(),
+            key: key.to_vec(),
             value,
         })
     });

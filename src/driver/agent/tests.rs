@@ -1,6 +1,7 @@
 use super::*;
 use crate::driver::core::tests::{config, FakeProvisioner, BASE_CONFIG};
 use crate::driver::core::CoreEnv;
+use crate::driver::lease_counters::LeaseEvent;
 use crate::protocol::driver::{
     HugepagesPolicy, ResponseCode, Role, ShmAttachRequest, ShmAttachResponseDecoder,
     ShmLeaseKeepalive,
@@ -198,4 +199,67 @@ fn announces_go_out_periodically_on_the_announce_stream() {
         .filter(|(d, _)| *d == Destination::Announce)
         .count();
     assert_eq!(announces, 1);
+}
+
+fn keepalive_bytes(lease_id: u64, client_id: u32) -> Vec<u8> {
+    let ka = ShmLeaseKeepalive {
+        lease_id,
+        stream_id: 10000,
+        client_id,
+        role: Role::Consumer,
+        client_timestamp_ns: 0,
+    };
+    let mut buf = vec![0u8; ka.encoded_len()];
+    ka.encode(&mut buf).expect("encodes");
+    buf
+}
+
+fn drained(agent: &mut DriverAgent<FakeProvisioner, MemoryPlane>) -> Vec<LeaseEvent> {
+    let mut events = Vec::new();
+    agent.drain_lease_events(|event, _| events.push(event));
+    events
+}
+
+#[test]
+fn lease_events_follow_grants_keepalives_and_ends_only_when_recorded() {
+    let mut agent = agent();
+    agent
+        .transport_mut()
+        .inbound
+        .push_back(attach_bytes(1, 5, Role::Consumer));
+    agent.do_work(1);
+    assert!(
+        drained(&mut agent).is_empty(),
+        "nothing recorded by default"
+    );
+
+    agent.record_lease_events();
+    agent
+        .transport_mut()
+        .inbound
+        .push_back(attach_bytes(2, 6, Role::Consumer));
+    agent
+        .transport_mut()
+        .inbound
+        .push_back(keepalive_bytes(501, 6));
+    // A keepalive that matches no lease changes nothing.
+    agent
+        .transport_mut()
+        .inbound
+        .push_back(keepalive_bytes(501, 7));
+    agent.do_work(2);
+    assert_eq!(
+        drained(&mut agent),
+        [LeaseEvent::Renewed(501), LeaseEvent::Granted(501)],
+        "inbound keepalives are seen as handled, grants as published"
+    );
+    // Both leases expire (3 s lease): one end each.
+    agent.do_work(10_000_000_000);
+    let mut ended = drained(&mut agent);
+    ended.sort_by_key(|e| match e {
+        LeaseEvent::Ended(id) => *id,
+        _ => 0,
+    });
+    assert_eq!(ended, [LeaseEvent::Ended(500), LeaseEvent::Ended(501)]);
+    assert!(drained(&mut agent).is_empty(), "drained once");
 }

@@ -192,6 +192,112 @@ impl StreamDir {
     }
 }
 
+/// What the GC policy would do with one epoch directory ([`plan_gc`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GcVerdict {
+    /// Stream id.
+    pub stream_id: u32,
+    /// Epoch.
+    pub epoch: u64,
+    /// The epoch directory.
+    pub path: PathBuf,
+    /// Whether the policy would delete it now.
+    pub remove: bool,
+    /// Why (the rule that decides).
+    pub reason: String,
+}
+
+/// The verdict of the epoch GC policy (`policies.epoch_gc_*`) on every epoch directory of
+/// every stream under the configuration's namespace, judged at `now`, each stream's highest
+/// epoch taken as current (as start-up GC does; a running driver's current epoch is its
+/// newest directory too). Reads directories only: nothing is created or deleted.
+pub fn plan_gc(
+    config: &crate::config::DriverConfig,
+    now: SystemTime,
+) -> Result<Vec<GcVerdict>, String> {
+    let layout =
+        crate::shm::paths::CanonicalLayout::new(&config.shm.base_dir, &config.shm.namespace)
+            .map_err(|e| e.to_string())?;
+    let policies = &config.policies;
+    let min_age = Duration::from_nanos(policies.epoch_gc_min_age_ns);
+    let ns_dir = layout.namespace_dir();
+    let entries = match fs::read_dir(&ns_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("reading {}: {e}", ns_dir.display())),
+    };
+    let mut streams: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(super::parse_stream_id))
+        .collect();
+    streams.sort_unstable();
+    let mut verdicts = Vec::new();
+    for stream_id in streams {
+        let Some(dir) =
+            StreamDir::open(layout.base_dir(), &layout.stream_dir(stream_id), stream_id)?
+        else {
+            continue;
+        };
+        let epochs = dir.epochs()?;
+        let current = epochs.iter().copied().max().unwrap_or(0);
+        let candidates = select_candidates(&epochs, current, policies.epoch_gc_keep);
+        for &epoch in epochs.iter().rev() {
+            let path = dir.canonical.join(epoch.to_string());
+            let keep = |reason: String| GcVerdict {
+                stream_id,
+                epoch,
+                path: path.clone(),
+                remove: false,
+                reason,
+            };
+            let verdict = if !policies.epoch_gc_enabled {
+                keep("epoch GC is off (policies.epoch_gc_enabled = false)".into())
+            } else if epoch == current {
+                keep("current epoch (never collected)".into())
+            } else if !candidates.contains(&epoch) {
+                keep(format!(
+                    "among the newest {} epochs kept (policies.epoch_gc_keep, current included)",
+                    policies.epoch_gc_keep.max(1)
+                ))
+            } else {
+                match fs::symlink_metadata(&path) {
+                    Err(e) => keep(format!("cannot inspect: {e}")),
+                    Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => {
+                        keep("not a real directory (GC never follows or deletes it)".into())
+                    }
+                    Ok(meta) => {
+                        let age = meta
+                            .modified()
+                            .ok()
+                            .and_then(|m| now.duration_since(m).ok());
+                        match age {
+                            Some(age) if age >= min_age => GcVerdict {
+                                stream_id,
+                                epoch,
+                                path: path.clone(),
+                                remove: true,
+                                reason: format!(
+                                    "older than the newest {} epochs and {:.1} s old (policies.epoch_gc_min_age_ns: {:.1} s)",
+                                    policies.epoch_gc_keep.max(1),
+                                    age.as_secs_f64(),
+                                    min_age.as_secs_f64()
+                                ),
+                            },
+                            age => keep(format!(
+                                "would be collected but is only {:.1} s old, younger than policies.epoch_gc_min_age_ns ({:.1} s)",
+                                age.unwrap_or_default().as_secs_f64(),
+                                min_age.as_secs_f64()
+                            )),
+                        }
+                    }
+                }
+            };
+            verdicts.push(verdict);
+        }
+    }
+    Ok(verdicts)
+}
+
 /// Removes the regular files of `epoch_dir` and then the directory; returns the bytes
 /// of storage the files held. `epoch_dir` must canonicalize to itself directly under
 /// `canonical_stream_dir`; anything but a regular file inside it is left alone (and so

@@ -75,7 +75,7 @@ mod trust;
 pub use epochs::HIGH_WATER_FILE;
 pub use files::dir_mode_for;
 use files::CreateError;
-pub use gc::GcReport;
+pub use gc::{plan_gc, GcReport, GcVerdict};
 use trust::DirPolicy;
 
 use crate::clock::monotonic_now_ns;
