@@ -234,15 +234,19 @@ pub fn parse_schema(xml: &str) -> Result<Schema, String> {
     })
 }
 
-/// Named types: field types, and var-data encodings as `(length prim, max, ascii)`.
+/// Named types: field types, the null value of optional types (SBE declares presence and
+/// null values on types; a field of such a type is optional), and var-data encodings as
+/// `(length prim, max, ascii)`.
 struct Types {
     fields: HashMap<String, FieldType>,
+    optional: HashMap<String, Option<i128>>,
     var_data: HashMap<String, (Prim, u64, bool)>,
 }
 
 fn parse_types(root: Node) -> Result<Types, String> {
     let mut types = Types {
         fields: HashMap::new(),
+        optional: HashMap::new(),
         var_data: HashMap::new(),
     };
     for node in root
@@ -254,6 +258,14 @@ fn parse_types(root: Node) -> Result<Types, String> {
         let name = node.attribute("name").unwrap_or_default().to_owned();
         match node.tag_name().name() {
             "type" => {
+                if node.attribute("presence") == Some("optional") {
+                    let null = node
+                        .attribute("nullValue")
+                        .map(str::parse::<i128>)
+                        .transpose()
+                        .map_err(|e| format!("type {name} nullValue: {e}"))?;
+                    types.optional.insert(name.clone(), null);
+                }
                 let ty = if node.attribute("presence") == Some("constant") {
                     FieldType::Constant(node.text().unwrap_or_default().trim().to_owned())
                 } else {
@@ -343,16 +355,20 @@ fn parse_block(node: Node, types: &Types) -> Result<Block, String> {
                         .parse()
                         .map_err(|e| format!("field {child_name} offset: {e}"))?;
                 }
-                let null = if child.attribute("presence") == Some("optional") {
+                let type_null = types.optional.get(type_name).copied();
+                let null = if child.attribute("presence") == Some("optional") || type_null.is_some()
+                {
                     let prim = match &ty {
                         FieldType::Primitive { prim, .. } | FieldType::Enum { prim, .. } => *prim,
                         FieldType::Constant(_) => Prim::U8,
                     };
+                    // The field's own nullValue (older schemas), else its type's, else the
+                    // primitive's SBE default.
                     Some(match child.attribute("nullValue") {
                         Some(raw) => raw
                             .parse::<i128>()
                             .map_err(|e| format!("field {child_name} nullValue: {e}"))?,
-                        None => prim.default_null(),
+                        None => type_null.flatten().unwrap_or_else(|| prim.default_null()),
                     })
                 } else {
                     None
