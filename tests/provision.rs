@@ -1138,3 +1138,87 @@ fn periodic_gc_reclaims_retired_epochs_of_a_quiet_stream() {
     assert_eq!(p.current_epoch(STREAM), Some(6));
     assert!(p.layout().header_ring_path(STREAM, 6).is_file());
 }
+
+/// A configuration with `policies.provision_ahead` on.
+fn ahead_config(base: &Path) -> DriverConfig {
+    let mut config = config_with(base, "");
+    config.policies.provision_ahead = true;
+    config
+}
+
+/// Runs the provisioner's duty-cycle step until the spare epoch `epoch` of the stream
+/// exists with its header ring, or fails the test.
+fn wait_for_spare(p: &mut ShmProvisioner, epoch: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        p.collect(tensorpool::clock::monotonic_now_ns());
+        if p.layout().header_ring_path(STREAM, epoch).is_file()
+            && p.spare_epoch(STREAM) == Some(epoch)
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no spare epoch {epoch}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Issue 16: with `policies.provision_ahead` the next epoch is made on the worker thread
+/// between attaches, and the provision of that epoch hands out those very files (same
+/// inode, superblock already written, activity stamped at hand-out).
+#[test]
+fn provisioning_ahead_hands_out_the_spare_epochs_files() {
+    let _g = shared();
+    let base = base_tempdir();
+    let cfg = ahead_config(base.path());
+    let mut p = ShmProvisioner::with_user(&cfg, USER).expect("provisioner");
+    assert_eq!(next_epoch(&mut p, &cfg, STREAM).epoch, 1);
+    wait_for_spare(&mut p, 2);
+    assert_eq!(p.current_epoch(STREAM), Some(1), "the spare is not current");
+    let ring = p.layout().header_ring_path(STREAM, 2);
+    let inode = fs::metadata(&ring).expect("spare ring").ino();
+    let before = tensorpool::clock::monotonic_now_ns();
+
+    let layout = p
+        .provision(STREAM, 2, LAYOUT_VERSION, &profile(&cfg))
+        .expect("provision the spare's epoch");
+    assert_eq!(layout.epoch, 2);
+    assert_eq!(p.current_epoch(STREAM), Some(2));
+    assert_eq!(
+        fs::metadata(&ring).expect("ring").ino(),
+        inode,
+        "the same file"
+    );
+    let bytes = fs::read(&ring).expect("ring");
+    assert_eq!(u64_at(&bytes, 12), 2, "its superblock names epoch 2");
+    assert!(
+        u64_at(&bytes, 56) >= before,
+        "activity stamped at hand-out, not when it was made"
+    );
+    // The next spare follows.
+    wait_for_spare(&mut p, 3);
+}
+
+/// A spare of another epoch than the one asked for is removed, and the epoch made
+/// instead is above every number spent, the spare's included.
+#[test]
+fn a_spare_of_another_epoch_is_discarded_and_numbering_stays_above_it() {
+    let _g = shared();
+    let base = base_tempdir();
+    let cfg = ahead_config(base.path());
+    let mut p = ShmProvisioner::with_user(&cfg, USER).expect("provisioner");
+    assert_eq!(next_epoch(&mut p, &cfg, STREAM).epoch, 1);
+    wait_for_spare(&mut p, 2);
+    // The core numbered past the spare (its own epochs spent by failures, say).
+    let layout = p
+        .provision(STREAM, 5, LAYOUT_VERSION, &profile(&cfg))
+        .expect("provision");
+    assert_eq!(layout.epoch, 5);
+    assert!(
+        !p.layout().epoch_dir(STREAM, 2).exists(),
+        "the unused spare is gone"
+    );
+    assert_eq!(p.highest_epoch(STREAM), Ok(5));
+}

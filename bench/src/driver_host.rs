@@ -37,6 +37,8 @@ pub struct DriverSpec {
     pub pools: Vec<(u16, u32)>,
     /// Static streams (`FIRST_STREAM_ID`, `FIRST_STREAM_ID + 1`, …).
     pub streams: u32,
+    /// `policies.provision_ahead`.
+    pub provision_ahead: bool,
 }
 
 impl DriverSpec {
@@ -55,6 +57,7 @@ impl DriverSpec {
             header_nslots,
             pools: pools.to_vec(),
             streams,
+            provision_ahead: false,
         })
     }
 
@@ -84,6 +87,7 @@ namespace = "bench"
 
 [policies]
 prefault_shm = false
+provision_ahead = {ahead}
 
 [profiles.bench]
 header_nslots = {nslots}
@@ -93,6 +97,7 @@ payload_pools = [{pools}]
             shm = self.shm_dir.display(),
             nslots = self.header_nslots,
             pools = pools.join(", "),
+            ahead = self.provision_ahead,
         );
         for stream_id in self.stream_ids() {
             let _ = write!(

@@ -111,6 +111,7 @@ impl DriverConfig {
         )?;
         writeln!(out, "prefault_shm = {}", pol.prefault_shm)?;
         writeln!(out, "mlock_shm = {}", pol.mlock_shm)?;
+        writeln!(out, "provision_ahead = {}", pol.provision_ahead)?;
         writeln!(out, "epoch_gc_enabled = {}", pol.epoch_gc_enabled)?;
         writeln!(out, "epoch_gc_keep = {}", pol.epoch_gc_keep)?;
         writeln!(out, "epoch_gc_min_age_ns = {}", pol.epoch_gc_min_age_ns)?;

@@ -208,6 +208,9 @@ pub struct PoliciesSection {
     pub prefault_shm: bool,
     /// `policies.mlock_shm`: mlock SHM regions on create, fatal on failure (default `false`).
     pub mlock_shm: bool,
+    /// `policies.provision_ahead`: make each stream's next epoch ahead, on a thread of its
+    /// own, so producer attaches find their files ready (default `false`).
+    pub provision_ahead: bool,
     /// `policies.epoch_gc_enabled`: enable epoch directory GC (default `true`).
     pub epoch_gc_enabled: bool,
     /// `policies.epoch_gc_keep`: epochs to keep, current included (default `2`).
@@ -237,6 +240,7 @@ impl Default for PoliciesSection {
             lease_expiry_grace_intervals: DEFAULT_LEASE_EXPIRY_GRACE_INTERVALS,
             prefault_shm: true,
             mlock_shm: false,
+            provision_ahead: false,
             epoch_gc_enabled: true,
             epoch_gc_keep: DEFAULT_EPOCH_GC_KEEP,
             epoch_gc_min_age_ns: Self::derived_epoch_gc_min_age_ns(DEFAULT_ANNOUNCE_PERIOD_MS),

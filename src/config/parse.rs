@@ -55,6 +55,7 @@ pub const POLICIES_KEYS: &[&str] = &[
     "lease_expiry_grace_intervals",
     "prefault_shm",
     "mlock_shm",
+    "provision_ahead",
     "epoch_gc_enabled",
     "epoch_gc_keep",
     "epoch_gc_min_age_ns",
@@ -332,6 +333,7 @@ fn parse_policies(
             .unwrap_or(d.lease_expiry_grace_intervals),
         prefault_shm: s.get("prefault_shm")?.unwrap_or(d.prefault_shm),
         mlock_shm: s.get("mlock_shm")?.unwrap_or(d.mlock_shm),
+        provision_ahead: s.get("provision_ahead")?.unwrap_or(d.provision_ahead),
         epoch_gc_enabled: s.get("epoch_gc_enabled")?.unwrap_or(d.epoch_gc_enabled),
         epoch_gc_keep: s.get("epoch_gc_keep")?.unwrap_or(d.epoch_gc_keep),
         epoch_gc_min_age_ns: s

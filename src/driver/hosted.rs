@@ -326,7 +326,7 @@ fn run(running: &mut Running, now_ns: u64) -> usize {
         ..
     } = running;
     agent.drain_lease_events(|event, core| leases.apply(client, core, event, now_ns));
-    leases.poll(agent.core());
+    leases.poll(client, agent.core(), now_ns);
     if now_ns >= running.next_counters_ns {
         running.next_counters_ns = now_ns + COUNTER_PERIOD_NS;
         running.counters.update(

@@ -9,6 +9,13 @@
 //! stream), a label naming the same fields, and as its value the lease's expiry deadline
 //! (`CLOCK_MONOTONIC` nanoseconds), refreshed on every accepted keepalive.
 //!
+//! A lease is published once it has lived [`PUBLISH_AFTER_NS`], and at most
+//! [`PUBLISH_PER_SECOND`] leases are published a second: every counter the media driver
+//! adds or removes is broadcast to every Aeron client of that media driver, and a client
+//! that falls a whole broadcast buffer behind is closed by its library. Attach/detach
+//! churn (tens of thousands a second in the attach benchmark) published one for one closed
+//! the benchmark's own client; observers want the leases that live, not the churn.
+//!
 //! At most [`MAX_LEASE_COUNTERS`] leases are published at once: Aeron's counters file has a
 //! fixed number of slots (8,192 with the default 1 MiB values buffer) shared with every
 //! publication and subscription of the media driver. Leases beyond the limit, or refused by
@@ -25,6 +32,10 @@ use crate::transport::{AeronClient, Counter, PendingCounter};
 pub const LEASE_COUNTER_TYPE_ID: i32 = 4_101;
 /// Leases published at once at most.
 pub const MAX_LEASE_COUNTERS: usize = 4_096;
+/// A lease gets its counter once it is this old (and still live).
+pub const PUBLISH_AFTER_NS: u64 = 1_000_000_000;
+/// Counters added per second at most (a token bucket of one second's worth).
+pub const PUBLISH_PER_SECOND: u64 = 1_000;
 /// Encoded length of a [`LeaseKey`].
 pub const LEASE_KEY_LEN: usize = 48;
 /// Layout version of [`LeaseKey`], its last four bytes.
@@ -171,6 +182,12 @@ pub struct LeaseCounters {
     control_stream_id: u32,
     published: HashMap<u64, Published>,
     pending: Vec<u64>,
+    /// Leases granted and not yet old enough to publish, oldest first (ended ones are
+    /// skipped when they reach the front).
+    waiting: std::collections::VecDeque<(u64, u64)>,
+    /// Counters that may be added now (refilled at [`PUBLISH_PER_SECOND`]).
+    tokens: u64,
+    refilled_ns: u64,
     unpublished: u64,
     warned: bool,
 }
@@ -189,6 +206,9 @@ impl LeaseCounters {
             control_stream_id,
             published: HashMap::new(),
             pending: Vec::new(),
+            waiting: std::collections::VecDeque::new(),
+            tokens: PUBLISH_PER_SECOND,
+            refilled_ns: 0,
             unpublished: 0,
             warned: false,
         }
@@ -213,13 +233,7 @@ impl LeaseCounters {
         now_ns: u64,
     ) {
         match event {
-            LeaseEvent::Granted(lease_id) => {
-                if self.published.len() >= self.limit {
-                    self.not_published(lease_id, "the lease counter limit is reached");
-                    return;
-                }
-                self.publish(client, core, lease_id, now_ns);
-            }
+            LeaseEvent::Granted(lease_id) => self.waiting.push_back((lease_id, now_ns)),
             LeaseEvent::Renewed(lease_id) => {
                 if let (Some(p), Some(lease)) =
                     (self.published.get(&lease_id), core.lease(lease_id))
@@ -251,9 +265,11 @@ impl LeaseCounters {
         }
     }
 
-    /// Completes allocations the media driver has answered; call every duty cycle while
-    /// the client is pumped.
-    pub fn poll(&mut self, core: &DriverCore) {
+    /// Publishes the leases that became old enough (within the rate), and completes
+    /// allocations the media driver has answered; call every duty cycle while the client
+    /// is pumped.
+    pub fn poll(&mut self, client: &AeronClient, core: &DriverCore, now_ns: u64) {
+        self.publish_due(client, core, now_ns);
         if self.pending.is_empty() {
             return;
         }
@@ -286,6 +302,42 @@ impl LeaseCounters {
             }
         });
         self.pending = pending;
+    }
+
+    /// Publishes waiting leases at least [`PUBLISH_AFTER_NS`] old, oldest first, as the
+    /// rate allows; leases that ended meanwhile are dropped.
+    fn publish_due(&mut self, client: &AeronClient, core: &DriverCore, now_ns: u64) {
+        let Some(&(_, oldest)) = self.waiting.front() else {
+            return;
+        };
+        if now_ns.saturating_sub(oldest) < PUBLISH_AFTER_NS {
+            return;
+        }
+        let elapsed = now_ns.saturating_sub(self.refilled_ns);
+        let refill = elapsed.saturating_mul(PUBLISH_PER_SECOND) / 1_000_000_000;
+        if refill > 0 {
+            self.tokens = (self.tokens + refill).min(PUBLISH_PER_SECOND);
+            self.refilled_ns = now_ns;
+        }
+        while let Some(&(lease_id, granted_ns)) = self.waiting.front() {
+            if now_ns.saturating_sub(granted_ns) < PUBLISH_AFTER_NS {
+                break;
+            }
+            if core.lease(lease_id).is_none() {
+                self.waiting.pop_front();
+                continue;
+            }
+            if self.tokens == 0 {
+                break;
+            }
+            self.waiting.pop_front();
+            if self.published.len() >= self.limit {
+                self.not_published(lease_id, "the lease counter limit is reached");
+                continue;
+            }
+            self.tokens -= 1;
+            self.publish(client, core, lease_id, granted_ns);
+        }
     }
 
     fn publish(&mut self, client: &AeronClient, core: &DriverCore, lease_id: u64, granted_ns: u64) {
@@ -408,6 +460,11 @@ mod tests {
         for lease_id in &leases {
             table.apply(&client, &core, LeaseEvent::Granted(*lease_id), 5);
         }
+        // Younger than PUBLISH_AFTER_NS: nothing yet.
+        table.poll(&client, &core, 5 + PUBLISH_AFTER_NS - 1);
+        assert_eq!((table.published(), table.unpublished()), (0, 0));
+        let due = 5 + PUBLISH_AFTER_NS;
+        table.poll(&client, &core, due);
         assert_eq!((table.published(), table.unpublished()), (2, 1));
         let published_ids = |client: &AeronClient| {
             let mut ids: Vec<u64> = client
@@ -423,7 +480,7 @@ mod tests {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 client.do_work().expect("pumping the client");
-                table.poll(&core);
+                table.poll(&client, &core, due);
                 if published_ids(&client) == expected {
                     return;
                 }
@@ -439,6 +496,14 @@ mod tests {
         table.apply(&client, &core, LeaseEvent::Ended(leases[0]), 6);
         wait_for(&mut table, &leases[1..2]);
         assert_eq!(table.published(), 1);
+
+        // A lease that ended before it was old enough (the core no longer has it) never
+        // gets a counter: attach/detach churn adds nothing to the media driver's
+        // broadcasts.
+        let mut never = LeaseCounters::new("n", 1_000);
+        never.apply(&client, &core, LeaseEvent::Granted(u64::MAX), 10);
+        never.poll(&client, &core, 10 + PUBLISH_AFTER_NS);
+        assert_eq!((never.published(), never.unpublished()), (0, 0));
     }
 
     #[test]

@@ -200,7 +200,7 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
         let mut work = client.do_work()?;
         work += agent.do_work(now_ns);
         agent.drain_lease_events(|event, core| leases.apply(&client, core, event, now_ns));
-        leases.poll(agent.core());
+        leases.poll(&client, agent.core(), now_ns);
         let answered_now = requests_answered(agent.core().counters());
         let answered_request = answered_now != answered;
         answered = answered_now;

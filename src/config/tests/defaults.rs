@@ -44,6 +44,7 @@ fn minimal_file_yields_every_default() {
     assert_eq!(p.lease_expiry_grace_intervals, 3);
     assert!(p.prefault_shm);
     assert!(!p.mlock_shm);
+    assert!(!p.provision_ahead);
     assert!(p.epoch_gc_enabled);
     assert_eq!(p.epoch_gc_keep, 2);
     assert_eq!(p.epoch_gc_min_age_ns, 3_000_000_000);

@@ -98,6 +98,7 @@ fn every_policies_key() {
             ("POLICIES_LEASE_EXPIRY_GRACE_INTERVALS", "4"),
             ("POLICIES_PREFAULT_SHM", "false"),
             ("POLICIES_MLOCK_SHM", "TRUE"),
+            ("POLICIES_PROVISION_AHEAD", "true"),
             ("POLICIES_EPOCH_GC_ENABLED", "0"),
             ("POLICIES_EPOCH_GC_KEEP", "5"),
             ("POLICIES_EPOCH_GC_MIN_AGE_NS", "123456789012"),
@@ -115,6 +116,7 @@ fn every_policies_key() {
     assert_eq!(p.lease_expiry_grace_intervals, 4);
     assert!(!p.prefault_shm);
     assert!(p.mlock_shm);
+    assert!(p.provision_ahead);
     assert!(!p.epoch_gc_enabled);
     assert_eq!(p.epoch_gc_keep, 5);
     assert_eq!(p.epoch_gc_min_age_ns, 123_456_789_012);
@@ -267,5 +269,5 @@ fn env_override_list_is_complete() {
     ] {
         assert!(vars.iter().any(|x| x == v), "{v} missing");
     }
-    assert_eq!(vars.len(), 12 + 7 + 14);
+    assert_eq!(vars.len(), 12 + 7 + 15);
 }

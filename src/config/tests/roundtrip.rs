@@ -36,6 +36,7 @@ lease_keepalive_interval_ms = 500
 lease_expiry_grace_intervals = 5
 prefault_shm = false
 mlock_shm = true
+provision_ahead = true
 epoch_gc_enabled = false
 epoch_gc_keep = 3
 epoch_gc_min_age_ns = 42

@@ -260,6 +260,11 @@ pub(super) struct OpenRegion {
 }
 
 impl OpenRegion {
+    /// Length of the mapping (the file's length).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
     /// Stores `now_ns` into the superblock's `activity_timestamp_ns` (Release).
     pub fn store_activity(&self, now_ns: u64) {
         if self.map.len() < ACTIVITY_TIMESTAMP_OFFSET + 8 {

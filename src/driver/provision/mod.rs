@@ -67,11 +67,13 @@
 //! `creating /dev/shm/tensorpool/tensorpool-alice/default/10000/3/header.ring: No space
 //! left on device (os error 28)`.
 
+mod ahead;
 mod epochs;
 mod files;
 mod gc;
 mod trust;
 
+use ahead::{AheadWorker, Job};
 pub use epochs::HIGH_WATER_FILE;
 pub use files::dir_mode_for;
 use files::CreateError;
@@ -170,6 +172,14 @@ pub struct ShmProvisioner {
     gc_check_period_ns: u64,
     reclaimed_epochs: u64,
     reclaimed_bytes: u64,
+    /// `policies.provision_ahead` (turned off if the worker thread cannot run).
+    provision_ahead: bool,
+    /// The worker making spare epochs, started with the first one.
+    ahead: Option<AheadWorker>,
+    /// Each stream's spare epoch.
+    spares: BTreeMap<u32, Spare>,
+    /// Layout version and profile of each stream's last epoch: what its spare is made as.
+    shapes: BTreeMap<u32, (u32, Profile)>,
 }
 
 impl ShmProvisioner {
@@ -252,6 +262,10 @@ impl ShmProvisioner {
             gc_check_period_ns: policies.announce_period_ns().max(1),
             reclaimed_epochs: 0,
             reclaimed_bytes: 0,
+            provision_ahead: policies.provision_ahead,
+            ahead: None,
+            spares: BTreeMap::new(),
+            shapes: BTreeMap::new(),
         })
     }
 
@@ -400,6 +414,15 @@ impl ShmProvisioner {
             now_ns.saturating_add(wait)
         };
         removed
+    }
+
+    /// The epoch of the spare `stream_id` has ready to hand out
+    /// (`policies.provision_ahead`).
+    pub fn spare_epoch(&self, stream_id: u32) -> Option<u64> {
+        match self.spares.get(&stream_id) {
+            Some(Spare::Ready { epoch, .. }) => Some(*epoch),
+            _ => None,
+        }
     }
 
     /// Epoch directories deleted by GC since start (periodic, on new epochs, at start-up).
@@ -611,15 +634,7 @@ impl ShmProvisioner {
 
     /// Creates every region of an epoch whose directory already exists.
     fn create_regions(&self, plans: &[RegionPlan]) -> Result<Vec<OpenRegion>, CreateError> {
-        let opts = RegionOptions {
-            mode: self.modes.file,
-            prefault: self.prefault,
-            touch_step: self.touch_step,
-            mlock: self.mlock,
-            sync: self.sync,
-            pid: u64::from(std::process::id()),
-            start_ns: monotonic_now_ns(),
-        };
+        let opts = self.region_options();
         plans
             .iter()
             .map(|p| files::create_region(p, opts))
@@ -675,6 +690,54 @@ impl ShmProvisioner {
     }
 }
 
+/// The layout of an epoch whose regions have `uris` (header ring first, then the
+/// profile's pools in order).
+fn epoch_layout(
+    stream_id: u32,
+    epoch: u64,
+    layout_version: u32,
+    profile: &Profile,
+    uris: &[String],
+) -> EpochLayout {
+    let pools = profile
+        .payload_pools
+        .iter()
+        .zip(uris.iter().skip(1))
+        .map(|(pool, uri)| PoolLayout {
+            pool_id: pool.pool_id,
+            nslots: profile.header_nslots,
+            stride_bytes: pool.stride_bytes,
+            region_uri: uri.clone(),
+        })
+        .collect();
+    EpochLayout {
+        stream_id,
+        epoch,
+        layout_version,
+        header_nslots: profile.header_nslots,
+        header_region_uri: uris.first().cloned().unwrap_or_default(),
+        pools,
+    }
+}
+
+/// A stream's next epoch made ahead (`policies.provision_ahead`).
+#[derive(Debug)]
+enum Spare {
+    /// With the worker.
+    Building { epoch: u64, layout_version: u32 },
+    /// Made: handed out for exactly `epoch`.
+    Ready {
+        epoch: u64,
+        layout_version: u32,
+        regions: Vec<OpenRegion>,
+    },
+    /// Making one failed; not tried again before `retry_at_ns`.
+    Failed { retry_at_ns: u64 },
+}
+
+/// Wait after a failed spare before trying again (the failure was logged).
+const AHEAD_RETRY_NS: u64 = 5_000_000_000;
+
 /// Parses a stream directory name (canonical decimal u32).
 fn parse_stream_id(name: &str) -> Option<u32> {
     let n = epochs::parse_epoch_canonical(name)?;
@@ -699,10 +762,11 @@ impl Provisioner for ShmProvisioner {
     }
 
     fn collect(&mut self, now_ns: u64) -> usize {
-        if now_ns < self.gc_next_check_ns {
-            return 0;
+        let mut work = self.prepare_ahead(now_ns);
+        if now_ns >= self.gc_next_check_ns {
+            work += self.collect_step(now_ns, SystemTime::now());
         }
-        self.collect_step(now_ns, SystemTime::now())
+        work
     }
 
     fn provision(
@@ -714,6 +778,18 @@ impl Provisioner for ShmProvisioner {
     ) -> Result<EpochLayout, ProvisionFailure> {
         // The stream moves off its previous epoch whatever happens next.
         self.retire_mappings(stream_id);
+        let mut epoch = epoch;
+        if self.provision_ahead {
+            self.shapes
+                .insert(stream_id, (layout_version, profile.clone()));
+            if let Some(layout) = self.take_spare(stream_id, epoch, layout_version, profile)? {
+                return Ok(layout);
+            }
+            // A spare of another epoch, or one that failed, spent its number.
+            if let Some(high) = self.memo.get(&stream_id).and_then(|m| m.high_water) {
+                epoch = epoch.max(high + 1);
+            }
+        }
         let provisioned = self.provision_epoch(stream_id, epoch, layout_version, profile);
         if provisioned.is_err() {
             // Whatever is on disk now, read it again next time.
@@ -789,27 +865,224 @@ impl ShmProvisioner {
                 Err(error) => return Err(error.into()),
             }
         };
-        let pools = profile
-            .payload_pools
-            .iter()
-            .zip(uris.iter().skip(1))
-            .map(|(pool, uri)| PoolLayout {
-                pool_id: pool.pool_id,
-                nslots: profile.header_nslots,
-                stride_bytes: pool.stride_bytes,
-                region_uri: uri.clone(),
-            })
-            .collect();
-        let header_region_uri = uris.first().cloned().unwrap_or_default();
         self.open.insert(stream_id, OpenEpoch { epoch, regions });
-        Ok(EpochLayout {
+        Ok(epoch_layout(
             stream_id,
             epoch,
             layout_version,
-            header_nslots: profile.header_nslots,
-            header_region_uri,
-            pools,
-        })
+            profile,
+            &uris,
+        ))
+    }
+
+    /// The options every region is created with.
+    fn region_options(&self) -> RegionOptions {
+        RegionOptions {
+            mode: self.modes.file,
+            prefault: self.prefault,
+            touch_step: self.touch_step,
+            mlock: self.mlock,
+            sync: self.sync,
+            pid: u64::from(std::process::id()),
+            start_ns: monotonic_now_ns(),
+        }
+    }
+
+    /// One step of provisioning ahead: takes what the worker finished, and hands it the
+    /// next epoch of one stream that has a current epoch and no spare. Returns the work
+    /// done.
+    fn prepare_ahead(&mut self, now_ns: u64) -> usize {
+        if !self.provision_ahead {
+            return 0;
+        }
+        let mut work = 0;
+        while let Some(done) = self.ahead.as_mut().and_then(AheadWorker::try_done) {
+            self.accept_spare(done, now_ns);
+            work += 1;
+        }
+        let next = self
+            .open
+            .keys()
+            .copied()
+            .find(|id| match self.spares.get(id) {
+                None => true,
+                Some(Spare::Failed { retry_at_ns }) => now_ns >= *retry_at_ns,
+                Some(_) => false,
+            });
+        if let Some(stream_id) = next {
+            if self.start_spare(stream_id, now_ns) {
+                work += 1;
+            }
+        }
+        work
+    }
+
+    /// Numbers the next epoch of `stream_id` (recorded in the high-water file first) and
+    /// hands it to the worker. False when nothing was started.
+    fn start_spare(&mut self, stream_id: u32, now_ns: u64) -> bool {
+        let Some((layout_version, profile)) = self.shapes.get(&stream_id).cloned() else {
+            return false;
+        };
+        let Some(high) = self.memo.get(&stream_id).and_then(|m| m.high_water) else {
+            return false;
+        };
+        let epoch = high + 1;
+        let retry_at_ns = now_ns.saturating_add(AHEAD_RETRY_NS);
+        let plans = match self.plan(stream_id, epoch, layout_version, &profile) {
+            Ok(plans) => plans,
+            Err(error) => {
+                tracing::warn!(stream_id, epoch, %error, "cannot plan a spare epoch");
+                self.spares.insert(stream_id, Spare::Failed { retry_at_ns });
+                return false;
+            }
+        };
+        if self.ahead.is_none() {
+            match AheadWorker::start() {
+                Ok(worker) => self.ahead = Some(worker),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the provision-ahead thread; provisioning inline");
+                    self.provision_ahead = false;
+                    return false;
+                }
+            }
+        }
+        let stream_dir = self.layout.stream_dir(stream_id);
+        if let Err(error) = epochs::write_high_water(&stream_dir, epoch, self.modes.file, self.sync)
+        {
+            tracing::warn!(stream_id, epoch, %error, "cannot number a spare epoch");
+            self.spares.insert(stream_id, Spare::Failed { retry_at_ns });
+            return false;
+        }
+        self.memo.entry(stream_id).or_default().high_water = Some(epoch);
+        let job = Job {
+            stream_id,
+            epoch,
+            epoch_dir: self.layout.epoch_dir(stream_id, epoch),
+            dir_mode: self.modes.dir,
+            plans,
+            opts: self.region_options(),
+        };
+        let submitted = self.ahead.as_ref().is_some_and(|worker| worker.submit(job));
+        if !submitted {
+            tracing::warn!("the provision-ahead thread is gone; provisioning inline");
+            self.provision_ahead = false;
+            return false;
+        }
+        self.spares.insert(
+            stream_id,
+            Spare::Building {
+                epoch,
+                layout_version,
+            },
+        );
+        true
+    }
+
+    /// Records a job the worker finished.
+    fn accept_spare(&mut self, done: ahead::Done, now_ns: u64) {
+        let building = match self.spares.get(&done.stream_id) {
+            Some(Spare::Building {
+                epoch,
+                layout_version,
+            }) if *epoch == done.epoch => Some(*layout_version),
+            _ => None,
+        };
+        match (building, done.result) {
+            (Some(layout_version), Ok(regions)) => {
+                tracing::debug!(
+                    stream_id = done.stream_id,
+                    epoch = done.epoch,
+                    "spare epoch ready"
+                );
+                self.spares.insert(
+                    done.stream_id,
+                    Spare::Ready {
+                        epoch: done.epoch,
+                        layout_version,
+                        regions,
+                    },
+                );
+            }
+            (_, Err(error)) => {
+                tracing::warn!(
+                    stream_id = done.stream_id,
+                    epoch = done.epoch,
+                    error = %ProvisionFailure::from(error),
+                    "making a spare epoch failed; the next attach provisions inline"
+                );
+                self.spares.insert(
+                    done.stream_id,
+                    Spare::Failed {
+                        retry_at_ns: now_ns.saturating_add(AHEAD_RETRY_NS),
+                    },
+                );
+            }
+            (None, Ok(regions)) => self.discard_spare(done.stream_id, done.epoch, regions),
+        }
+    }
+
+    /// Removes a spare epoch nobody will use (its number stays spent).
+    fn discard_spare(&self, stream_id: u32, epoch: u64, regions: Vec<OpenRegion>) {
+        drop(regions);
+        let dir = self.layout.epoch_dir(stream_id, epoch);
+        if let Err(error) = files::remove_half_built(&dir) {
+            tracing::warn!(stream_id, epoch, path = %dir.display(), %error, "could not remove an unused spare epoch");
+        }
+    }
+
+    /// The spare of `stream_id` as the layout of `epoch`, if it is exactly that epoch of
+    /// that shape (waiting for the worker if it is still being made). A spare of another
+    /// epoch or shape is removed.
+    fn take_spare(
+        &mut self,
+        stream_id: u32,
+        epoch: u64,
+        layout_version: u32,
+        profile: &Profile,
+    ) -> Result<Option<EpochLayout>, ProvisionFailure> {
+        if matches!(self.spares.get(&stream_id), Some(Spare::Building { .. })) {
+            // Being made: waiting costs no more than making it here would.
+            if let Some(done) = self.ahead.as_mut().and_then(|w| w.wait_for(stream_id)) {
+                self.accept_spare(done, monotonic_now_ns());
+            }
+        }
+        let Some(Spare::Ready {
+            epoch: spare_epoch,
+            layout_version: spare_version,
+            regions,
+        }) = self.spares.remove(&stream_id)
+        else {
+            return Ok(None);
+        };
+        let plans = self.plan(stream_id, epoch, layout_version, profile)?;
+        let fits = spare_epoch == epoch
+            && spare_version == layout_version
+            && plans.len() == regions.len()
+            && plans
+                .iter()
+                .zip(&regions)
+                .all(|(plan, region)| plan.path == region.path && plan.len == region.len() as u64);
+        if !fits {
+            self.discard_spare(stream_id, spare_epoch, regions);
+            return Ok(None);
+        }
+        let uris = regions
+            .iter()
+            .map(|r| self.region_uri(&r.path))
+            .collect::<Result<Vec<String>, ProvisionFailure>>()?;
+        // Made a while ago: consumers judge liveness by this stamp.
+        let now_ns = monotonic_now_ns();
+        for region in &regions {
+            region.store_activity(now_ns);
+        }
+        self.open.insert(stream_id, OpenEpoch { epoch, regions });
+        Ok(Some(epoch_layout(
+            stream_id,
+            epoch,
+            layout_version,
+            profile,
+            &uris,
+        )))
     }
 }
 

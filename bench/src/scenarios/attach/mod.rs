@@ -117,7 +117,33 @@ impl Scenario for Attach {
                 &[busy, idle, concurrent, producer],
             )?
         };
-        Ok(figures(self.name(), &echo, &driver))
+        // The same producer plan with `policies.provision_ahead`: each epoch made on the
+        // driver's worker thread before the attach that takes it.
+        let ahead = {
+            let scratch = Scratch::new("attach-ahead")?;
+            let mut spec = DriverSpec::in_scratch(&scratch, 64, &[(1, 4096)], 1)?;
+            spec.provision_ahead = true;
+            let driver = InProcessDriver::start(&spec, responder_core)?;
+            let producer_paced = Plan {
+                gap: Some(idle_gap()),
+                ..producer
+            };
+            run_plans(driver.aeron_dir(), client_core, &[producer, producer_paced])?
+        };
+        let inline_paced = {
+            let scratch = Scratch::new("attach-inline")?;
+            let spec = DriverSpec::in_scratch(&scratch, 64, &[(1, 4096)], 1)?;
+            let driver = InProcessDriver::start(&spec, responder_core)?;
+            let producer_paced = Plan {
+                gap: Some(idle_gap()),
+                ..producer
+            };
+            run_plans(driver.aeron_dir(), client_core, &[producer_paced])?
+        };
+        let mut figures = figures(self.name(), &echo, &driver);
+        let ahead = ahead_figures(self.name(), &figures, &inline_paced, &ahead);
+        figures.extend(ahead);
+        Ok(figures)
     }
 }
 
@@ -141,6 +167,66 @@ pub(crate) fn run_plans(
         .join()
         .map_err(|_| BenchError::Measure("the load thread panicked".into()))?
     })
+}
+
+/// Producer attach with `policies.provision_ahead` against the same plans without it:
+/// back-to-back (compared with the `producer attach` figures of `main`, the next spare may
+/// still be in the making when the attach comes) and paced like the idle-driver consumer
+/// plan (every spare is ready).
+fn ahead_figures(
+    scenario: &str,
+    main: &[Figure],
+    inline_paced: &[LoopResult],
+    ahead: &[LoopResult],
+) -> Vec<Figure> {
+    let ([inline_paced], [ahead_busy, ahead_paced]) = (inline_paced, ahead) else {
+        return Vec::new();
+    };
+    let find = |name: &str| main.iter().find(|f| f.name == name);
+    let us = |name: &str, value: f64| Figure::new(scenario, name, value, "µs");
+    let paced_p50 = us(
+        "producer attach p50, paced",
+        inline_paced.attach.quantile_us(0.5),
+    )
+    .marked_reference();
+    let paced_p99 = us(
+        "producer attach p99, paced",
+        inline_paced.attach.quantile_us(0.99),
+    )
+    .marked_reference()
+    .with_note(format!(
+        "{} attaches {:?}–{:?} apart, each a new epoch made on the attach path",
+        inline_paced.attach.count(),
+        idle_gap().0,
+        idle_gap().1
+    ));
+    let figures = vec![
+        us(
+            "producer attach p50, ahead",
+            ahead_busy.attach.quantile_us(0.5),
+        )
+        .against(find("producer attach p50")),
+        us(
+            "producer attach p99, ahead",
+            ahead_busy.attach.quantile_us(0.99),
+        )
+        .against(find("producer attach p99"))
+        .with_target(Target::AtMost(ATTACH_P99_TARGET_US))
+        .with_note("policies.provision_ahead, back-to-back: the spare may still be in the making"),
+        us(
+            "producer attach p50, paced, ahead",
+            ahead_paced.attach.quantile_us(0.5),
+        )
+        .against(Some(&paced_p50)),
+        us(
+            "producer attach p99, paced, ahead",
+            ahead_paced.attach.quantile_us(0.99),
+        )
+        .against(Some(&paced_p99))
+        .with_target(Target::AtMost(ATTACH_P99_TARGET_US))
+        .with_note("policies.provision_ahead, paced: every spare is ready when its attach comes"),
+    ];
+    [paced_p50, paced_p99].into_iter().chain(figures).collect()
 }
 
 /// Median of a few values (for notes).
