@@ -32,7 +32,8 @@
 //! epoch, duplicate). `elapsed_s` runs from the first delivered frame to the last; the
 //! rates are over that window. The exit status is 0 when `--frames` frames were received
 //! and, with `--verify`, every one verified; 1 otherwise; 128 + the signal number when
-//! SIGINT or SIGTERM stopped it (it still detaches and prints the line). Logs go to
+//! SIGINT or SIGTERM stopped it (it still detaches and prints the line). With
+//! `--progress-ms N` it also prints the line, counts so far, every N ms. Logs go to
 //! stderr; set `RUST_LOG` (e.g. `RUST_LOG=info`) for more.
 
 mod common;
@@ -110,6 +111,11 @@ struct Args {
     /// grants sets the pace (a third of it), whatever the driver's configured interval.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     keepalive_ms: Option<u64>,
+    /// Also print the JSON line every this many ms while running (0: only at the end),
+    /// so a supervisor that kills the consumer with SIGKILL still has its counts
+    /// (scripts/soak.sh).
+    #[arg(long, default_value_t = 0)]
+    progress_ms: u64,
 }
 
 /// Splits `CHANNEL:ID` at the last colon (channels contain colons themselves).
@@ -261,7 +267,14 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
     let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
     let verify = args.verify;
     let mut pattern = Pattern::new(0);
+    let progress = Duration::from_millis(args.progress_ms);
+    let mut next_progress = Instant::now() + progress;
     while report.frames_received < args.frames && Instant::now() < deadline {
+        if !progress.is_zero() && Instant::now() >= next_progress {
+            report.counters = consumer.counters();
+            println!("{}", report.json());
+            next_progress += progress;
+        }
         if common::interrupted().is_some() {
             report.interrupted = true;
             break;

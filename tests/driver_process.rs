@@ -19,8 +19,9 @@ use tensorpool::config::REDACTED;
 use tensorpool::protocol::driver::{ResponseCode, Role, ShutdownReason};
 use tensorpool::transport::{BackoffIdle, EmbeddedMediaDriver, MediaDriverOptions};
 
-/// A restarted embedded media driver waits until the dead one's heartbeat is older than
-/// Aeron's driver timeout (10 s by default) before it takes over the directory.
+/// A restarted aeronmd waits until the dead one's heartbeat is older than Aeron's driver
+/// timeout (10 s by default) before it takes over the directory; a restarted `tp-driver`
+/// starts at once (the killed one's owner record proves it gone; tests/driver_crash_recovery.rs).
 const RESTART_DEADLINE: Duration = Duration::from_secs(20);
 /// How long external mode may look for a media driver before giving up (about 10 s).
 const EXTERNAL_GIVE_UP: Duration = Duration::from_secs(20);

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use tensorpool::transport::{
     read_counters, AeronClient, BackoffIdle, ClientOptions, Counter, DutyCycle,
     EmbeddedMediaDriver, MediaDriverOptions, OfferOutcome, OutboundQueue, Publication, SendOutcome,
-    Subscription, TransportError,
+    Subscription, TransportError, OWNER_FILE,
 };
 
 /// Failsafe for every wait in these tests (each test should finish far sooner).
@@ -459,6 +459,123 @@ fn driver_in_another_process_is_refused_while_alive_and_replaced_after_it_is_kil
         exchange_sequence(&client, &publication, &mut subscription, 3),
         [0, 1, 2]
     );
+}
+
+/// Starts [`child_process_media_driver`] in `dir` and waits until a client can connect.
+fn spawn_child_driver(dir: &Path) -> KillOnDrop {
+    let child = KillOnDrop(
+        Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "child_process_media_driver",
+                "--exact",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DRIVER_DIR_ENV, dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn child driver"),
+    );
+    drop(AeronClient::connect(dir, Duration::from_secs(5)).expect("child driver is up"));
+    // The owner record follows the CnC file by a moment.
+    let deadline = Instant::now() + DEADLINE;
+    while !dir.join(OWNER_FILE).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the child driver wrote no owner record"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// Aeron's rule alone would make the new driver wait out a 60 s driver timeout, and the old
+/// driver's client another 60 s: the killed driver's pid is proof enough for both.
+#[test]
+fn a_killed_drivers_directory_is_taken_over_at_once_and_its_clients_notice() {
+    let (_base, dir) = aeron_dir();
+    let long = Duration::from_secs(60);
+    let mut child = spawn_child_driver(&dir);
+    let old_client = AeronClient::connect_with(&ClientOptions {
+        dir: Some(dir.clone()),
+        driver_timeout: Some(long),
+        ..ClientOptions::default()
+    })
+    .expect("client of the child driver");
+    let options = MediaDriverOptions {
+        driver_timeout: Some(long),
+        ..driver_options(&dir)
+    };
+    assert_eq!(
+        EmbeddedMediaDriver::start(&options).expect_err("the child driver is alive"),
+        TransportError::DriverAlreadyRunning { dir: dir.clone() },
+        "a live driver is never replaced, whatever its owner record says"
+    );
+    assert!(old_client.do_work().is_ok(), "the old client still works");
+
+    child.0.kill().expect("kill -9 the child driver");
+    child.0.wait().expect("reap child");
+    let started = Instant::now();
+    let driver = EmbeddedMediaDriver::start(&options).expect("replaces the dead driver");
+    let took = started.elapsed();
+    assert!(
+        took < long / 4,
+        "the start waited {took:?}, as for a timeout"
+    );
+    let record = std::fs::read_to_string(dir.join(OWNER_FILE)).expect("new owner record");
+    assert!(
+        record.contains(&format!("pid={}\n", std::process::id())),
+        "{record}"
+    );
+
+    // The old client's CnC file is gone; it closes itself instead of waiting for 60 s.
+    let deadline = Instant::now() + DEADLINE;
+    let error = loop {
+        driver.do_work().expect("new driver duty cycle");
+        match old_client.do_work() {
+            Err(error) => break error,
+            Ok(_) => assert!(Instant::now() < deadline, "the old client never noticed"),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(error, TransportError::ClientClosed);
+    assert!(old_client.is_closed());
+}
+
+/// An owner record from another pid namespace (a container sharing the directory) proves
+/// nothing about a pid here: the heartbeat rule applies.
+#[test]
+fn an_owner_record_from_another_pid_namespace_is_not_trusted() {
+    let (_base, dir) = aeron_dir();
+    let mut child = spawn_child_driver(&dir);
+    child.0.kill().expect("kill -9 the child driver");
+    child.0.wait().expect("reap child");
+    let record = std::fs::read_to_string(dir.join(OWNER_FILE)).expect("owner record");
+    let foreign: String = record
+        .lines()
+        .map(|line| {
+            if line.starts_with("pid_namespace=") {
+                "pid_namespace=pid:[1]\n".to_owned()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    assert_ne!(foreign, record);
+    std::fs::write(dir.join(OWNER_FILE), foreign).expect("rewrite owner record");
+    let driver_timeout = Duration::from_millis(1500);
+    let options = MediaDriverOptions {
+        driver_timeout: Some(driver_timeout),
+        ..driver_options(&dir)
+    };
+    let started = Instant::now();
+
+    let driver = EmbeddedMediaDriver::start(&options).expect("starts after the heartbeat ages out");
+
+    let waited = started.elapsed();
+    assert!(waited >= driver_timeout / 3, "waited only {waited:?}");
+    assert!(driver.do_work().is_ok());
 }
 
 /// Runs a media driver for the test above when started by it; does nothing otherwise.

@@ -13,7 +13,8 @@
 //! following symlinks, checks it is a regular file with this magic and version, and maps
 //! it shared.
 //!
-//! **Protocol** (no lost wake-up, whatever the interleaving):
+//! **Protocol** (no lost wake-up, whatever the interleaving; [`super::doorbell_word`],
+//! model-checked by `scripts/loom.sh`):
 //! - the driver, about to park, stores `SLEEPING`, then runs one more duty cycle; only if
 //!   that found no work does it `FUTEX_WAIT` on the word (expecting `SLEEPING`) for at most
 //!   the park; it stores `AWAKE` when it runs again;
@@ -30,7 +31,7 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -44,10 +45,9 @@ pub const DOORBELL_VERSION: u32 = 1;
 pub const DOORBELL_LEN: usize = 64;
 /// Offset of the state word.
 const STATE_OFFSET: usize = 12;
-/// The driver is running (or about to run) its duty cycle.
-const AWAKE: u32 = 0;
-/// The driver is parked, or about to be: ring to wake it.
-const SLEEPING: u32 = 1;
+
+pub use super::doorbell_word::Wake;
+use super::doorbell_word::SLEEPING;
 
 /// Why a doorbell could not be created or opened.
 #[derive(Debug, Error)]
@@ -198,18 +198,7 @@ impl Doorbell {
     /// Wakes the driver if it is parked, after a request was published. Returns whether
     /// this call woke it. One atomic load when the driver is awake.
     pub fn ring(&self) -> bool {
-        // Orders the request's publication before the read of the state (see the module
-        // docs): the driver either sees the request or we see it sleeping.
-        fence(Ordering::SeqCst);
-        let state = self.state();
-        if state.load(Ordering::SeqCst) != SLEEPING {
-            return false;
-        }
-        if state.swap(AWAKE, Ordering::SeqCst) != SLEEPING {
-            return false;
-        }
-        futex_wake(state);
-        true
+        super::doorbell_word::ring(self.state(), futex_wake)
     }
 }
 
@@ -219,17 +208,6 @@ impl std::fmt::Debug for Doorbell {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
-}
-
-/// How a park on the doorbell ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
-    /// The last duty cycle found work: no park.
-    Work,
-    /// A client rang.
-    Rung,
-    /// The park ran its full length (or was interrupted).
-    Timeout,
 }
 
 /// The driver's side: creates the file, parks on it, removes it when dropped.
@@ -294,21 +272,9 @@ impl DriverDoorbell {
     /// after the driver has declared itself asleep and returns its work: if it did any,
     /// the driver does not park. The state is `AWAKE` again on return.
     pub fn park(&self, park: Duration, last_cycle: impl FnOnce() -> usize) -> Wake {
-        let state = self.bell.state();
-        state.store(SLEEPING, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if last_cycle() > 0 {
-            state.store(AWAKE, Ordering::SeqCst);
-            return Wake::Work;
-        }
-        let woke = futex_wait(state, SLEEPING, park);
-        // A client that rang already stored AWAKE; after a timeout nobody did.
-        let rung = state.swap(AWAKE, Ordering::SeqCst) == AWAKE;
-        if rung || woke {
-            Wake::Rung
-        } else {
-            Wake::Timeout
-        }
+        super::doorbell_word::park(self.bell.state(), last_cycle, |state| {
+            futex_wait(state, SLEEPING, park)
+        })
     }
 }
 

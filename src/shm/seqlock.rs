@@ -26,6 +26,11 @@
 //! tearing; a reader must never act on data until [`SeqCommit::validate_read`] has
 //! returned `Ok`.
 
+// The `loom/` crate compiles this file with `--cfg loom` to model-check it
+// (`scripts/loom.sh`); everything else uses the standard atomics.
+#[cfg(loom)]
+use loom::sync::atomic::{fence, AtomicU64, Ordering};
+#[cfg(not(loom))]
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 /// Encodes logical sequence `seq` as IN-PROGRESS (`seq << 1`).
@@ -107,6 +112,7 @@ impl<'a> SeqCommit<'a> {
     /// * all concurrent accesses to those bytes (in this and other processes) must be
     ///   atomic; for a read-only mapping only [`load`](Self::load) and the read helpers
     ///   may be used (the store methods would fault).
+    #[cfg(not(loom))]
     #[inline]
     pub unsafe fn from_ptr(ptr: *mut u64) -> Self {
         // SAFETY: forwarded to the caller (alignment, validity for 'a, atomic access).
@@ -198,7 +204,7 @@ pub const fn check_word(word: u64, expected_seq: u64) -> Result<(), SeqReadError
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicU8};

@@ -3,9 +3,19 @@
 //! one. Registrations (publications, subscriptions, counters) complete only while the
 //! client (and, in embedded mode, the driver) is pumped, so the blocking helpers here pump
 //! while they wait.
+//!
+//! A client of an external media driver also watches the driver's CnC file: Aeron's own
+//! liveness rule only declares a driver dead once its heartbeat is older than the driver
+//! timeout (10 s by default), even when a new driver has already replaced the directory.
+//! A new media driver only recreates the directory once it judged the old driver dead
+//! (or was told to delete it on start), so a `cnc.dat` that is now a different file is
+//! proof the driver this client talks to is gone: the client closes itself at once and
+//! its owner reconnects, within [`CNC_CHECK_INTERVAL`] of the new driver's start.
 
+use std::cell::Cell;
 use std::ffi::{c_char, CStr};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +51,9 @@ impl NoDriver {
 const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 /// Default wait for a driver at connect and for registrations.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a client of an external media driver checks that the driver's `cnc.dat` is
+/// still the file it connected to (one `stat`; see the module docs).
+pub const CNC_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Configuration of an [`AeronClient`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +95,30 @@ pub struct AeronClient {
     dir: PathBuf,
     resource_timeout: Duration,
     errors: Arc<AtomicU64>,
+    /// The CnC file this client connected to (`None` when it owns its driver).
+    cnc: Option<CncIdentity>,
+    next_cnc_check: Cell<Instant>,
+    /// Set once the CnC file was replaced: the driver is gone, the client is done.
+    driver_replaced: Cell<bool>,
     driver: Option<OwnedDriver>,
+}
+
+/// Which file a `cnc.dat` path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CncIdentity {
+    dev: u64,
+    ino: u64,
+}
+
+impl CncIdentity {
+    /// The file `dir/cnc.dat` names now, if any.
+    fn of(dir: &Path) -> Option<Self> {
+        let meta = std::fs::symlink_metadata(dir.join("cnc.dat")).ok()?;
+        Some(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 impl AeronClient {
@@ -155,6 +191,14 @@ impl AeronClient {
             let driver_timeout_ms = context.get_driver_timeout_ms() as i64;
             wait_for_driver(&dir, driver_timeout_ms, options.connect_timeout)?;
         }
+        // Taken before Aeron maps the file: if it is replaced in between, the first check
+        // sees a change and the client reconnects, which is harmless; taken after, a
+        // replacement could go unnoticed until Aeron's driver timeout.
+        let cnc = if driver.is_none() {
+            CncIdentity::of(&dir)
+        } else {
+            None
+        };
         let aeron = Aeron::new(&context).map_err(|e| {
             let message = e.get_last_err_message().to_owned();
             tracing::error!(dir = %dir.display(), code = e.code, %message, "aeron client init failed");
@@ -172,13 +216,50 @@ impl AeronClient {
             dir,
             resource_timeout: options.resource_timeout,
             errors,
+            cnc,
+            next_cnc_check: Cell::new(Instant::now() + CNC_CHECK_INTERVAL),
+            driver_replaced: Cell::new(false),
             driver,
         })
+    }
+
+    /// Whether the media driver's `cnc.dat` is now another file (checked at most once per
+    /// [`CNC_CHECK_INTERVAL`]); latches.
+    fn check_driver_replaced(&self) -> bool {
+        if self.driver_replaced.get() {
+            return true;
+        }
+        let Some(connected) = self.cnc else {
+            return false;
+        };
+        let now = Instant::now();
+        if now < self.next_cnc_check.get() {
+            return false;
+        }
+        self.next_cnc_check.set(now + CNC_CHECK_INTERVAL);
+        // A missing file proves nothing (the directory may be mid-recreation, or removed
+        // under a live driver): Aeron's own timeout decides then.
+        match CncIdentity::of(&self.dir) {
+            Some(current) if current != connected => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    client_id = self.aeron.client_id(),
+                    "the media driver's cnc.dat was replaced: a new media driver runs there; \
+                     closing this client so its owner reconnects"
+                );
+                self.driver_replaced.set(true);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// One duty cycle: the embedded driver (if owned), then the client conductor; returns the
     /// work done. Fails once the client is closed, e.g. after its driver stopped answering.
     pub fn do_work(&self) -> Result<usize, TransportError> {
+        if self.check_driver_replaced() {
+            return Err(TransportError::ClientClosed);
+        }
         let mut work = match &self.driver {
             Some(driver) => driver.do_work()?,
             None => 0,
@@ -208,9 +289,10 @@ impl AeronClient {
         self.driver.as_ref()
     }
 
-    /// Whether the client has closed (it then does no more work).
+    /// Whether the client has closed (it then does no more work): Aeron closed it, or its
+    /// media driver was replaced by a new one (see the module docs).
     pub fn is_closed(&self) -> bool {
-        self.aeron.is_closed()
+        self.driver_replaced.get() || self.aeron.is_closed()
     }
 
     /// Aeron's id for this client (also the owner id of its counters).

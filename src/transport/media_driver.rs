@@ -9,6 +9,18 @@
 //! files belong to a dead driver we log a warning and start, waiting first if the heartbeat
 //! is still fresh (a crashed driver) until it either moves (alive: refuse) or ages past the
 //! timeout (dead: start). Aeron then removes the old files and creates new ones.
+//!
+//! Waiting out the timeout (10 s by default; the heartbeat itself only moves once per
+//! Aeron timer interval, 1 s) is needed only when nothing better is known. A driver
+//! started here leaves an owner record beside its CnC file ([`OWNER_FILE`]: its pid, its
+//! pid namespace and the CnC's start timestamp). When the CnC in the directory is the one
+//! that record describes, the record was written in this pid namespace, and no process
+//! has that pid any more, the old driver is provably gone (a killed process cannot come
+//! back, and a reused pid only makes it look alive): the new driver starts at once and has
+//! Aeron delete the old files without its own heartbeat check. A pid that is alive, a
+//! record from another pid namespace (a container sharing the directory), or no record
+//! (a stock aeronmd, a Java driver) all fall back to the heartbeat rule, so a live driver
+//! is never touched.
 
 use std::ffi::CStr;
 use std::os::unix::ffi::OsStrExt;
@@ -24,6 +36,8 @@ use super::error::{c_string, AeronResultExt, TransportError};
 
 /// How often a fresh heartbeat of a possibly dead driver is re-read.
 const HEARTBEAT_WATCH_INTERVAL: Duration = Duration::from_millis(10);
+/// The owner record a driver started here writes beside its CnC file (see the module docs).
+pub const OWNER_FILE: &str = "tensorpool-media-driver.owner";
 
 /// Aeron directories with an embedded driver alive in this process. The heartbeat test cannot
 /// see these when their owner is the very thread that is starting a second driver (an
@@ -131,15 +145,26 @@ impl EmbeddedMediaDriver {
     ) -> Result<Self, TransportError> {
         let dir = claim.dir.as_path();
         let c_dir = c_string("aeron directory", dir.as_os_str().as_bytes())?;
-        if let PreviousDriver::Dead { heartbeat_age } =
-            previous_driver(dir, &c_dir, driver_timeout)?
-        {
-            tracing::warn!(
+        match previous_driver(dir, &c_dir, driver_timeout)? {
+            PreviousDriver::None => {}
+            PreviousDriver::Dead { heartbeat_age } => tracing::warn!(
                 dir = %dir.display(),
                 heartbeat_age_ms = heartbeat_age.map(|age| age.as_millis() as u64),
                 "the aeron directory holds files of a media driver that is no longer running; \
                  starting a new driver (Aeron replaces the old files)"
-            );
+            ),
+            PreviousDriver::Exited { pid } => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    pid,
+                    "the media driver that owned the aeron directory has exited (its process \
+                     is gone); starting a new driver at once (Aeron replaces the old files)"
+                );
+                // Aeron's own check would still see the dead driver's fresh heartbeat.
+                context
+                    .set_dir_delete_on_start(true)
+                    .or_aeron("set dir delete on start")?;
+            }
         }
         let driver = AeronDriver::new(&context).map_err(|e| {
             let message = e.get_last_err_message().to_owned();
@@ -154,6 +179,15 @@ impl EmbeddedMediaDriver {
         })?;
         driver.start(true).or_aeron("start media driver")?;
         tracing::info!(dir = %dir.display(), "embedded media driver started (INVOKER mode)");
+        if let Err(error) = write_owner_record(dir, &c_dir) {
+            // Only costs the next driver in this directory the fast restart.
+            tracing::warn!(
+                dir = %dir.display(),
+                %error,
+                "could not write the media driver's owner record; a driver restarted here \
+                 after a crash will wait out the heartbeat timeout"
+            );
+        }
         Ok(Self {
             driver,
             _context: context,
@@ -204,6 +238,9 @@ enum PreviousDriver {
     None,
     /// Files of a driver that is not running; `heartbeat_age` is `None` after a clean close.
     Dead { heartbeat_age: Option<Duration> },
+    /// Files of a driver whose process `pid` has provably exited (see the module docs),
+    /// although its heartbeat may still look fresh.
+    Exited { pid: i64 },
 }
 
 /// Applies the liveness rule in the module docs; errs if a driver is alive in `dir`.
@@ -237,6 +274,9 @@ fn previous_driver(
             heartbeat_age: None,
         });
     };
+    if let Some(pid) = exited_owner(dir, &cnc) {
+        return Ok(PreviousDriver::Exited { pid });
+    }
     let started = Instant::now();
     let mut logged = false;
     loop {
@@ -280,6 +320,98 @@ fn previous_driver(
     }
 }
 
+/// What a driver started here records about itself beside its CnC file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnerRecord {
+    /// The driver's process id (as the CnC records it).
+    pid: i64,
+    /// The pid namespace the pid belongs to (`readlink /proc/self/ns/pid`).
+    pid_namespace: String,
+    /// The CnC's start timestamp, tying the record to one incarnation of the CnC file.
+    cnc_start_timestamp: i64,
+}
+
+impl OwnerRecord {
+    fn to_text(&self) -> String {
+        format!(
+            "pid={}\npid_namespace={}\ncnc_start_timestamp={}\n",
+            self.pid, self.pid_namespace, self.cnc_start_timestamp
+        )
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let mut pid = None;
+        let mut pid_namespace = None;
+        let mut cnc_start_timestamp = None;
+        for line in text.lines() {
+            let (key, value) = line.split_once('=')?;
+            match key {
+                "pid" => pid = Some(value.parse().ok()?),
+                "pid_namespace" => pid_namespace = Some(value.to_owned()),
+                "cnc_start_timestamp" => cnc_start_timestamp = Some(value.parse().ok()?),
+                _ => return None,
+            }
+        }
+        Some(Self {
+            pid: pid?,
+            pid_namespace: pid_namespace?,
+            cnc_start_timestamp: cnc_start_timestamp?,
+        })
+    }
+}
+
+/// This process's pid namespace, e.g. `pid:[4026531836]`.
+fn own_pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// Writes this driver's [`OwnerRecord`] beside the CnC in `dir` (write, then rename).
+fn write_owner_record(dir: &Path, c_dir: &CStr) -> Result<(), String> {
+    let cnc = rusteron_client::AeronCnc::open(c_dir).map_err(|e| format!("open CnC: {e:?}"))?;
+    let constants = cnc
+        .get_constants()
+        .map_err(|e| format!("read CnC constants: {e:?}"))?;
+    let pid_namespace = own_pid_namespace().ok_or("cannot read /proc/self/ns/pid")?;
+    let record = OwnerRecord {
+        pid: constants.pid(),
+        pid_namespace,
+        cnc_start_timestamp: constants.start_timestamp(),
+    };
+    let path = dir.join(OWNER_FILE);
+    let tmp = dir.join(format!("{OWNER_FILE}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, record.to_text())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("{}: {e}", path.display())
+        })
+}
+
+/// The pid of the driver that owned the CnC in `dir`, if that driver has provably exited:
+/// its [`OwnerRecord`] describes this very CnC, was written in our pid namespace, and no
+/// process has the pid any more. `None` whenever any of that is unknown.
+fn exited_owner(dir: &Path, cnc: &rusteron_client::AeronCnc) -> Option<i64> {
+    let constants = cnc.get_constants().ok()?;
+    let text = std::fs::read_to_string(dir.join(OWNER_FILE)).ok()?;
+    let record = OwnerRecord::parse(&text)?;
+    if record.pid != constants.pid()
+        || record.cnc_start_timestamp != constants.start_timestamp()
+        || Some(&record.pid_namespace) != own_pid_namespace().as_ref()
+    {
+        return None;
+    }
+    let pid = i32::try_from(record.pid).ok().filter(|pid| *pid > 0)?;
+    if pid == std::process::id() as i32 {
+        return None;
+    }
+    // Signal 0 checks existence only; EPERM means a process (of another user) has the pid.
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Err(nix::errno::Errno::ESRCH) => Some(record.pid),
+        _ => None,
+    }
+}
+
 /// This process's claim on an Aeron directory, released on drop.
 struct DirClaim {
     /// The directory as configured (absolute).
@@ -320,4 +452,40 @@ fn canonical(dir: &Path) -> PathBuf {
 
 fn duration_ns(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_record_round_trips_and_refuses_what_it_did_not_write() {
+        let record = OwnerRecord {
+            pid: 4242,
+            pid_namespace: "pid:[4026531836]".into(),
+            cnc_start_timestamp: 1_700_000_000_123,
+        };
+        assert_eq!(OwnerRecord::parse(&record.to_text()), Some(record));
+        assert_eq!(OwnerRecord::parse(""), None, "every field is required");
+        assert_eq!(
+            OwnerRecord::parse("pid=1\npid_namespace=x\n"),
+            None,
+            "no start timestamp"
+        );
+        assert_eq!(
+            OwnerRecord::parse("pid=abc\npid_namespace=x\ncnc_start_timestamp=1\n"),
+            None
+        );
+        assert_eq!(
+            OwnerRecord::parse("pid=1\npid_namespace=x\ncnc_start_timestamp=1\nextra=2\n"),
+            None,
+            "unknown keys mean another format"
+        );
+    }
+
+    #[test]
+    fn own_pid_namespace_is_readable() {
+        let ns = own_pid_namespace().expect("/proc/self/ns/pid");
+        assert!(ns.starts_with("pid:["), "{ns}");
+    }
 }

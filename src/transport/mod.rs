@@ -39,13 +39,13 @@ mod outbound;
 mod publication;
 mod subscription;
 
-pub use client::{AeronClient, ClientOptions};
+pub use client::{AeronClient, ClientOptions, CNC_CHECK_INTERVAL};
 pub use counters::{read_counters, Counter, CounterSnapshot, PendingCounter};
 pub use duty_cycle::DutyCycle;
 pub use error::TransportError;
 pub use idle::BackoffIdle;
 #[cfg(feature = "embedded-media-driver")]
-pub use media_driver::{EmbeddedMediaDriver, MediaDriverOptions};
+pub use media_driver::{EmbeddedMediaDriver, MediaDriverOptions, OWNER_FILE};
 pub use outbound::{Offer, OutboundQueue, OutboundStats, SendOutcome};
 pub use publication::{OfferOutcome, PendingPublication, Publication, MAX_OFFER_PARTS};
 pub use subscription::{PendingSubscription, Subscription};

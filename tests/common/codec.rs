@@ -22,6 +22,24 @@ pub fn encode_with(len: usize, f: impl FnOnce(&mut [u8]) -> Result<usize, Encode
     buf
 }
 
+/// Environment variable naming a directory: when set, every message a byte-pinning test
+/// checked is also written there, as a seed for the SBE fuzz targets (scripts/fuzz.sh).
+pub const FUZZ_SEED_DIR_ENV: &str = "TP_FUZZ_SEED_DIR";
+
+/// Writes `bytes` to the seed directory of [`FUZZ_SEED_DIR_ENV`], if set, under a name
+/// derived from the content (FNV-1a), so repeated runs add no duplicates.
+pub fn seed_fuzz_corpus(bytes: &[u8]) {
+    let Some(dir) = std::env::var_os(FUZZ_SEED_DIR_ENV) else {
+        return;
+    };
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let dir = std::path::Path::new(&dir);
+    std::fs::create_dir_all(dir).expect("creating the fuzz seed directory");
+    std::fs::write(dir.join(format!("{hash:016x}")), bytes).expect("writing a fuzz seed");
+}
+
 /// Every buffer shorter than `len` is refused with `BufferTooSmall`, without panicking.
 #[track_caller]
 pub fn assert_too_small_everywhere(
@@ -142,6 +160,7 @@ macro_rules! assert_encodes {
         let v = &$v;
         let got = $crate::codec::encode_with(v.encoded_len(), |b| v.encode(b));
         $crate::bytes::assert_bytes(&got, &$expected);
+        $crate::codec::seed_fuzz_corpus(&got);
         got
     }};
 }

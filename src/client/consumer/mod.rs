@@ -28,6 +28,9 @@ mod counters;
 mod descriptors;
 mod events;
 mod frame;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz;
 
 pub use announce::{validate_announce, AnnounceOutcome, AnnounceTracker, AnnouncedLayout};
 pub use config::{ConsumerConfig, MAX_CHANNEL_LEN};
