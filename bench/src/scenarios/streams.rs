@@ -41,7 +41,8 @@ use crate::sys::{check_interrupted, ChildProcess, ProcessSample, Scratch};
 pub const STREAM_COUNTS: [u32; 3] = [1, 10, 100];
 /// Consumer attach round trips measured per point.
 pub const ATTACH_PROBES: usize = 200;
-/// Client ids of the probing attaches start here (far from the library's ids).
+/// Client ids of the probing attaches start here (far from the ids 1 and 2 of the held
+/// leases).
 const PROBE_CLIENT_ID: u32 = 0x7000_0000;
 /// Keepalive period of every lease (the driver's default `lease_keepalive_interval_ms`).
 const KEEPALIVE_PERIOD: Duration = Duration::from_secs(1);
@@ -57,7 +58,7 @@ impl Scenario for Streams {
     }
 
     fn summary(&self) -> &'static str {
-        "1, 10, 100 streams with a producer and a consumer each: tp-driver CPU, announce traffic, consumer attach latency"
+        "1, 10, 100 streams with a producer and a consumer lease each: tp-driver CPU, announce traffic, attach latency"
     }
 
     fn run(&self, ctx: &RunContext) -> Result<Vec<Figure>, BenchError> {
