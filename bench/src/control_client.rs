@@ -207,6 +207,14 @@ impl ControlClient {
             .measure("polling the control stream")
     }
 
+    /// Polls the control stream once, handing every message's bytes to `f`; returns the
+    /// messages read.
+    pub fn poll_raw(&mut self, f: impl FnMut(&[u8])) -> Result<usize, BenchError> {
+        self.subscription
+            .poll(f, POLL_LIMIT)
+            .measure("polling the control stream")
+    }
+
     /// Pumps the Aeron client if a pump period has passed.
     pub fn housekeeping(&mut self, now: Instant) -> Result<(), BenchError> {
         self.pump.maybe_pump(&self.client, now)

@@ -40,7 +40,7 @@ use tensorpool::transport::BackoffIdle;
 use crate::aeron_host::{DRIVER_MAX_PARK, SETUP_TIMEOUT};
 use crate::driver_host::{DriverSpec, InProcessDriver, FIRST_STREAM_ID};
 use crate::error::{BenchError, Context as _};
-use crate::scenarios::memcpy::{stride_for, CopyRing, RING_SLOTS};
+use crate::scenarios::memcpy::{stride_for, CopyRing};
 use crate::sys::{check_interrupted, core_pair, interrupted, pin_current_thread};
 use crate::tp_host::{self, DutyPump};
 
@@ -294,8 +294,11 @@ fn produce(
     for (i, phase) in phases.iter().enumerate() {
         rings.push(if phase.slices > 0 {
             let path = ring_dir.join(format!("memcpy-ring-{i}"));
-            let mut ring = CopyRing::create(&path, SUPERBLOCK_SIZE, stride_for(phase.payload))?;
-            for _ in 0..RING_SLOTS {
+            // As many slots as the pool the frames go to (the flow-control window).
+            let slots = window as usize;
+            let mut ring =
+                CopyRing::with_slots(&path, SUPERBLOCK_SIZE, stride_for(phase.payload), slots)?;
+            for _ in 0..slots {
                 ring.copy(&source[..phase.payload]);
             }
             Some(ring)

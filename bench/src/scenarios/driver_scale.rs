@@ -1,15 +1,19 @@
-//! `driver-scale`: what the driver costs at scale. The real `tp-driver` binary runs as a
-//! child process with 100 static streams of a tiny profile (2 header slots, one 64-byte
-//! pool, prefault off); a load client in this process attaches 10,000 consumer leases
-//! (100 per stream) and keeps every one alive at 1 Hz, spread evenly over each second.
+//! `driver-scale`: what the driver costs as its lease table grows. The real `tp-driver`
+//! binary runs as a child process with 100 static streams of a tiny profile (2 header
+//! slots, one 64-byte pool, prefault off); a load client in this process attaches consumer
+//! leases in steps of 10, 1,000, 10,000 and 50,000 (spread over the streams, up to 500 per
+//! stream) and keeps every one alive at 1 Hz, spread evenly over each second, as that many
+//! independent clients would.
 //!
-//! Sampled from /proc/<pid>: CPU time (the scheduler's run time of every thread, from
-//! `schedstat`; tick-sampled utime + stime is shown beside it) over a window with no
-//! leases (the reference: the same driver announcing 100 streams) and over a window with
-//! 10,000 leases; resident memory with 0, 1,000 and 10,000 leases. Memory per lease is the growth
-//! from 1,000 to 10,000 leases over 9,000, taken from anonymous memory (RssAnon, where
-//! lease state lives) and, for information, from VmRSS, which also counts Aeron log pages
-//! the traffic happens to touch.
+//! Sampled from /proc/<pid> at every step: CPU time (the scheduler's run time of every
+//! thread, from `schedstat`; tick-sampled utime + stime is shown beside it) over a window,
+//! and resident memory at its start. The reference is the same window with no leases (the
+//! same driver announcing 100 streams). Per step: CPU, keepalive handling time (the CPU
+//! above the no-lease window divided by the keepalives per second), and anonymous memory
+//! (RssAnon, where lease state lives). Memory per lease is the growth between two steps
+//! divided by the leases added; VmRSS, which also counts Aeron log pages the traffic
+//! happens to touch and the lease counters in the media driver's counters file (one per
+//! lease up to 4,096), is shown for information.
 
 use std::collections::HashSet;
 use std::os::unix::process::CommandExt as _;
@@ -29,10 +33,13 @@ use crate::sys::{check_interrupted, workspace_root, ChildProcess, ProcessSample,
 
 /// Static streams of the driver.
 pub const STREAMS: u32 = 100;
-/// Leases at full load.
-pub const LEASES: u32 = 10_000;
-/// Leases at the first memory sample.
-const FIRST_STEP: u32 = 1_000;
+/// The lease counts measured, in order (the curve's points).
+pub const STEPS: [u32; 4] = [10, 1_000, 10_000, 50_000];
+/// The step the CPU target is set for.
+pub const TARGET_LEASES: u32 = 10_000;
+/// Memory per lease is held to its target between these steps (and shown between the last
+/// two).
+const MEMORY_STEPS: (u32, u32) = (1_000, 10_000);
 /// Target: driver CPU at full load, % of one core.
 pub const CPU_TARGET_PERCENT: f64 = 5.0;
 /// Target: resident memory per lease, bytes.
@@ -59,7 +66,7 @@ impl Scenario for DriverScale {
     }
 
     fn summary(&self) -> &'static str {
-        "tp-driver CPU and RSS with 10,000 leases on 100 streams keepaliving at 1 Hz"
+        "tp-driver CPU, keepalive cost and memory with 10 / 1,000 / 10,000 / 50,000 leases keepaliving at 1 Hz"
     }
 
     fn run(&self, ctx: &RunContext) -> Result<Vec<Figure>, BenchError> {
@@ -86,90 +93,156 @@ impl Scenario for DriverScale {
     }
 }
 
+/// What one step of the curve measured.
+struct Step {
+    leases: u32,
+    /// Memory when the window started.
+    start: ProcessSample,
+    cpu: f64,
+    tick_cpu: f64,
+    switches: f64,
+    window: Duration,
+    /// Attaches per second while growing to this step (from the step before).
+    attach_rate: f64,
+}
+
 /// The samples one run took.
 struct Measured {
     idle_cpu: f64,
     idle_switches: f64,
-    loaded_cpu: f64,
-    loaded_tick_cpu: f64,
-    loaded_switches: f64,
-    loaded_window: Duration,
     zero: ProcessSample,
-    first: ProcessSample,
-    full: ProcessSample,
-    attach_rate: f64,
+    steps: Vec<Step>,
 }
 
 impl Measured {
+    fn step(&self, leases: u32) -> Option<&Step> {
+        self.steps.iter().find(|s| s.leases == leases)
+    }
+
     fn figures(&self, scenario: &str) -> Vec<Figure> {
-        let extra = f64::from(LEASES - FIRST_STEP);
-        let per_lease = |a: u64, b: u64| (b as f64 - a as f64) * 1024.0 / extra;
         let idle = Figure::new(scenario, "driver CPU, 0 leases", self.idle_cpu, "% core")
             .marked_reference()
             .with_note(format!(
                 "{STREAMS} static streams announced at 1 Hz, no leases; {:.0} context switches/s",
                 self.idle_switches
             ));
-        let rss_zero = Figure::new(
+        let anon_zero = Figure::new(
             scenario,
-            "driver RSS, 0 leases",
-            self.zero.rss_kib as f64,
+            "driver RssAnon, 0 leases",
+            self.zero.rss_anon_kib as f64,
             "KiB",
         )
-        .marked_reference();
-        vec![
-            idle.clone(),
-            Figure::new(
+        .marked_reference()
+        .with_note(format!(
+            "VmRSS {} KiB, RssShmem {} KiB",
+            self.zero.rss_kib, self.zero.rss_shmem_kib
+        ));
+        let mut figures = vec![idle.clone(), anon_zero.clone()];
+        for step in &self.steps {
+            let n = step.leases;
+            let cpu = Figure::new(
                 scenario,
-                format!("driver CPU, {LEASES} leases @ 1 Hz"),
-                self.loaded_cpu,
+                format!("driver CPU, {n} leases @ 1 Hz"),
+                step.cpu,
                 "% core",
             )
             .against(Some(&idle))
-            .with_target(Target::AtMost(CPU_TARGET_PERCENT))
             .with_note(format!(
-                "scheduler CPU time over {:.0} s with {LEASES} keepalives/s (utime+stime: {:.1} %); \
+                "scheduler CPU time over {:.0} s with {n} keepalives/s (utime+stime: {:.1} %); \
                  {:.0} context switches/s",
-                self.loaded_window.as_secs_f64(),
-                self.loaded_tick_cpu,
-                self.loaded_switches
-            )),
-            rss_zero.clone(),
-            Figure::new(
+                step.window.as_secs_f64(),
+                step.tick_cpu,
+                step.switches,
+            ));
+            figures.push(match n {
+                TARGET_LEASES => cpu.with_target(Target::AtMost(CPU_TARGET_PERCENT)),
+                _ => cpu,
+            });
+            // CPU above the no-lease window, per keepalive handled.
+            let per_keepalive_us = (step.cpu - self.idle_cpu) / 100.0 / f64::from(n) * 1e6;
+            figures.push(
+                Figure::new(
+                    scenario,
+                    format!("keepalive cost, {n} leases"),
+                    per_keepalive_us,
+                    "µs",
+                )
+                .with_note(format!(
+                    "driver CPU above the 0-lease window per keepalive handled (1 per lease \
+                     per second){}",
+                    match n {
+                        n if n < 1_000 => "; with so few keepalives, mostly the idle CPU's noise",
+                        _ => "",
+                    }
+                )),
+            );
+            figures.push(
+                Figure::new(
+                    scenario,
+                    format!("attach rate up to {n} leases"),
+                    step.attach_rate,
+                    "attaches/s",
+                )
+                .with_note(
+                    "consumer attaches answered per second while growing to this step from \
+                     the one before, 64 in flight, the leases already held keepaliving",
+                ),
+            );
+            figures.push(
+                Figure::new(
+                    scenario,
+                    format!("driver RssAnon, {n} leases"),
+                    step.start.rss_anon_kib as f64,
+                    "KiB",
+                )
+                .against(Some(&anon_zero))
+                .with_note(format!(
+                    "VmRSS {} KiB, RssShmem {} KiB",
+                    step.start.rss_kib, step.start.rss_shmem_kib
+                )),
+            );
+        }
+        let growth = |from: &Step, to: &Step, kib: fn(&ProcessSample) -> u64| {
+            (kib(&to.start) as f64 - kib(&from.start) as f64) * 1024.0
+                / f64::from(to.leases - from.leases)
+        };
+        let pairs = [
+            MEMORY_STEPS,
+            (STEPS[STEPS.len() - 2], STEPS[STEPS.len() - 1]),
+        ];
+        for (i, (a, b)) in pairs.into_iter().enumerate() {
+            let (Some(from), Some(to)) = (self.step(a), self.step(b)) else {
+                continue;
+            };
+            let anon = Figure::new(
                 scenario,
-                format!("driver RSS, {LEASES} leases"),
-                self.full.rss_kib as f64,
-                "KiB",
-            )
-            .against(Some(&rss_zero)),
-            Figure::new(
-                scenario,
-                "RSS per lease (anon)",
-                per_lease(self.first.rss_anon_kib, self.full.rss_anon_kib),
+                format!("RSS per lease (anon), {a} → {b}"),
+                growth(from, to, |s| s.rss_anon_kib),
                 "B",
             )
-            .with_target(Target::AtMost(BYTES_PER_LEASE_TARGET))
             .with_note(format!(
-                "RssAnon {} KiB at {FIRST_STEP} leases → {} KiB at {LEASES}",
-                self.first.rss_anon_kib, self.full.rss_anon_kib
-            )),
-            Figure::new(
-                scenario,
-                "VmRSS per lease",
-                per_lease(self.first.rss_kib, self.full.rss_kib),
-                "B",
-            )
-            .with_note(format!(
-                "includes pages of Aeron logs the extra traffic touched: RssShmem {} → {} KiB",
-                self.first.rss_shmem_kib, self.full.rss_shmem_kib
-            )),
-            Figure::new(
-                scenario,
-                "attach rate (64 in flight)",
-                self.attach_rate,
-                "attaches/s",
-            ),
-        ]
+                "RssAnon {} KiB at {a} leases → {} KiB at {b}",
+                from.start.rss_anon_kib, to.start.rss_anon_kib
+            ));
+            figures.push(match i {
+                0 => anon.with_target(Target::AtMost(BYTES_PER_LEASE_TARGET)),
+                _ => anon,
+            });
+            figures.push(
+                Figure::new(
+                    scenario,
+                    format!("VmRSS per lease, {a} → {b}"),
+                    growth(from, to, |s| s.rss_kib),
+                    "B",
+                )
+                .with_note(format!(
+                    "includes pages of Aeron logs the extra traffic touched and the lease \
+                     counters (one per lease up to 4,096): RssShmem {} → {} KiB",
+                    from.start.rss_shmem_kib, to.start.rss_shmem_kib
+                )),
+            );
+        }
+        figures
     }
 }
 
@@ -182,29 +255,39 @@ fn measure(
     wait_running(driver, stderr_path)?;
     let pid = driver.pid();
     let mut load = Load::connect(spec)?;
-    let idle_window = ctx.scaled(2.0).max(Duration::from_secs(5));
-    let loaded_window = ctx.scaled(5.0).max(Duration::from_secs(10));
+    let window = ctx.scaled(1.5).max(Duration::from_secs(4));
 
     // Idle: the driver with its streams, the load client connected, no leases.
     load.serve_for(Duration::from_secs(1))?;
     let idle_start = ProcessSample::read(pid)?;
-    load.serve_for(idle_window)?;
+    load.serve_for(window)?;
     let zero = ProcessSample::read(pid)?;
     let idle_cpu = zero.cpu_percent_since(&idle_start);
     let idle_switches = zero.switches_per_s_since(&idle_start);
 
-    load.attach_up_to(spec, FIRST_STEP)?;
-    load.serve_for(SETTLE)?;
-    let first = ProcessSample::read(pid)?;
-
-    let attach_start = Instant::now();
-    load.attach_up_to(spec, LEASES)?;
-    let attach_rate = f64::from(LEASES - FIRST_STEP) / attach_start.elapsed().as_secs_f64();
-    load.serve_for(SETTLE)?;
-    let full = ProcessSample::read(pid)?;
-    load.serve_for(loaded_window)?;
-    let loaded_end = ProcessSample::read(pid)?;
-    driver.check_running()?;
+    let mut steps = Vec::with_capacity(STEPS.len());
+    let mut held = 0u32;
+    for leases in STEPS {
+        let attach_start = Instant::now();
+        load.attach_up_to(spec, leases)?;
+        let attach_rate = f64::from(leases - held) / attach_start.elapsed().as_secs_f64();
+        held = leases;
+        // Settle: a full keepalive round at this size before sampling.
+        load.serve_for(SETTLE)?;
+        let start = ProcessSample::read(pid)?;
+        load.serve_for(window)?;
+        let end = ProcessSample::read(pid)?;
+        driver.check_running()?;
+        steps.push(Step {
+            leases,
+            cpu: end.cpu_percent_since(&start),
+            tick_cpu: end.tick_cpu_percent_since(&start),
+            switches: end.switches_per_s_since(&start),
+            window: end.at.duration_since(start.at),
+            start,
+            attach_rate,
+        });
+    }
     if load.revoked > 0 {
         return Err(BenchError::Measure(format!(
             "{} leases were revoked during the run (keepalives too late?)",
@@ -214,14 +297,8 @@ fn measure(
     Ok(Measured {
         idle_cpu,
         idle_switches,
-        loaded_cpu: loaded_end.cpu_percent_since(&full),
-        loaded_tick_cpu: loaded_end.tick_cpu_percent_since(&full),
-        loaded_switches: loaded_end.switches_per_s_since(&full),
-        loaded_window: loaded_end.at.duration_since(full.at),
         zero,
-        first,
-        full,
-        attach_rate,
+        steps,
     })
 }
 
@@ -244,8 +321,8 @@ impl Load {
     fn connect(spec: &DriverSpec) -> Result<Self, BenchError> {
         Ok(Self {
             client: ControlClient::connect(&spec.aeron_dir, CONTROL_CHANNEL, CONTROL_STREAM)?,
-            leases: Vec::with_capacity(LEASES as usize),
-            ours: HashSet::with_capacity(LEASES as usize),
+            leases: Vec::with_capacity(STEPS[STEPS.len() - 1] as usize),
+            ours: HashSet::with_capacity(STEPS[STEPS.len() - 1] as usize),
             in_flight: Vec::with_capacity(ATTACH_WINDOW),
             refused: None,
             revoked: 0,
@@ -525,7 +602,7 @@ pub(crate) fn wait_for_log_line(
 }
 
 /// The last lines of the driver's log, to append to an error.
-fn stderr_tail(path: &std::path::Path) -> String {
+pub(crate) fn stderr_tail(path: &std::path::Path) -> String {
     let log = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = log.lines().rev().take(8).collect();
     if lines.is_empty() {

@@ -210,7 +210,7 @@ impl ExamplePair<'_> {
     }
 
     /// The flags both programs take: the driver's directories and stream.
-    fn common_args(&self) -> Vec<String> {
+    pub(crate) fn common_args(&self) -> Vec<String> {
         [
             "--aeron-dir".to_string(),
             self.spec.aeron_dir.display().to_string(),
@@ -228,7 +228,7 @@ impl ExamplePair<'_> {
 
     /// Runs the producer to completion: frames for about `duration` at a first guess of
     /// the rate (its summary, written to `<out>.stdout`, gives the real time taken).
-    fn publish(
+    pub(crate) fn publish(
         &self,
         payload: usize,
         duration: Duration,
@@ -271,7 +271,7 @@ impl ExamplePair<'_> {
 }
 
 /// Starts an example with its stdout in `<out>.stdout`, stderr in `<out>.stderr`.
-fn spawn(
+pub(crate) fn spawn(
     exe: &Path,
     common: &[&str],
     extra: &[&str],
@@ -294,7 +294,7 @@ fn spawn(
 }
 
 /// The JSON summary line an example printed.
-fn summary(out: &Path) -> Result<String, BenchError> {
+pub(crate) fn summary(out: &Path) -> Result<String, BenchError> {
     let path = out.with_extension("stdout");
     let text = std::fs::read_to_string(&path).setup(format!("reading {}", path.display()))?;
     text.lines()
@@ -311,7 +311,7 @@ fn summary(out: &Path) -> Result<String, BenchError> {
 }
 
 /// A number of a flat JSON line (NaN when absent).
-fn number(line: &str, key: &str) -> f64 {
+pub(crate) fn number(line: &str, key: &str) -> f64 {
     let pattern = format!("\"{key}\":");
     line.find(&pattern)
         .map(|at| &line[at + pattern.len()..])

@@ -90,23 +90,36 @@ impl Scenario for Memcpy {
     }
 }
 
-/// A ring of [`RING_SLOTS`] slots of `stride` bytes after `offset` bytes, in a tmpfs file
-/// mapped shared, every page touched: what the copies of the memcpy references go into.
+/// A ring of slots of `stride` bytes after `offset` bytes, in a tmpfs file mapped shared,
+/// every page touched: what the copies of the memcpy references go into.
 pub struct CopyRing {
     ring: MmapMut,
     offset: usize,
     stride: usize,
+    slots: usize,
     next_slot: usize,
 }
 
 impl CopyRing {
-    /// Creates the file at `path` (which must not exist), maps it and touches every page.
+    /// Creates the file at `path` (which must not exist) with [`RING_SLOTS`] slots, maps it
+    /// and touches every page.
     pub fn create(
         path: &std::path::Path,
         offset: usize,
         stride: usize,
     ) -> Result<Self, BenchError> {
-        let len = offset + stride * RING_SLOTS;
+        Self::with_slots(path, offset, stride, RING_SLOTS)
+    }
+
+    /// As [`CopyRing::create`] with `slots` slots (at least one).
+    pub fn with_slots(
+        path: &std::path::Path,
+        offset: usize,
+        stride: usize,
+        slots: usize,
+    ) -> Result<Self, BenchError> {
+        let slots = slots.max(1);
+        let len = offset + stride * slots;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -124,6 +137,7 @@ impl CopyRing {
             ring,
             offset,
             stride,
+            slots,
             next_slot: 0,
         })
     }
@@ -134,7 +148,7 @@ impl CopyRing {
         self.ring[start..start + source.len()].copy_from_slice(std::hint::black_box(source));
         // Read one byte back so the copy cannot be elided.
         std::hint::black_box(self.ring[start + source.len().saturating_sub(1)]);
-        self.next_slot = (self.next_slot + 1) % RING_SLOTS;
+        self.next_slot = (self.next_slot + 1) % self.slots;
     }
 }
 

@@ -15,11 +15,14 @@ pub mod attach;
 pub mod c_examples;
 pub mod driver_scale;
 pub mod examples;
+pub mod fan_out;
 pub mod frame_cost;
+pub mod frame_sweep;
 pub mod iceoryx2_pingpong;
 pub mod large_frames;
 pub mod memcpy;
 pub mod small_frames;
+pub mod streams;
 pub mod tp_pingpong;
 
 use crate::scenario::Scenario;
@@ -37,7 +40,10 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(tp_pingpong::TpPingPong),
         Box::new(attach::Attach),
         Box::new(driver_scale::DriverScale),
+        Box::new(streams::Streams),
+        Box::new(frame_sweep::FrameSweep),
         Box::new(examples::Examples),
+        Box::new(fan_out::FanOut),
         Box::new(c_examples::CExamples),
         Box::new(aeronmd_plugin::AeronmdPlugin),
     ]
