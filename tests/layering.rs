@@ -1,7 +1,8 @@
 //! The client library stands on its own: `src/client` uses the protocol, SHM, transport
 //! and clock modules, never the driver's internals or its configuration (the driver may
 //! change how it works without a client noticing). Test code is exempt: unit tests may
-//! build a real driver-side fixture.
+//! build a real driver-side fixture, and so may the fuzzing harnesses (`fuzz.rs`, compiled
+//! only with `--cfg fuzzing` for the targets in fuzz/).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,9 +22,12 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// The file's text before its first `#[cfg(test)]` (test modules come last by custom),
-/// or nothing for a file that is itself a test module.
+/// or nothing for a file that is itself a test module or a fuzzing harness.
 fn library_code(path: &Path) -> String {
-    if path.file_name().is_some_and(|n| n == "tests.rs") {
+    if path
+        .file_name()
+        .is_some_and(|n| n == "tests.rs" || n == "fuzz.rs")
+    {
         return String::new();
     }
     let text = fs::read_to_string(path).expect("source file is readable");
