@@ -144,9 +144,14 @@ impl DriverCore {
             }
             _ => {}
         }
-        let duplicate = self.leases.values().any(|l| {
-            l.client_id == req.client_id && l.stream_id == stream_id && l.role == req.role
-        });
+        // Only this stream's leases can collide: look at its holders, not the whole table
+        // (attach cost must not grow with the number of leases on other streams).
+        let duplicate = stream
+            .producer
+            .iter()
+            .chain(stream.consumers.iter())
+            .filter_map(|id| self.leases.get(id))
+            .any(|l| l.client_id == req.client_id && l.role == req.role);
         if duplicate {
             return Err(refuse(Rejected, CLIENT_ID_ALREADY_ATTACHED));
         }
