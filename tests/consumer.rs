@@ -591,6 +591,59 @@ fn a_slot_already_overwritten_is_dropped_as_late() {
     });
 }
 
+/// Latency mode watches the next sequence's slot while no descriptor waits; it must
+/// not change what is accepted.
+fn watching() -> Setup {
+    Setup::start_in(Env::new(), |c| ConsumerConfig {
+        watch_next_slot: true,
+        ..c
+    })
+}
+
+#[test]
+fn watching_the_next_slot_delivers_only_against_descriptors() {
+    let mut s = watching();
+    assert_eq!(s.send(0, &valid_slot(0, 64)), FramePoll::Delivered(true));
+    // Slot 1 committed, no descriptor yet: the watching consumer sees it, delivers nothing.
+    s.producer.write(1, &valid_slot(1, 64));
+    for _ in 0..200 {
+        let poll = s.consumer.poll_frame(frame_is_intact).expect("poll_frame");
+        assert_eq!(poll, FramePoll::Empty);
+    }
+    assert_eq!(s.consumer.counters().frames_delivered, 1);
+    // The producer rewrites the slot after the consumer watched it: the descriptor is
+    // judged against what the slot holds when it arrives.
+    s.producer.write(1, &valid_slot(1, 100));
+    s.producer.publish(1);
+    let seen = next_frame(&mut s.consumer, &mut s.producer, |f| {
+        (f.seq(), f.payload().len(), frame_is_intact(f))
+    });
+    assert_eq!(seen, FramePoll::Delivered((1, 100, true)));
+    let c = s.consumer.counters();
+    assert_eq!((c.frames_delivered, c.frame_drops()), (2, 0), "{c:?}");
+}
+
+#[test]
+fn a_watching_consumer_drops_an_uncommitted_slot() {
+    assert_rule_in(watching(), DropReason::NotCommitted, 0, |seq| {
+        tweaked(seq, |s| s.word = in_progress(seq))
+    });
+}
+
+#[test]
+fn a_watching_consumer_drops_a_slot_overwritten_after_it_was_watched() {
+    assert_rule_in(
+        Setup::start_in(Env::new(), |c| ConsumerConfig {
+            watch_next_slot: true,
+            max_outstanding_seq_gap: None,
+            ..c
+        }),
+        DropReason::Late,
+        0,
+        |seq| tweaked(seq, |s| s.word = committed(seq + NSLOTS as u64)),
+    );
+}
+
 #[test]
 fn a_wrong_embedded_header_length_is_dropped() {
     assert_rule(DropReason::HeaderFormat, 0, |seq| {

@@ -18,6 +18,10 @@ use crate::shm::seqlock::SeqCommit;
 use memmap2::MmapRaw;
 use std::path::PathBuf;
 
+/// Bytes of a cache line on the hosts this targets (header slots start on line
+/// boundaries: a 64-byte superblock, then 256-byte slots).
+const CACHE_LINE: usize = 64;
+
 /// Why a region could not be mapped; nothing of the grant is used then.
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
@@ -198,6 +202,19 @@ impl MappedEpoch {
             if let Some(ptr) = pool.slot_ptr(index) {
                 prefetch(ptr);
             }
+        }
+    }
+
+    /// Hints the CPU to fetch the lines of header slot `index` a consumer reads after its
+    /// first one (up to [`SLOT_READ_BYTES`]); the first holds `seq_commit`, which the
+    /// caller has just loaded. Only a hint, as [`MappedEpoch::prefetch_payloads`].
+    #[inline]
+    pub fn prefetch_slot_tail(&self, index: u32) {
+        let slot = self.slot_ptr(index);
+        let mut offset = CACHE_LINE;
+        while offset < SLOT_READ_BYTES {
+            prefetch(slot.wrapping_add(offset));
+            offset += CACHE_LINE;
         }
     }
 

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tensorpool::client::consumer::{monotonic_now_ns, Consumer, FramePoll};
+use tensorpool::client::consumer::{monotonic_now_ns, Consumer, ConsumerConfig, FramePoll};
 use tensorpool::client::producer::{FrameClaim, Producer, PublishError};
 use tensorpool::client::tensor::bytes_header;
 use tensorpool::protocol::control::TensorHeader;
@@ -31,6 +31,11 @@ use crate::tp_host::{self, DutyPump};
 
 /// The `--role` of the pong process.
 pub const PONG_ROLE: &str = "tp-pong";
+/// The `--role` of the pong process whose consumer runs in latency mode
+/// (`ConsumerConfig::watch_next_slot`).
+pub const PONG_WATCH_ROLE: &str = "tp-pong-watch";
+/// Suffix of the figures measured with both consumers in latency mode.
+const WATCH_SUFFIX: &str = ", watching next slot";
 /// Stream the ping produces.
 const PING_STREAM: u32 = FIRST_STREAM_ID;
 /// Stream the pong produces.
@@ -65,7 +70,19 @@ impl Scenario for TpPingPong {
         &["aeron-pingpong", "iceoryx2-pingpong"]
     }
 
+    /// Measures with the default consumers, then with both consumers watching the next
+    /// slot (latency mode), each with a driver and a pong of its own: an A/B in one run.
     fn run(&self, ctx: &RunContext) -> Result<Vec<Figure>, BenchError> {
+        let plain = self.measure(ctx, false)?;
+        let watching = self.measure(ctx, true)?;
+        let mut figures = self.figures(ctx, &plain);
+        figures.extend(watch_figures(self.name(), &figures, &watching));
+        Ok(figures)
+    }
+}
+
+impl TpPingPong {
+    fn measure(&self, ctx: &RunContext, watch: bool) -> Result<Vec<(usize, Latency)>, BenchError> {
         let scratch = Scratch::new("tp-pingpong")?;
         let spec = DriverSpec::in_scratch(&scratch, HEADER_SLOTS, &POOLS, 2)?;
         let driver = InProcessDriver::start(&spec, None)?;
@@ -74,7 +91,7 @@ impl Scenario for TpPingPong {
             None => (None, None),
         };
         let mut pong = pingpong::spawn_pong(
-            PONG_ROLE,
+            if watch { PONG_WATCH_ROLE } else { PONG_ROLE },
             &[
                 ("--aeron-dir", driver.aeron_dir()),
                 ("--shm-dir", spec.shm_dir.as_path()),
@@ -87,7 +104,7 @@ impl Scenario for TpPingPong {
             if let Some(core) = ping_core {
                 pin_current_thread(core);
             }
-            let mut ping = TpPing::connect(&spec.shm_dir, driver.aeron_dir())?;
+            let mut ping = TpPing::connect(&spec.shm_dir, driver.aeron_dir(), watch)?;
             ping.handshake()?;
             pingpong::measure_all_sizes(&mut ping, warmup, window)
         };
@@ -103,11 +120,9 @@ impl Scenario for TpPingPong {
             pong.kill();
         }
         drop(driver);
-        Ok(self.figures(ctx, &result?))
+        result
     }
-}
 
-impl TpPingPong {
     /// Every percentile against Aeron (p50 and p99 with the 1.5× target) and p50 and p99
     /// again against iceoryx2 (must be below).
     fn figures(&self, ctx: &RunContext, measured: &[(usize, Latency)]) -> Vec<Figure> {
@@ -146,6 +161,21 @@ impl TpPingPong {
     }
 }
 
+/// The latency-mode rows: each percentile against the same percentile of the default
+/// consumers in this run (the A/B) and, for information, against raw Aeron.
+fn watch_figures(scenario: &str, plain: &[Figure], watching: &[(usize, Latency)]) -> Vec<Figure> {
+    let mut figures = Vec::new();
+    for (size, latency) in watching {
+        for row in latency.figures(scenario, |p| latency_name(*size, p)) {
+            let base = plain.iter().find(|f| f.name == row.name);
+            let mut row = row.against(base);
+            row.name.push_str(WATCH_SUFFIX);
+            figures.push(row);
+        }
+    }
+    figures
+}
+
 /// Tensor headers for the message sizes, looked up by length.
 struct Tensors(Vec<(usize, TensorHeader)>);
 
@@ -176,13 +206,11 @@ struct TpPing {
 }
 
 impl TpPing {
-    fn connect(shm_dir: &Path, aeron_dir: &Path) -> Result<Self, BenchError> {
-        let consumer = tp_host::connect_consumer(tp_host::consumer_config(
-            shm_dir,
-            aeron_dir,
-            PONG_STREAM,
-            PONG_DESCRIPTORS,
-        ))?;
+    fn connect(shm_dir: &Path, aeron_dir: &Path, watch: bool) -> Result<Self, BenchError> {
+        let consumer = tp_host::connect_consumer(ConsumerConfig {
+            watch_next_slot: watch,
+            ..tp_host::consumer_config(shm_dir, aeron_dir, PONG_STREAM, PONG_DESCRIPTORS)
+        })?;
         let producer = tp_host::attach_producer(tp_host::producer_config(
             shm_dir,
             aeron_dir,
@@ -293,14 +321,13 @@ enum Echo<'a> {
 }
 
 /// The pong process: echoes every frame of the ping stream on the pong stream until the
-/// END message (or SIGINT/SIGTERM, or its parent's death).
-pub fn run_pong(aeron_dir: &Path, shm_dir: &Path) -> Result<(), BenchError> {
-    let mut consumer = tp_host::connect_consumer(tp_host::consumer_config(
-        shm_dir,
-        aeron_dir,
-        PING_STREAM,
-        PING_DESCRIPTORS,
-    ))?;
+/// END message (or SIGINT/SIGTERM, or its parent's death). `watch` puts its consumer in
+/// latency mode.
+pub fn run_pong(aeron_dir: &Path, shm_dir: &Path, watch: bool) -> Result<(), BenchError> {
+    let mut consumer = tp_host::connect_consumer(ConsumerConfig {
+        watch_next_slot: watch,
+        ..tp_host::consumer_config(shm_dir, aeron_dir, PING_STREAM, PING_DESCRIPTORS)
+    })?;
     let mut producer = tp_host::attach_producer(tp_host::producer_config(
         shm_dir,
         aeron_dir,

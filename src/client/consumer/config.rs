@@ -45,6 +45,14 @@ pub struct ConsumerConfig {
     pub max_outstanding_seq_gap: Option<u64>,
     /// Name the media driver shows for this client.
     pub client_name: String,
+    /// Latency mode: while no descriptor is waiting,
+    /// [`Consumer::poll_frames`](super::Consumer::poll_frames) watches the header slot of the next sequence and,
+    /// once the producer has committed it, fetches the slot and the payload into this
+    /// core's cache, so the frame is ready when its descriptor arrives. Frames are still
+    /// accepted only against their descriptors. Costs the producer one more cache-line
+    /// hand-off per frame (the consumer reads the line it is about to write) and the
+    /// consumer a load per empty poll; off by default. docs/BENCHMARKS.md has the A/B.
+    pub watch_next_slot: bool,
 }
 
 impl ConsumerConfig {
@@ -64,6 +72,7 @@ impl ConsumerConfig {
             qos_interval: Duration::from_secs(1),
             max_outstanding_seq_gap: Some(256),
             client_name: "tensorpool-consumer".into(),
+            watch_next_slot: false,
         }
     }
 

@@ -9,7 +9,8 @@ use super::counters::{ConsumerCounters, DropReason};
 use super::descriptors::DescriptorStream;
 use super::events::{ConsumerEvent, EventQueue, UnmapReason};
 use super::frame::{
-    decode_descriptor, read_frame, DescriptorMessage, Frame, FramePoll, SeqTracker, TensorCache,
+    decode_descriptor, read_frame, watch_next_slot, DescriptorMessage, Frame, FramePoll,
+    SeqTracker, TensorCache,
 };
 use super::ConsumerError;
 use crate::client::grant::{LeaseGrant, ProtocolError};
@@ -68,6 +69,9 @@ pub struct Consumer {
     stream_id: u32,
     announces: AnnounceTracker,
     seqs: SeqTracker,
+    /// The sequence whose slot latency mode last prefetched (0: none; see
+    /// `watch_next_slot`). Not reset with the epoch: a stale value only skips one hint.
+    primed_seq: u64,
     tensors: TensorCache,
     counters: ConsumerCounters,
     events: EventQueue,
@@ -106,6 +110,7 @@ impl Consumer {
                 join_time_ns,
             ),
             seqs: SeqTracker::new(config.max_outstanding_seq_gap),
+            primed_seq: 0,
             tensors: TensorCache::default(),
             counters: ConsumerCounters::default(),
             events: EventQueue::new(),
@@ -225,11 +230,13 @@ impl Consumer {
         mut outcome: impl FnMut(FramePoll<R>),
     ) -> Result<usize, ConsumerError> {
         let Self {
+            config,
             conn,
             mapped,
             awaiting_epoch_until,
             stream_id,
             seqs,
+            primed_seq,
             tensors,
             counters,
             ..
@@ -269,6 +276,14 @@ impl Consumer {
             })
         };
         match conn.descriptors.poll(&mut handler, limit) {
+            Ok(0) => {
+                if let Some(mapped) = mapped.as_ref() {
+                    if config.watch_next_slot && awaiting_epoch_until.is_none() {
+                        watch_next_slot(mapped, seqs, primed_seq);
+                    }
+                }
+                Ok(0)
+            }
             Ok(messages) => Ok(messages),
             // The media driver went away; the next `do_work` reconnects.
             Err(_) if conn.is_closed() => Ok(0),

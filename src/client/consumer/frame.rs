@@ -18,7 +18,7 @@ use crate::shm::layout::{
     decode_slot_fields, decode_slot_tensor, header_index, slot_tensor_bytes, SlotFields,
     HEADER_SLOT_BYTES, TENSOR_HEADER_LEN, TENSOR_HEADER_USED_LEN,
 };
-use crate::shm::seqlock::{logical_sequence, SeqReadError};
+use crate::shm::seqlock::{committed, logical_sequence, SeqReadError};
 
 /// One accepted frame, valid for the duration of the application's closure.
 #[derive(Debug)]
@@ -388,6 +388,30 @@ pub(crate) fn read_frame<R>(
         return Err(torn(mapped, seqs, seq, seq_commit.load(), counters));
     }
     Ok(result)
+}
+
+/// Latency mode ([`ConsumerConfig::watch_next_slot`](super::ConsumerConfig)): called
+/// while no descriptor is waiting. Looks at the slot the next sequence will use and, once
+/// the producer has committed that sequence there, fetches the slot's other lines and the
+/// payload's first line, so that the descriptor, when it arrives, finds them in this
+/// core's cache instead of fetching them one after the other. Nothing is accepted here:
+/// the frame is still read and checked against its descriptor (§10.2.1, §15.21). Only
+/// committed slots are prefetched (a line the producer is still writing would be taken
+/// from it), and each sequence once (`primed`).
+#[inline]
+pub(crate) fn watch_next_slot(mapped: &MappedEpoch, seqs: &SeqTracker, primed: &mut u64) {
+    let Some(next) = seqs.last_seq().and_then(|last| last.checked_add(1)) else {
+        return;
+    };
+    if *primed == next {
+        return;
+    }
+    let index = header_index(next, mapped.header_nslots());
+    if mapped.seq_commit(index).load() == committed(next) {
+        mapped.prefetch_slot_tail(index);
+        mapped.prefetch_payloads(index);
+        *primed = next;
+    }
 }
 
 /// A confirmed sequence whose slot a later lap of the ring took: late, and perhaps the
