@@ -1388,6 +1388,53 @@ fn the_reserved_tensor_pad_is_ignored() {
 }
 
 #[test]
+fn poll_frames_beyond_one_batch_keeps_every_outcome_in_order() {
+    // More messages than the consumer takes off the stream per batch (16), of mixed
+    // kinds: the ring has 8 slots, so most are descriptors of another stream.
+    let mut s = Setup::start();
+    let epoch = s.producer.epoch().expect("mapped");
+    let mut expected = Vec::new();
+    for seq in 0..u64::from(NSLOTS) {
+        let mut slot = valid_slot(seq, 64);
+        if seq == 5 {
+            slot.word = in_progress(seq);
+        }
+        s.producer.write(seq, &slot);
+        s.producer.publish(seq);
+        expected.push(if seq == 5 {
+            FramePoll::Dropped(DropReason::NotCommitted)
+        } else {
+            FramePoll::Delivered((seq, true))
+        });
+        for _ in 0..4 {
+            s.producer.publish_descriptor(STREAM + 1, epoch, seq);
+            expected.push(FramePoll::Ignored);
+        }
+    }
+    let mut outcomes = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while outcomes.len() < expected.len() {
+        let before = outcomes.len();
+        let read = s
+            .consumer
+            .poll_frames(
+                100,
+                |frame| (frame.seq(), frame_is_intact(frame)),
+                |outcome| outcomes.push(outcome),
+            )
+            .expect("poll_frames");
+        assert_eq!(read, outcomes.len() - before, "one outcome per message read");
+        s.consumer.do_work(monotonic_now_ns()).expect("duty cycle");
+        assert!(Instant::now() < deadline, "descriptors missing: {outcomes:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(outcomes, expected);
+    let c = s.consumer.counters();
+    assert_eq!((c.frames_delivered, c.drops_not_committed), (7, 1), "{c:?}");
+    assert_eq!(c.descriptors_other_stream, 32);
+}
+
+#[test]
 fn poll_frames_reads_up_to_its_limit_in_order() {
     let mut s = Setup::start();
     for seq in 0..5u64 {
