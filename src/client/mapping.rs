@@ -192,9 +192,10 @@ impl MappedEpoch {
     }
 
     /// Hints the CPU to fetch the first cache line of payload slot `index` in every pool.
-    /// A consumer calls it when a descriptor names the slot, before it reads the header
-    /// (see `consumer::frame::prefetch_frame`). Only a hint: nothing is read, nothing can
-    /// fault.
+    /// A consumer calls it when a descriptor names the slot, before it reads the header:
+    /// which pool holds the payload is only known from the header, and fetching both
+    /// at once turns two dependent cross-core fetches into two parallel ones. Only a
+    /// hint: nothing is read, nothing can fault.
     #[inline]
     pub fn prefetch_payloads(&self, index: u32) {
         for pool in &self.pools {
@@ -202,14 +203,6 @@ impl MappedEpoch {
                 prefetch(ptr);
             }
         }
-    }
-
-    /// Hints the CPU to fetch every line of header slot `index` a consumer reads (up to
-    /// [`SLOT_READ_BYTES`]). Only a hint, as [`MappedEpoch::prefetch_payloads`].
-    #[inline]
-    pub fn prefetch_slot(&self, index: u32) {
-        prefetch(self.slot_ptr(index));
-        self.prefetch_slot_tail(index);
     }
 
     /// Hints the CPU to fetch the lines of header slot `index` a consumer reads after its

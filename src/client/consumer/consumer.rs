@@ -9,7 +9,7 @@ use super::counters::{ConsumerCounters, DropReason};
 use super::descriptors::DescriptorStream;
 use super::events::{ConsumerEvent, EventQueue, UnmapReason};
 use super::frame::{
-    decode_descriptor, prefetch_frame, read_frame, watch_next_slot, DescriptorMessage, Frame, FramePoll,
+    decode_descriptor, read_frame, watch_next_slot, DescriptorMessage, Frame, FramePoll,
     SeqTracker, TensorCache,
 };
 use super::ConsumerError;
@@ -30,9 +30,6 @@ use std::time::Duration;
 
 /// Fragments read per stream per duty cycle.
 const CONTROL_POLL_LIMIT: usize = 16;
-/// Descriptors `poll_frames` takes off the stream before reading their frames: every
-/// slot and payload of a batch is prefetched first, so their cross-core fetches overlap.
-const DESCRIPTOR_BATCH: usize = 16;
 /// Room for a `ConsumerHello` with the longest allowed channel, or a `QosConsumer`.
 const SEND_BUFFER_LEN: usize = 2 * MAX_CHANNEL_LEN;
 /// First pause between attempts to reconnect to a media driver; it doubles per failure.
@@ -75,9 +72,6 @@ pub struct Consumer {
     /// The sequence whose slot latency mode last prefetched (0: none; see
     /// `watch_next_slot`). Not reset with the epoch: a stale value only skips one hint.
     primed_seq: u64,
-    /// Descriptor messages of the batch `poll_frames` is reading (kept here so a poll does
-    /// not initialise it on the stack).
-    batch: [DescriptorMessage; DESCRIPTOR_BATCH],
     tensors: TensorCache,
     counters: ConsumerCounters,
     events: EventQueue,
@@ -117,7 +111,6 @@ impl Consumer {
             ),
             seqs: SeqTracker::new(config.max_outstanding_seq_gap),
             primed_seq: 0,
-            batch: [DescriptorMessage::Other; DESCRIPTOR_BATCH],
             tensors: TensorCache::default(),
             counters: ConsumerCounters::default(),
             events: EventQueue::new(),
@@ -244,7 +237,6 @@ impl Consumer {
             stream_id,
             seqs,
             primed_seq,
-            batch,
             tensors,
             counters,
             ..
@@ -253,86 +245,50 @@ impl Consumer {
             // Reconnecting (see `do_work`): nothing to read.
             return Ok(0);
         };
-        let mut total = 0;
-        while total < limit {
-            let want = (limit - total).min(DESCRIPTOR_BATCH);
-            let mut taken = 0;
-            let polled = conn.descriptors.poll(
-                |bytes| {
-                    if taken < want {
-                        batch[taken] = decode_descriptor(bytes);
-                        taken += 1;
-                    }
-                },
-                want,
-            );
-            match polled {
-                Ok(_) => {}
-                // The media driver went away; the next `do_work` reconnects.
-                Err(_) if conn.is_closed() => return Ok(total),
-                Err(error) => return Err(error.into()),
-            }
-            if taken == 0 {
-                if total == 0 && config.watch_next_slot && awaiting_epoch_until.is_none() {
-                    if let Some(mapped) = mapped.as_ref() {
+        let mut handler = |bytes: &[u8]| {
+            let descriptor = match decode_descriptor(bytes) {
+                DescriptorMessage::Descriptor(d) if d.stream_id == *stream_id => d,
+                DescriptorMessage::Descriptor(_) => {
+                    counters.descriptors_other_stream += 1;
+                    return outcome(FramePoll::Ignored);
+                }
+                DescriptorMessage::Other => return outcome(FramePoll::Ignored),
+                DescriptorMessage::Malformed => {
+                    counters.malformed_descriptors += 1;
+                    return outcome(FramePoll::Ignored);
+                }
+            };
+            counters.descriptors_received += 1;
+            let result = match mapped {
+                None => Err(DropReason::Unmapped),
+                Some(_) if awaiting_epoch_until.is_some() => Err(DropReason::AwaitingEpoch),
+                Some(mapped) => read_frame(mapped, &descriptor, seqs, tensors, counters, &mut read),
+            };
+            outcome(match result {
+                Ok(r) => {
+                    counters.frames_delivered += 1;
+                    FramePoll::Delivered(r)
+                }
+                Err(reason) => {
+                    counters.record_drop(reason);
+                    FramePoll::Dropped(reason)
+                }
+            })
+        };
+        match conn.descriptors.poll(&mut handler, limit) {
+            Ok(0) => {
+                if let Some(mapped) = mapped.as_ref() {
+                    if config.watch_next_slot && awaiting_epoch_until.is_none() {
                         watch_next_slot(mapped, seqs, primed_seq);
                     }
                 }
-                break;
+                Ok(0)
             }
-            let batch = &batch[..taken];
-            if let Some(mapped) = mapped.as_ref() {
-                for message in batch {
-                    if let DescriptorMessage::Descriptor(d) = message {
-                        if d.stream_id == *stream_id {
-                            prefetch_frame(mapped, d);
-                        }
-                    }
-                }
-            }
-            for message in batch {
-                let descriptor = match message {
-                    DescriptorMessage::Descriptor(d) if d.stream_id == *stream_id => d,
-                    DescriptorMessage::Descriptor(_) => {
-                        counters.descriptors_other_stream += 1;
-                        outcome(FramePoll::Ignored);
-                        continue;
-                    }
-                    DescriptorMessage::Other => {
-                        outcome(FramePoll::Ignored);
-                        continue;
-                    }
-                    DescriptorMessage::Malformed => {
-                        counters.malformed_descriptors += 1;
-                        outcome(FramePoll::Ignored);
-                        continue;
-                    }
-                };
-                counters.descriptors_received += 1;
-                let result = match mapped {
-                    None => Err(DropReason::Unmapped),
-                    Some(_) if awaiting_epoch_until.is_some() => Err(DropReason::AwaitingEpoch),
-                    Some(mapped) => {
-                        read_frame(mapped, descriptor, seqs, tensors, counters, &mut read)
-                    }
-                };
-                outcome(match result {
-                    Ok(r) => {
-                        counters.frames_delivered += 1;
-                        FramePoll::Delivered(r)
-                    }
-                    Err(reason) => {
-                        counters.record_drop(reason);
-                        FramePoll::Dropped(reason)
-                    }
-                });
-            }
-            total += taken;
-            if taken < want {
-                break;
-            }
+            Ok(messages) => Ok(messages),
+            // The media driver went away; the next `do_work` reconnects.
+            Err(_) if conn.is_closed() => Ok(0),
+            Err(error) => Err(error.into()),
         }
-        Ok(total)
     }
 
     /// The next event, oldest first.

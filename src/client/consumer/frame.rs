@@ -336,6 +336,7 @@ pub(crate) fn read_frame<R>(
     seqs.admit(seq, counters)?;
     let nslots = mapped.header_nslots();
     let index = header_index(seq, nslots);
+    mapped.prefetch_payloads(index);
     let seq_commit = mapped.seq_commit(index);
     let first = match seq_commit.begin_read(seq) {
         Ok(word) => word,
@@ -387,24 +388,6 @@ pub(crate) fn read_frame<R>(
         return Err(torn(mapped, seqs, seq, seq_commit.load(), counters));
     }
     Ok(result)
-}
-
-/// Hints the CPU to fetch what reading `descriptor`'s frame will touch: its header slot's
-/// lines and the first payload line of that slot in every pool (which pool holds the
-/// payload is only known from the header, so fetching them all turns two dependent
-/// cross-core fetches into parallel ones). `poll_frames` calls it for a whole batch of
-/// descriptors before reading the first frame, so the fetches of consecutive frames
-/// overlap too. A descriptor names a slot its producer committed before offering it, so
-/// nothing is taken from under the producer; one that does not (forged, lapped) costs a
-/// wasted hint, and is judged as usual when read.
-#[inline]
-pub(crate) fn prefetch_frame(mapped: &MappedEpoch, descriptor: &FrameDescriptor) {
-    if descriptor.epoch != mapped.epoch() {
-        return;
-    }
-    let index = header_index(descriptor.seq, mapped.header_nslots());
-    mapped.prefetch_slot(index);
-    mapped.prefetch_payloads(index);
 }
 
 /// Latency mode ([`ConsumerConfig::watch_next_slot`](super::ConsumerConfig)): called
