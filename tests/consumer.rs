@@ -1423,9 +1423,16 @@ fn poll_frames_beyond_one_batch_keeps_every_outcome_in_order() {
                 |outcome| outcomes.push(outcome),
             )
             .expect("poll_frames");
-        assert_eq!(read, outcomes.len() - before, "one outcome per message read");
+        assert_eq!(
+            read,
+            outcomes.len() - before,
+            "one outcome per message read"
+        );
         s.consumer.do_work(monotonic_now_ns()).expect("duty cycle");
-        assert!(Instant::now() < deadline, "descriptors missing: {outcomes:?}");
+        assert!(
+            Instant::now() < deadline,
+            "descriptors missing: {outcomes:?}"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(outcomes, expected);

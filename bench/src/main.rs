@@ -297,14 +297,13 @@ fn run_role(role: &str, args: &Args) -> Result<(), BenchError> {
                 .ok_or_else(|| missing("--iox-root"))?;
             scenarios::iceoryx2_pingpong::run_pong(root, args.parent_pid)
         }
-        scenarios::tp_pingpong::PONG_ROLE | scenarios::tp_pingpong::PONG_WATCH_ROLE => {
+        scenarios::tp_pingpong::PONG_ROLE => {
             let aeron_dir = args
                 .aeron_dir
                 .as_ref()
                 .ok_or_else(|| missing("--aeron-dir"))?;
             let shm_dir = args.shm_dir.as_ref().ok_or_else(|| missing("--shm-dir"))?;
-            let watch = role == scenarios::tp_pingpong::PONG_WATCH_ROLE;
-            scenarios::tp_pingpong::run_pong(aeron_dir, shm_dir, watch)
+            scenarios::tp_pingpong::run_pong(aeron_dir, shm_dir)
         }
         other => Err(BenchError::Setup(format!("unknown role {other:?}"))),
     }

@@ -48,6 +48,12 @@ impl Latency {
         self.histogram.saturating_record(ns.max(1));
     }
 
+    /// Adds every sample of `other` (both cover the same range).
+    pub fn merge(&mut self, other: &Latency) {
+        // Same bounds and precision on both sides, so nothing can be out of range.
+        let _ = self.histogram.add(&other.histogram);
+    }
+
     /// Samples recorded.
     pub fn count(&self) -> u64 {
         self.histogram.len()

@@ -10,11 +10,17 @@
 //! it; the pong copies the frame it receives into a slot of its own stream and commits that,
 //! so each direction moves the payload once, as in the references. Round trips are timed
 //! by the same loop (`pingpong::measure_round_trips`) into an HDR histogram.
+//!
+//! Each size is measured twice in one run, in alternating 100 ms blocks: with the default
+//! consumers, and with both consumers in latency mode (`ConsumerConfig::watch_next_slot`;
+//! every message tells the pong the mode of its block). Alternating on the same processes
+//! is what makes the A/B fair here: this VM's two vCPUs move between host cores, and
+//! two separate measurements seconds apart can differ by 3× for that alone.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tensorpool::client::consumer::{monotonic_now_ns, Consumer, ConsumerConfig, FramePoll};
+use tensorpool::client::consumer::{monotonic_now_ns, Consumer, FramePoll};
 use tensorpool::client::producer::{FrameClaim, Producer, PublishError};
 use tensorpool::client::tensor::bytes_header;
 use tensorpool::protocol::control::TensorHeader;
@@ -31,9 +37,13 @@ use crate::tp_host::{self, DutyPump};
 
 /// The `--role` of the pong process.
 pub const PONG_ROLE: &str = "tp-pong";
-/// The `--role` of the pong process whose consumer runs in latency mode
-/// (`ConsumerConfig::watch_next_slot`).
-pub const PONG_WATCH_ROLE: &str = "tp-pong-watch";
+/// Length of one block of round trips in one mode; blocks alternate between modes.
+const MODE_BLOCK: Duration = Duration::from_millis(100);
+/// Round trips at the start of a block not recorded (the pong learns the mode from the
+/// first message of the block).
+const MODE_SETTLE: Duration = Duration::from_millis(1);
+/// Byte of every message that tells the pong which mode to read in (1: latency mode).
+const MODE_BYTE: usize = 8;
 /// Suffix of the figures measured with both consumers in latency mode.
 const WATCH_SUFFIX: &str = ", watching next slot";
 /// Stream the ping produces.
@@ -70,11 +80,11 @@ impl Scenario for TpPingPong {
         &["aeron-pingpong", "iceoryx2-pingpong"]
     }
 
-    /// Measures with the default consumers, then with both consumers watching the next
-    /// slot (latency mode), each with a driver and a pong of its own: an A/B in one run.
+    /// Measures the default consumers and both consumers watching the next slot
+    /// (latency mode) in alternating blocks of the same round trips: an A/B on the same
+    /// processes, cores and moment, which a VM whose vCPUs move between host cores needs.
     fn run(&self, ctx: &RunContext) -> Result<Vec<Figure>, BenchError> {
-        let plain = self.measure(ctx, false)?;
-        let watching = self.measure(ctx, true)?;
+        let (plain, watching) = self.measure(ctx)?;
         let mut figures = self.figures(ctx, &plain);
         figures.extend(watch_figures(self.name(), &figures, &watching));
         Ok(figures)
@@ -82,7 +92,11 @@ impl Scenario for TpPingPong {
 }
 
 impl TpPingPong {
-    fn measure(&self, ctx: &RunContext, watch: bool) -> Result<Vec<(usize, Latency)>, BenchError> {
+    #[allow(clippy::type_complexity)]
+    fn measure(
+        &self,
+        ctx: &RunContext,
+    ) -> Result<(Vec<(usize, Latency)>, Vec<(usize, Latency)>), BenchError> {
         let scratch = Scratch::new("tp-pingpong")?;
         let spec = DriverSpec::in_scratch(&scratch, HEADER_SLOTS, &POOLS, 2)?;
         let driver = InProcessDriver::start(&spec, None)?;
@@ -91,7 +105,7 @@ impl TpPingPong {
             None => (None, None),
         };
         let mut pong = pingpong::spawn_pong(
-            if watch { PONG_WATCH_ROLE } else { PONG_ROLE },
+            PONG_ROLE,
             &[
                 ("--aeron-dir", driver.aeron_dir()),
                 ("--shm-dir", spec.shm_dir.as_path()),
@@ -100,13 +114,14 @@ impl TpPingPong {
         )?;
         let warmup = ctx.scaled(0.3).min(Duration::from_secs(1));
         let window = ctx.duration;
-        let measure = || -> Result<Vec<(usize, Latency)>, BenchError> {
+        #[allow(clippy::type_complexity)]
+        let measure = || -> Result<(Vec<(usize, Latency)>, Vec<(usize, Latency)>), BenchError> {
             if let Some(core) = ping_core {
                 pin_current_thread(core);
             }
-            let mut ping = TpPing::connect(&spec.shm_dir, driver.aeron_dir(), watch)?;
+            let mut ping = TpPing::connect(&spec.shm_dir, driver.aeron_dir())?;
             ping.handshake()?;
-            pingpong::measure_all_sizes(&mut ping, warmup, window)
+            ping.measure_alternating(warmup, window)
         };
         let result = std::thread::scope(|s| {
             std::thread::Builder::new()
@@ -203,14 +218,18 @@ struct TpPing {
     consumer: Consumer,
     tensors: Tensors,
     pump: DutyPump,
+    /// Latency mode of both consumers (the pong reads it from [`MODE_BYTE`]).
+    watch: bool,
 }
 
 impl TpPing {
-    fn connect(shm_dir: &Path, aeron_dir: &Path, watch: bool) -> Result<Self, BenchError> {
-        let consumer = tp_host::connect_consumer(ConsumerConfig {
-            watch_next_slot: watch,
-            ..tp_host::consumer_config(shm_dir, aeron_dir, PONG_STREAM, PONG_DESCRIPTORS)
-        })?;
+    fn connect(shm_dir: &Path, aeron_dir: &Path) -> Result<Self, BenchError> {
+        let consumer = tp_host::connect_consumer(tp_host::consumer_config(
+            shm_dir,
+            aeron_dir,
+            PONG_STREAM,
+            PONG_DESCRIPTORS,
+        ))?;
         let producer = tp_host::attach_producer(tp_host::producer_config(
             shm_dir,
             aeron_dir,
@@ -222,7 +241,47 @@ impl TpPing {
             consumer,
             tensors: Tensors::new()?,
             pump: DutyPump::new(),
+            watch: false,
         })
+    }
+
+    /// Per size: a warm-up, then blocks of [`MODE_BLOCK`] alternating between the default
+    /// consumers and latency mode on both sides until each mode has had `window`. Returns
+    /// the default and the latency-mode latencies; tells the pong to exit.
+    #[allow(clippy::type_complexity)]
+    fn measure_alternating(
+        &mut self,
+        warmup: Duration,
+        window: Duration,
+    ) -> Result<(Vec<(usize, Latency)>, Vec<(usize, Latency)>), BenchError> {
+        let blocks = (window.as_nanos() / MODE_BLOCK.as_nanos()).max(1) as u32;
+        let mut plain = Vec::new();
+        let mut watching = Vec::new();
+        let mut seq = 1;
+        for size in SIZES {
+            self.set_watch(false);
+            let (_, next) = pingpong::measure_round_trips(self, size, warmup, Duration::ZERO, seq)?;
+            seq = next;
+            let (mut a, mut b) = (Latency::new()?, Latency::new()?);
+            for block in 0..2 * blocks {
+                let watch = block % 2 == 1;
+                self.set_watch(watch);
+                let (latency, next) =
+                    pingpong::measure_round_trips(self, size, MODE_SETTLE, MODE_BLOCK, seq)?;
+                seq = next;
+                if watch { &mut b } else { &mut a }.merge(&latency);
+            }
+            plain.push((size, a));
+            watching.push((size, b));
+        }
+        self.send(&END.to_le_bytes())?;
+        Ok((plain, watching))
+    }
+
+    /// Switches this side's consumer, and (with the next message) the pong's.
+    fn set_watch(&mut self, on: bool) {
+        self.watch = on;
+        self.consumer.set_watch_next_slot(on);
     }
 
     /// Sends probes until one comes back (both sides attached and mapped), then drains the
@@ -273,7 +332,11 @@ impl PingTransport for TpPing {
             .producer
             .claim(message.len())
             .measure("claiming a payload slot")?;
-        claim.payload_mut().copy_from_slice(message);
+        let payload = claim.payload_mut();
+        payload.copy_from_slice(message);
+        if let Some(mode) = payload.get_mut(MODE_BYTE) {
+            *mode = u8::from(self.watch);
+        }
         claim.commit(&tensor, 0).measure("committing a frame")?;
         Ok(())
     }
@@ -312,8 +375,9 @@ impl PingTransport for TpPing {
 
 /// What the pong does with one frame it read.
 enum Echo<'a> {
-    /// A slot of its own stream, filled with the frame; committed once the read is valid.
-    Claimed(FrameClaim<'a>, usize),
+    /// A slot of its own stream, filled with the frame (its length, and whether it asks
+    /// for latency mode); committed once the read is valid.
+    Claimed(FrameClaim<'a>, usize, bool),
     /// The END message.
     End,
     /// No slot could be claimed.
@@ -321,13 +385,15 @@ enum Echo<'a> {
 }
 
 /// The pong process: echoes every frame of the ping stream on the pong stream until the
-/// END message (or SIGINT/SIGTERM, or its parent's death). `watch` puts its consumer in
-/// latency mode.
-pub fn run_pong(aeron_dir: &Path, shm_dir: &Path, watch: bool) -> Result<(), BenchError> {
-    let mut consumer = tp_host::connect_consumer(ConsumerConfig {
-        watch_next_slot: watch,
-        ..tp_host::consumer_config(shm_dir, aeron_dir, PING_STREAM, PING_DESCRIPTORS)
-    })?;
+/// END message (or SIGINT/SIGTERM, or its parent's death). Its consumer reads in the mode
+/// the last message named ([`MODE_BYTE`]).
+pub fn run_pong(aeron_dir: &Path, shm_dir: &Path) -> Result<(), BenchError> {
+    let mut consumer = tp_host::connect_consumer(tp_host::consumer_config(
+        shm_dir,
+        aeron_dir,
+        PING_STREAM,
+        PING_DESCRIPTORS,
+    ))?;
     let mut producer = tp_host::attach_producer(tp_host::producer_config(
         shm_dir,
         aeron_dir,
@@ -350,17 +416,19 @@ pub fn run_pong(aeron_dir: &Path, shm_dir: &Path, watch: bool) -> Result<(), Ben
                     match echo_producer.claim(bytes.len()) {
                         Ok(mut claim) => {
                             claim.payload_mut().copy_from_slice(bytes);
-                            Echo::Claimed(claim, bytes.len())
+                            let watch = bytes.get(MODE_BYTE) == Some(&1);
+                            Echo::Claimed(claim, bytes.len(), watch)
                         }
                         Err(error) => Echo::Failed(error),
                     }
                 })
                 .measure("reading the ping stream")?;
             match poll {
-                FramePoll::Delivered(Echo::Claimed(claim, len)) => {
+                FramePoll::Delivered(Echo::Claimed(claim, len, watch)) => {
                     claim
                         .commit(&tensors.for_len(len)?, 0)
                         .measure("committing an echo")?;
+                    consumer.set_watch_next_slot(watch);
                 }
                 FramePoll::Delivered(Echo::End) => return Ok(()),
                 // Not attached yet: the ping repeats its probe.

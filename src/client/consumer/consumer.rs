@@ -291,6 +291,12 @@ impl Consumer {
         }
     }
 
+    /// Switches latency mode ([`ConsumerConfig::watch_next_slot`]) on or off from the next
+    /// poll on.
+    pub fn set_watch_next_slot(&mut self, on: bool) {
+        self.config.watch_next_slot = on;
+    }
+
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<ConsumerEvent> {
         self.events.pop()
