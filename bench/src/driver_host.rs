@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use tensorpool::config::{DriverConfig, NoEnv};
 use tensorpool::driver::runner::run_until;
 
 use crate::error::{BenchError, Context as _};
-use crate::sys::{check_interrupted, pin_current_thread, Scratch};
+use crate::sys::{check_interrupted, pin_current_thread, set_thread_affinity, Scratch};
 
 /// Control channel of benchmark drivers (the configuration default).
 pub const CONTROL_CHANNEL: &str = "aeron:ipc?term-length=4m";
@@ -119,6 +119,8 @@ payload_pools = [{pools}]
 pub struct InProcessDriver {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), String>>>,
+    /// Kernel thread id of the driver thread (0 until it has started).
+    tid: Arc<AtomicI32>,
     aeron_dir: PathBuf,
 }
 
@@ -128,11 +130,14 @@ impl InProcessDriver {
     pub fn start(spec: &DriverSpec, core: Option<usize>) -> Result<Self, BenchError> {
         let config = spec.config()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let tid = Arc::new(AtomicI32::new(0));
         let thread = {
             let stop = Arc::clone(&stop);
+            let tid = Arc::clone(&tid);
             std::thread::Builder::new()
                 .name("tp-driver".into())
                 .spawn(move || {
+                    tid.store(nix::unistd::gettid().as_raw(), Ordering::Release);
                     if let Some(core) = core {
                         pin_current_thread(core);
                     }
@@ -143,6 +148,7 @@ impl InProcessDriver {
         let mut driver = Self {
             stop,
             thread: Some(thread),
+            tid,
             aeron_dir: spec.aeron_dir.clone(),
         };
         driver.wait_ready()?;
@@ -168,6 +174,15 @@ impl InProcessDriver {
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Moves the driver thread (its embedded media driver runs on it too): `Some(core)`
+    /// pins it there, `None` lets it run anywhere.
+    pub fn place(&self, core: Option<usize>) {
+        let tid = self.tid.load(Ordering::Acquire);
+        if tid != 0 {
+            set_thread_affinity(tid, core);
         }
     }
 

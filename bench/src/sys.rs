@@ -54,6 +54,28 @@ pub fn core_pair() -> Option<(usize, usize)> {
     (cpu_count() >= 2).then_some((0, 1))
 }
 
+/// Sets the CPUs thread `tid` of this process may run on: `Some(core)` pins it, `None`
+/// lets it run on every CPU of the machine (as an unpinned thread). Warns when the kernel
+/// refuses.
+pub fn set_thread_affinity(tid: i32, core: Option<usize>) {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    let cores = match core {
+        Some(core) => core..core + 1,
+        None => 0..cpu_count(),
+    };
+    for core in cores {
+        if let Err(e) = set.set(core) {
+            eprintln!("tp-bench: cannot place thread {tid} on core {core}: {e}");
+            return;
+        }
+    }
+    if let Err(e) = sched_setaffinity(Pid::from_raw(tid), &set) {
+        eprintln!("tp-bench: cannot place thread {tid} on {core:?}: {e}");
+    }
+}
+
 /// Pins the calling thread to `core` (a no-op with a warning when the kernel refuses, e.g.
 /// in a container with a restricted CPU set).
 pub fn pin_current_thread(core: usize) {

@@ -11,11 +11,13 @@
 //! so each direction moves the payload once, as in the references. Round trips are timed
 //! by the same loop (`pingpong::measure_round_trips`) into an HDR histogram.
 //!
-//! Each size is measured twice in one run, in alternating 100 ms blocks: with the default
-//! consumers, and with both consumers in latency mode (`ConsumerConfig::watch_next_slot`;
-//! every message tells the pong the mode of its block). Alternating on the same processes
-//! is what makes the A/B fair here: this VM's two vCPUs move between host cores, and
-//! two separate measurements seconds apart can differ by 3× for that alone.
+//! Each size is measured in alternating 100 ms blocks of several variants in one run: the
+//! default (the figures with targets); both consumers in latency mode
+//! (`ConsumerConfig::watch_next_slot`; every message tells the pong the mode of its
+//! block); and the driver thread pinned to the ping's core, then to the pong's (it is
+//! unpinned otherwise; a 2-core machine has no spare core to give it). Alternating on the
+//! same processes is what makes the A/B fair here: this VM's two vCPUs move between host
+//! cores, and two separate measurements seconds apart can differ by 3× for that alone.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -44,8 +46,52 @@ const MODE_BLOCK: Duration = Duration::from_millis(100);
 const MODE_SETTLE: Duration = Duration::from_millis(1);
 /// Byte of every message that tells the pong which mode to read in (1: latency mode).
 const MODE_BYTE: usize = 8;
-/// Suffix of the figures measured with both consumers in latency mode.
-const WATCH_SUFFIX: &str = ", watching next slot";
+/// How one block of round trips runs (the A/B variants of a run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Variant {
+    /// Both consumers in latency mode (`ConsumerConfig::watch_next_slot`).
+    watch: bool,
+    /// The driver thread pinned to this core (`None`: unpinned, the default).
+    driver_core: Option<usize>,
+    /// Suffix of its figures' names (empty for the default).
+    suffix: &'static str,
+}
+
+/// The default: consumers as configured by default, driver thread unpinned.
+const DEFAULT: Variant = Variant {
+    watch: false,
+    driver_core: None,
+    suffix: "",
+};
+
+/// The variants measured, the default first. The driver placements exist only on a
+/// machine with at least two cores (ping on core 0, pong on core 1).
+fn variants(cores: Option<(usize, usize)>) -> Vec<Variant> {
+    let mut variants = vec![
+        DEFAULT,
+        Variant {
+            watch: true,
+            suffix: ", watching next slot",
+            ..DEFAULT
+        },
+    ];
+    if let Some((ping, pong)) = cores {
+        variants.push(Variant {
+            driver_core: Some(ping),
+            suffix: ", driver on the ping's core",
+            ..DEFAULT
+        });
+        variants.push(Variant {
+            driver_core: Some(pong),
+            suffix: ", driver on the pong's core",
+            ..DEFAULT
+        });
+    }
+    variants
+}
+
+/// Latencies per size, one entry per variant.
+type Measured = Vec<Vec<(usize, Latency)>>;
 /// Stream the ping produces.
 const PING_STREAM: u32 = FIRST_STREAM_ID;
 /// Stream the pong produces.
@@ -80,23 +126,28 @@ impl Scenario for TpPingPong {
         &["aeron-pingpong", "iceoryx2-pingpong"]
     }
 
-    /// Measures the default consumers and both consumers watching the next slot
-    /// (latency mode) in alternating blocks of the same round trips: an A/B on the same
-    /// processes, cores and moment, which a VM whose vCPUs move between host cores needs.
+    /// Measures every [`Variant`] in alternating blocks of the same round trips: an A/B
+    /// on the same processes, cores and moment, which a VM whose vCPUs move between host
+    /// cores needs. The default's rows carry the targets; each variant's rows are
+    /// compared with the default's.
     fn run(&self, ctx: &RunContext) -> Result<Vec<Figure>, BenchError> {
-        let (plain, watching) = self.measure(ctx)?;
-        let mut figures = self.figures(ctx, &plain);
-        figures.extend(watch_figures(self.name(), &figures, &watching));
+        let variants = variants(core_pair());
+        let measured = self.measure(ctx, &variants)?;
+        let mut figures = self.figures(ctx, &measured[0]);
+        for (variant, latencies) in variants.iter().zip(&measured).skip(1) {
+            figures.extend(variant_figures(
+                self.name(),
+                &figures,
+                latencies,
+                variant.suffix,
+            ));
+        }
         Ok(figures)
     }
 }
 
 impl TpPingPong {
-    #[allow(clippy::type_complexity)]
-    fn measure(
-        &self,
-        ctx: &RunContext,
-    ) -> Result<(Vec<(usize, Latency)>, Vec<(usize, Latency)>), BenchError> {
+    fn measure(&self, ctx: &RunContext, variants: &[Variant]) -> Result<Measured, BenchError> {
         let scratch = Scratch::new("tp-pingpong")?;
         let spec = DriverSpec::in_scratch(&scratch, HEADER_SLOTS, &POOLS, 2)?;
         let driver = InProcessDriver::start(&spec, None)?;
@@ -114,14 +165,13 @@ impl TpPingPong {
         )?;
         let warmup = ctx.scaled(0.3).min(Duration::from_secs(1));
         let window = ctx.duration;
-        #[allow(clippy::type_complexity)]
-        let measure = || -> Result<(Vec<(usize, Latency)>, Vec<(usize, Latency)>), BenchError> {
+        let measure = || -> Result<Measured, BenchError> {
             if let Some(core) = ping_core {
                 pin_current_thread(core);
             }
             let mut ping = TpPing::connect(&spec.shm_dir, driver.aeron_dir())?;
             ping.handshake()?;
-            ping.measure_alternating(warmup, window)
+            ping.measure_alternating(variants, warmup, window, |core| driver.place(core))
         };
         let result = std::thread::scope(|s| {
             std::thread::Builder::new()
@@ -176,15 +226,20 @@ impl TpPingPong {
     }
 }
 
-/// The latency-mode rows: each percentile against the same percentile of the default
-/// consumers in this run (the A/B) and, for information, against raw Aeron.
-fn watch_figures(scenario: &str, plain: &[Figure], watching: &[(usize, Latency)]) -> Vec<Figure> {
+/// A variant's rows: each percentile against the same percentile of the default in this
+/// run (the A/B).
+fn variant_figures(
+    scenario: &str,
+    default: &[Figure],
+    latencies: &[(usize, Latency)],
+    suffix: &str,
+) -> Vec<Figure> {
     let mut figures = Vec::new();
-    for (size, latency) in watching {
+    for (size, latency) in latencies {
         for row in latency.figures(scenario, |p| latency_name(*size, p)) {
-            let base = plain.iter().find(|f| f.name == row.name);
+            let base = default.iter().find(|f| f.name == row.name);
             let mut row = row.against(base);
-            row.name.push_str(WATCH_SUFFIX);
+            row.name.push_str(suffix);
             figures.push(row);
         }
     }
@@ -245,37 +300,44 @@ impl TpPing {
         })
     }
 
-    /// Per size: a warm-up, then blocks of [`MODE_BLOCK`] alternating between the default
-    /// consumers and latency mode on both sides until each mode has had `window`. Returns
-    /// the default and the latency-mode latencies; tells the pong to exit.
-    #[allow(clippy::type_complexity)]
+    /// Per size: a warm-up, then blocks of [`MODE_BLOCK`] cycling through `variants`
+    /// until each has had `window`; `place` moves the driver thread. Returns the latencies
+    /// per variant; tells the pong to exit.
     fn measure_alternating(
         &mut self,
+        variants: &[Variant],
         warmup: Duration,
         window: Duration,
-    ) -> Result<(Vec<(usize, Latency)>, Vec<(usize, Latency)>), BenchError> {
-        let blocks = (window.as_nanos() / MODE_BLOCK.as_nanos()).max(1) as u32;
-        let mut plain = Vec::new();
-        let mut watching = Vec::new();
+        place: impl Fn(Option<usize>),
+    ) -> Result<Measured, BenchError> {
+        let blocks = (window.as_nanos() / MODE_BLOCK.as_nanos()).max(1) as usize;
+        let mut measured: Measured = variants.iter().map(|_| Vec::new()).collect();
         let mut seq = 1;
         for size in SIZES {
             self.set_watch(false);
+            place(None);
             let (_, next) = pingpong::measure_round_trips(self, size, warmup, Duration::ZERO, seq)?;
             seq = next;
-            let (mut a, mut b) = (Latency::new()?, Latency::new()?);
-            for block in 0..2 * blocks {
-                let watch = block % 2 == 1;
-                self.set_watch(watch);
+            let mut latencies = variants
+                .iter()
+                .map(|_| Latency::new())
+                .collect::<Result<Vec<_>, _>>()?;
+            for block in 0..variants.len() * blocks {
+                let i = block % variants.len();
+                self.set_watch(variants[i].watch);
+                place(variants[i].driver_core);
                 let (latency, next) =
                     pingpong::measure_round_trips(self, size, MODE_SETTLE, MODE_BLOCK, seq)?;
                 seq = next;
-                if watch { &mut b } else { &mut a }.merge(&latency);
+                latencies[i].merge(&latency);
             }
-            plain.push((size, a));
-            watching.push((size, b));
+            for (per_variant, latency) in measured.iter_mut().zip(latencies) {
+                per_variant.push((size, latency));
+            }
         }
+        place(None);
         self.send(&END.to_le_bytes())?;
-        Ok((plain, watching))
+        Ok(measured)
     }
 
     /// Switches this side's consumer, and (with the next message) the pong's.
