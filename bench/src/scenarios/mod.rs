@@ -20,6 +20,7 @@ pub mod frame_cost;
 pub mod frame_sweep;
 pub mod iceoryx2_pingpong;
 pub mod large_frames;
+pub mod line_pingpong;
 pub mod memcpy;
 pub mod small_frames;
 pub mod streams;
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(aeron_rate::AeronRate),
         Box::new(small_frames::SmallFrames),
         Box::new(frame_cost::FrameCost),
+        Box::new(line_pingpong::LinePingPong),
         Box::new(aeron_pingpong::AeronPingPong),
         Box::new(iceoryx2_pingpong::Iceoryx2PingPong),
         Box::new(tp_pingpong::TpPingPong),

@@ -123,7 +123,7 @@ impl Scenario for TpPingPong {
     }
 
     fn references(&self) -> &'static [&'static str] {
-        &["aeron-pingpong", "iceoryx2-pingpong"]
+        &["line-pingpong", "aeron-pingpong", "iceoryx2-pingpong"]
     }
 
     /// Measures every [`Variant`] in alternating blocks of the same round trips: an A/B
@@ -142,6 +142,7 @@ impl Scenario for TpPingPong {
                 variant.suffix,
             ));
         }
+        figures.extend(floor_figures(self.name(), ctx, &figures));
         Ok(figures)
     }
 }
@@ -224,6 +225,36 @@ impl TpPingPong {
         }
         figures
     }
+}
+
+/// The 64 B medians against the cache-line floor of the same machine (`line-pingpong`):
+/// how many line round trips each costs. Raw Aeron's shape is one line per direction;
+/// tensorpool's a descriptor, then the header slot and payload.
+fn floor_figures(scenario: &str, ctx: &RunContext, figures: &[Figure]) -> Vec<Figure> {
+    let p50 = latency_name(64, "p50");
+    let one_line = ctx.figure("line-pingpong", "rtt 1 line p50");
+    let chained = ctx.figure("line-pingpong", "rtt flag, then 2 lines p50");
+    let mut rows = Vec::new();
+    if let Some(aeron) = ctx.figure("aeron-pingpong", &p50) {
+        let row = Figure::new(scenario, "aeron rtt 64 B p50 vs 1 line", aeron.value, "µs");
+        rows.push(row.against(one_line));
+    }
+    for (suffix, reference) in [
+        ("", one_line),
+        ("", chained),
+        (", watching next slot", one_line),
+    ] {
+        let name = format!("{p50}{suffix}");
+        if let (Some(ours), Some(floor)) = (figures.iter().find(|f| f.name == name), reference) {
+            let shape = floor
+                .name
+                .trim_start_matches("rtt ")
+                .trim_end_matches(" p50");
+            let row = Figure::new(scenario, format!("{name} vs {shape}"), ours.value, "µs");
+            rows.push(row.against(Some(floor)));
+        }
+    }
+    rows
 }
 
 /// A variant's rows: each percentile against the same percentile of the default in this
