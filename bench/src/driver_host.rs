@@ -39,6 +39,8 @@ pub struct DriverSpec {
     pub streams: u32,
     /// `policies.provision_ahead`.
     pub provision_ahead: bool,
+    /// `policies.prefault_shm` (off unless a scenario measures it).
+    pub prefault: bool,
 }
 
 impl DriverSpec {
@@ -58,6 +60,7 @@ impl DriverSpec {
             pools: pools.to_vec(),
             streams,
             provision_ahead: false,
+            prefault: false,
         })
     }
 
@@ -66,7 +69,8 @@ impl DriverSpec {
         FIRST_STREAM_ID..FIRST_STREAM_ID + self.streams
     }
 
-    /// The configuration file: embedded media driver, prefault off, default timings.
+    /// The configuration file: embedded media driver, prefault off unless asked, default
+    /// timings.
     pub fn toml(&self) -> String {
         let pools: Vec<String> = self
             .pools
@@ -86,7 +90,7 @@ base_dir = "{shm}"
 namespace = "bench"
 
 [policies]
-prefault_shm = false
+prefault_shm = {prefault}
 provision_ahead = {ahead}
 
 [profiles.bench]
@@ -98,6 +102,7 @@ payload_pools = [{pools}]
             nslots = self.header_nslots,
             pools = pools.join(", "),
             ahead = self.provision_ahead,
+            prefault = self.prefault,
         );
         for stream_id in self.stream_ids() {
             let _ = write!(

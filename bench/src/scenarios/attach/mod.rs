@@ -143,6 +143,11 @@ impl Scenario for Attach {
         let mut figures = figures(self.name(), &echo, &driver);
         let ahead = ahead_figures(self.name(), &figures, &inline_paced, &ahead);
         figures.extend(ahead);
+        figures.extend(prefaulted_figures(
+            self.name(),
+            client_core,
+            responder_core,
+        )?);
         Ok(figures)
     }
 }
@@ -227,6 +232,82 @@ fn ahead_figures(
         .with_note("policies.provision_ahead, paced: every spare is ready when its attach comes"),
     ];
     [paced_p50, paced_p99].into_iter().chain(figures).collect()
+}
+
+/// Header slots of the prefaulted profile.
+const PREFAULT_SLOTS: u32 = 256;
+/// Its one pool's stride: with the header ring, about 16 MiB to fault per epoch.
+const PREFAULT_STRIDE: u32 = 64 << 10;
+/// Producer attaches of each prefaulted run (each pair leaves two epochs of files on
+/// disk until they are old enough to collect: about 2 GiB of tmpfs at most).
+const PREFAULT_PAIRS: u64 = 60;
+/// Pause between prefaulted attaches: longer than faulting one epoch takes here, so a
+/// spare can be ready.
+const PREFAULT_GAP: (Duration, Duration) = (Duration::from_millis(20), Duration::from_millis(30));
+
+/// `policies.provision_ahead` with `prefault_shm` on (the default), where the inline
+/// attach faults every page of the new epoch: paced producer attaches on a profile of
+/// about 16 MiB, inline against ahead, each run with a driver of its own.
+fn prefaulted_figures(
+    scenario: &str,
+    client_core: Option<usize>,
+    driver_core: Option<usize>,
+) -> Result<Vec<Figure>, BenchError> {
+    let plan = Plan {
+        role: Role::Producer,
+        sessions: 1,
+        stream_id: crate::driver_host::FIRST_STREAM_ID,
+        warmup_pairs: 3,
+        window: Duration::from_secs(60),
+        max_pairs: Some(PREFAULT_PAIRS),
+        gap: Some(PREFAULT_GAP),
+    };
+    let mut runs = Vec::new();
+    for ahead in [false, true] {
+        let scratch = Scratch::new("attach-prefault")?;
+        let mut spec =
+            DriverSpec::in_scratch(&scratch, PREFAULT_SLOTS, &[(1, PREFAULT_STRIDE)], 1)?;
+        spec.prefault = true;
+        spec.provision_ahead = ahead;
+        let driver = InProcessDriver::start(&spec, driver_core)?;
+        let mut result = run_plans(driver.aeron_dir(), client_core, &[plan])?;
+        runs.push(result.remove(0));
+    }
+    let [inline, ahead] = &runs[..] else {
+        return Ok(Vec::new());
+    };
+    let us = |name: &str, value: f64| Figure::new(scenario, name, value, "µs");
+    let p50 = us(
+        "producer attach p50, prefault",
+        inline.attach.quantile_us(0.5),
+    )
+    .marked_reference()
+    .with_note(format!(
+        "{} attaches {:?}–{:?} apart, prefault on, {PREFAULT_SLOTS} header slots and \
+             {PREFAULT_SLOTS} payload slots of {} KiB per epoch, made on the attach path",
+        inline.attach.count(),
+        PREFAULT_GAP.0,
+        PREFAULT_GAP.1,
+        PREFAULT_STRIDE >> 10
+    ));
+    let p99 = us(
+        "producer attach p99, prefault",
+        inline.attach.quantile_us(0.99),
+    )
+    .marked_reference();
+    let ahead_p50 = us(
+        "producer attach p50, prefault, ahead",
+        ahead.attach.quantile_us(0.5),
+    )
+    .against(Some(&p50));
+    let ahead_p99 = us(
+        "producer attach p99, prefault, ahead",
+        ahead.attach.quantile_us(0.99),
+    )
+    .against(Some(&p99))
+    .with_target(Target::AtMost(ATTACH_P99_TARGET_US))
+    .with_note("policies.provision_ahead: each epoch made and faulted on the worker thread");
+    Ok(vec![p50, p99, ahead_p50, ahead_p99])
 }
 
 /// Median of a few values (for notes).
