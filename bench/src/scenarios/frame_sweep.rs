@@ -13,16 +13,19 @@
 //! 8 × 4 MiB of pools, and as much again for the memcpy rings: about 1.1 GiB of tmpfs).
 //! Each ring size is a driver and a stream of its own, run one after the other.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tensorpool::shm::layout::SUPERBLOCK_SIZE;
 
 use crate::driver_host::DriverSpec;
 use crate::error::BenchError;
 use crate::frame_stream::{self, Delivered, Phase};
 use crate::report::Figure;
 use crate::scenario::{RunContext, Scenario};
-use crate::scenarios::memcpy::stride_for;
+use crate::scenarios::memcpy::{stride_for, CopyRing};
 use crate::stats::size_label;
-use crate::sys::{check_interrupted, Scratch};
+use crate::sys::{check_interrupted, pin_current_thread, Scratch};
+use crate::tp_host::STAMP_STRIDE;
 
 /// `(ring slots, payload sizes)`: the sizes measured, grouped by the ring they run in.
 pub const GROUPS: [(u32, [usize; 2]); 3] = [
@@ -70,13 +73,86 @@ impl Scenario for FrameSweep {
             let run = frame_stream::run(&spec, &phases, u64::from(slots), &scratch.join(""))?;
             for delivered in &run.phases {
                 figures.extend(self.figures_for(delivered, slots, &run));
+                if delivered.payload >= PIECES_FROM {
+                    let slice = ctx.scaled(0.5) / SLICES;
+                    let path = scratch.join(&format!("pieces-{}", delivered.payload));
+                    figures.extend(self.pieces_figures(delivered.payload, slots, &path, slice)?);
+                }
             }
         }
         Ok(figures)
     }
 }
 
+/// From this payload size on, the memcpy reference is also measured in pieces.
+const PIECES_FROM: usize = 256 << 10;
+
 impl FrameSweep {
+    /// The whole-`memcpy` reference against the same copies in [`STAMP_STRIDE`] pieces, as
+    /// the producer fills a frame: [`SLICES`] slices of each, alternating, on core 0, into a
+    /// ring of `slots` slots shaped like the pool. Tells whether a frames/memcpy ratio
+    /// above 1 comes from how the two copy rather than from the transport.
+    fn pieces_figures(
+        &self,
+        payload: usize,
+        slots: u32,
+        path: &std::path::Path,
+        slice: Duration,
+    ) -> Result<[Figure; 2], BenchError> {
+        let rates = std::thread::scope(|s| {
+            s.spawn(|| -> Result<[Vec<f64>; 2], BenchError> {
+                pin_current_thread(0);
+                let mut ring = CopyRing::with_slots(
+                    path,
+                    SUPERBLOCK_SIZE,
+                    stride_for(payload),
+                    slots as usize,
+                )?;
+                let source: Vec<u8> = (0..payload).map(|i| (i * 31 + 7) as u8).collect();
+                let mut rates = [Vec::new(), Vec::new()];
+                for round in 0..2 * SLICES {
+                    check_interrupted()?;
+                    let pieces = round % 2 == 1;
+                    let start = Instant::now();
+                    let mut copies = 0u64;
+                    while start.elapsed() < slice || copies < u64::from(slots) {
+                        if pieces {
+                            ring.copy_in_pieces(&source, STAMP_STRIDE);
+                        } else {
+                            ring.copy(&source);
+                        }
+                        copies += 1;
+                    }
+                    rates[usize::from(pieces)].push(copies as f64 / start.elapsed().as_secs_f64());
+                }
+                Ok(rates)
+            })
+            .join()
+            .map_err(|_| BenchError::Measure("the memcpy thread panicked".into()))?
+        })?;
+        let _ = std::fs::remove_file(path);
+        let label = size_label(payload);
+        let gib = |rates: &[f64]| frame_stream::median(rates) * payload as f64 / GIB;
+        let whole = Figure::new(
+            self.name(),
+            format!("memcpy whole {label}"),
+            gib(&rates[0]),
+            "GiB/s",
+        )
+        .marked_reference()
+        .with_note(format!(
+            "{SLICES} slices of one memcpy per frame, alternating with the pieces' slices"
+        ));
+        let pieces = Figure::new(
+            self.name(),
+            format!("memcpy in {} pieces {label}", size_label(STAMP_STRIDE)),
+            gib(&rates[1]),
+            "GiB/s",
+        )
+        .against(Some(&whole));
+        Ok([whole, pieces])
+    }
+
     fn figures_for(
         &self,
         delivered: &Delivered,

@@ -152,6 +152,23 @@ impl CopyRing {
     }
 }
 
+impl CopyRing {
+    /// As [`CopyRing::copy`], in `piece`-byte `memcpy`s (how the frame producers fill a
+    /// payload, see `tp_host::fill`).
+    pub fn copy_in_pieces(&mut self, source: &[u8], piece: usize) {
+        let start = self.offset + self.next_slot * self.stride;
+        let slot = &mut self.ring[start..start + source.len()];
+        for (dst, src) in slot
+            .chunks_mut(piece.max(1))
+            .zip(std::hint::black_box(source).chunks(piece.max(1)))
+        {
+            dst.copy_from_slice(src);
+        }
+        std::hint::black_box(self.ring[start + source.len().saturating_sub(1)]);
+        self.next_slot = (self.next_slot + 1) % self.slots;
+    }
+}
+
 /// Copies `payload` bytes into successive slots of a fresh ring at `path` for `window`;
 /// returns (copies, seconds).
 fn copy_into_ring(
