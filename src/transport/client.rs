@@ -51,6 +51,9 @@ impl NoDriver {
 const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 /// Default wait for a driver at connect and for registrations.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most client conductor turns in one [`AeronClient::do_work`]: enough to drain a full
+/// to-clients broadcast buffer (1 MiB of notices of 100 bytes or more) in one cycle.
+const MAX_CONDUCTOR_TURNS: usize = 16 * 1024;
 /// How often a client of an external media driver checks that the driver's `cnc.dat` is
 /// still the file it connected to (one `stat`; see the module docs).
 pub const CNC_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -264,15 +267,23 @@ impl AeronClient {
             Some(driver) => driver.do_work()?,
             None => 0,
         };
-        match self.aeron.main_do_work() {
-            Ok(n) => work += n.max(0) as usize,
-            Err(_) if self.aeron.is_closed() => return Err(TransportError::ClientClosed),
-            Err(e) => {
-                return Err(TransportError::aeron(
-                    "client duty cycle",
-                    e.code,
-                    e.get_last_err_message(),
-                ))
+        // One conductor turn reads at most one to-clients broadcast message and one
+        // command; the media driver may have broadcast hundreds since the last cycle (an
+        // image notice per control-stream subscriber for every client that comes), and a
+        // reader that falls a whole buffer behind is lapped and closed. So turn until the
+        // conductor finds nothing, bounded so one cycle cannot spin for ever.
+        for _ in 0..MAX_CONDUCTOR_TURNS {
+            match self.aeron.main_do_work() {
+                Ok(n) if n > 0 => work += n as usize,
+                Ok(_) => break,
+                Err(_) if self.aeron.is_closed() => return Err(TransportError::ClientClosed),
+                Err(e) => {
+                    return Err(TransportError::aeron(
+                        "client duty cycle",
+                        e.code,
+                        e.get_last_err_message(),
+                    ))
+                }
             }
         }
         Ok(work)
