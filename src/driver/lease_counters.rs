@@ -224,6 +224,18 @@ impl LeaseCounters {
         self.published.len()
     }
 
+    /// Forgets every counter (they belonged to an Aeron client that closed) and queues
+    /// every live lease of `core` to be published again through the next client, at the
+    /// usual rate, as if each had been granted [`PUBLISH_AFTER_NS`] before `now_ns`.
+    pub fn republish_all(&mut self, core: &DriverCore, now_ns: u64) {
+        self.published.clear();
+        self.pending.clear();
+        let due = now_ns.saturating_sub(PUBLISH_AFTER_NS);
+        let mut leases: Vec<u64> = core.leases().map(|lease| lease.lease_id).collect();
+        leases.sort_unstable();
+        self.waiting = leases.into_iter().map(|id| (id, due)).collect();
+    }
+
     /// Applies one event; `core` has the lease's fields, `now_ns` dates a grant.
     pub fn apply(
         &mut self,

@@ -1,0 +1,144 @@
+//! `tp-driver` survives its own Aeron client being closed: stopped (SIGSTOP) for longer
+//! than the media driver's client liveness timeout, it is timed out (by an external media
+//! driver, or its embedded one notices the stall) and its client closes. After SIGCONT
+//! the driver logs why once, builds a new client and control plane (on the same embedded
+//! media driver, or reconnecting to the external one), counts the recovery and answers
+//! attaches again (docs/DESIGN.md, "Driver process"; src/driver/recovery.rs). Every
+//! process is killed by pid when its handle drops.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::*;
+use tensorpool::protocol::driver::{ResponseCode, Role};
+use tensorpool::transport::{BackoffIdle, EmbeddedMediaDriver, MediaDriverOptions};
+
+/// The media driver drops a client silent for this long (Aeron's default is 10 s).
+const CLIENT_LIVENESS: Duration = Duration::from_millis(1500);
+/// How long `tp-driver` is stopped: past the liveness timeout and the media driver's
+/// 1 s timer interval that checks it.
+const STOPPED_FOR: Duration = Duration::from_millis(3500);
+
+/// A media driver with a short client liveness timeout, pumped by a thread of the test.
+struct MediaDriverThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MediaDriverThread {
+    fn start(dir: &Path) -> Self {
+        let options = MediaDriverOptions {
+            term_buffer_sparse_file: Some(true),
+            client_liveness_timeout: Some(CLIENT_LIVENESS),
+            ..MediaDriverOptions::in_dir(dir)
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let (started, outcome) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let driver = match EmbeddedMediaDriver::start(&options) {
+                Ok(driver) => {
+                    let _ = started.send(Ok(()));
+                    driver
+                }
+                Err(e) => {
+                    let _ = started.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
+            while !flag.load(Ordering::SeqCst) {
+                let work = driver.do_work().expect("media driver duty cycle");
+                idle.idle(work);
+            }
+        });
+        match outcome.recv_timeout(DEADLINE) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("starting the media driver: {e}"),
+            Err(e) => panic!("the media driver did not start: {e}"),
+        }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MediaDriverThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Stops `tp-driver` past its client liveness timeout, resumes it, and checks it rebuilt
+/// its client once and answers attaches again.
+fn stop_resume_and_check(env: &TestEnv, settings: &DriverSettings, driver: &mut ProcessDriver) {
+    let aeron_dir = env.aeron_dir();
+    driver.wait_running(DEADLINE);
+    let recoveries = settings.counter_label("aeron client recoveries");
+    assert_eq!(wait_for_counter(&aeron_dir, &recoveries, |_| true), 0);
+    {
+        let mut client = TestClient::for_settings(&aeron_dir, settings);
+        let lease = client.attach_ok(STATIC_STREAM, 11, Role::Producer);
+        assert_eq!(client.detach(&lease).code, ResponseCode::Ok);
+    }
+
+    driver.signal(Signal::SIGSTOP);
+    std::thread::sleep(STOPPED_FOR);
+    driver.signal(Signal::SIGCONT);
+
+    assert_eq!(wait_for_counter(&aeron_dir, &recoveries, |v| v >= 1), 1);
+    let mut client = TestClient::for_settings(&aeron_dir, settings);
+    let lease = client.attach_ok(STATIC_STREAM, 12, Role::Producer);
+    assert_eq!(client.detach(&lease).code, ResponseCode::Ok);
+    assert_eq!(driver.wait(Duration::ZERO), None, "tp-driver exited");
+    let stderr = driver.stderr();
+    assert_eq!(
+        stderr
+            .matches("tp-driver's aeron client closed; building a new one")
+            .count(),
+        1,
+        "the closed client is logged once:\n{stderr}"
+    );
+    drop(client);
+    driver.signal(Signal::SIGTERM);
+    assert!(driver.expect_exit(DEADLINE).success());
+}
+
+#[test]
+fn a_driver_timed_out_by_its_external_media_driver_rebuilds_its_client() {
+    let env = TestEnv::new();
+    let settings = DriverSettings::shared_announce();
+    let config = env.write("driver.toml", &settings.toml(&env));
+    let aeron_dir = env.aeron_dir();
+    let _media_driver = MediaDriverThread::start(&aeron_dir);
+    let dir = aeron_dir.to_str().expect("a UTF-8 temporary path");
+    let overrides = [
+        ("DRIVER_MEDIA_DRIVER", "external"),
+        ("DRIVER_AERON_DIR", dir),
+    ];
+    let mut driver = ProcessDriver::start(&env, "external", &config, &overrides);
+    stop_resume_and_check(&env, &settings, &mut driver);
+}
+
+#[test]
+fn a_stalled_driver_rebuilds_its_client_on_its_embedded_media_driver() {
+    let env = TestEnv::new();
+    let settings = DriverSettings::shared_announce();
+    let config = env.write("driver.toml", &settings.toml(&env));
+    // Aeron's own setting, read by the embedded media driver's context.
+    let liveness = format!("{}ms", CLIENT_LIVENESS.as_millis());
+    let overrides = [("AERON_CLIENT_LIVENESS_TIMEOUT", liveness.as_str())];
+    let mut driver = ProcessDriver::start(&env, "embedded", &config, &overrides);
+    stop_resume_and_check(&env, &settings, &mut driver);
+}
