@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use support::hosts::{AeronmdDriver, Threading, AERONMD_SIGTERM_STATUS};
 use support::*;
 use tensorpool::protocol::driver::{ResponseCode, Role};
 use tensorpool::transport::{BackoffIdle, EmbeddedMediaDriver, MediaDriverOptions};
@@ -82,7 +83,13 @@ impl Drop for MediaDriverThread {
 
 /// Stops `tp-driver` past its client liveness timeout, resumes it, and checks it rebuilt
 /// its client once and answers attaches again.
-fn stop_resume_and_check(env: &TestEnv, settings: &DriverSettings, driver: &mut ProcessDriver) {
+/// `exit_code` is what it exits with after SIGTERM.
+fn stop_resume_and_check(
+    env: &TestEnv,
+    settings: &DriverSettings,
+    driver: &mut ProcessDriver,
+    exit_code: i32,
+) {
     let aeron_dir = env.aeron_dir();
     driver.wait_running(DEADLINE);
     let recoveries = settings.counter_label("aeron client recoveries");
@@ -105,14 +112,14 @@ fn stop_resume_and_check(env: &TestEnv, settings: &DriverSettings, driver: &mut 
     let stderr = driver.stderr();
     assert_eq!(
         stderr
-            .matches("tp-driver's aeron client closed; building a new one")
+            .matches("aeron client closed; building a new one")
             .count(),
         1,
         "the closed client is logged once:\n{stderr}"
     );
     drop(client);
     driver.signal(Signal::SIGTERM);
-    assert!(driver.expect_exit(DEADLINE).success());
+    assert_eq!(driver.expect_exit(DEADLINE).code(), Some(exit_code));
 }
 
 #[test]
@@ -128,7 +135,7 @@ fn a_driver_timed_out_by_its_external_media_driver_rebuilds_its_client() {
         ("DRIVER_AERON_DIR", dir),
     ];
     let mut driver = ProcessDriver::start(&env, "external", &config, &overrides);
-    stop_resume_and_check(&env, &settings, &mut driver);
+    stop_resume_and_check(&env, &settings, &mut driver, 0);
 }
 
 #[test]
@@ -140,5 +147,16 @@ fn a_stalled_driver_rebuilds_its_client_on_its_embedded_media_driver() {
     let liveness = format!("{}ms", CLIENT_LIVENESS.as_millis());
     let overrides = [("AERON_CLIENT_LIVENESS_TIMEOUT", liveness.as_str())];
     let mut driver = ProcessDriver::start(&env, "embedded", &config, &overrides);
-    stop_resume_and_check(&env, &settings, &mut driver);
+    stop_resume_and_check(&env, &settings, &mut driver, 0);
+}
+
+#[test]
+fn a_stalled_aeronmd_plugin_rebuilds_its_client() {
+    let env = TestEnv::new();
+    let settings = DriverSettings::shared_announce();
+    let config = env.write("driver.toml", &settings.toml(&env));
+    let liveness = format!("{}ms", CLIENT_LIVENESS.as_millis());
+    let overrides = [("AERON_CLIENT_LIVENESS_TIMEOUT", liveness.as_str())];
+    let mut driver = AeronmdDriver::spawn(&env, "aeronmd", &config, Threading::Shared, &overrides);
+    stop_resume_and_check(&env, &settings, &mut driver, AERONMD_SIGTERM_STATUS);
 }
