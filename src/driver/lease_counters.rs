@@ -509,6 +509,12 @@ mod tests {
         wait_for(&mut table, &leases[1..2]);
         assert_eq!(table.published(), 1);
 
+        // After the Aeron client was rebuilt: every lease the core still holds is queued
+        // again (the core never saw leases[0] end) and published within the limit.
+        table.republish_all(&core, due);
+        wait_for(&mut table, &leases[..2]);
+        assert_eq!((table.published(), table.unpublished()), (2, 2));
+
         // A lease that ended before it was old enough (the core no longer has it) never
         // gets a counter: attach/detach churn adds nothing to the media driver's
         // broadcasts.
