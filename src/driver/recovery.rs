@@ -3,13 +3,13 @@
 //!
 //! The SHM side stays as it is: the core keeps its lease table, so a client whose
 //! keepalive reaches the new control subscription before its lease expires keeps its
-//! lease, and a lease whose keepalives were missed meanwhile expires by the Driver Model's
-//! rules (§6.3), revoke notice and epoch bump included. What is rebuilt is what lived in
-//! the closed client: the control plane's publications and subscription, the driver's
-//! counters and the lease counters. Outputs still queued in the old control plane are lost
-//! with it, as anything in flight on a closed client is. Only a media driver that is gone
-//! ends the driver: no media driver to connect to within [`RECOVERY_DEADLINE`], or an
-//! embedded media driver a client can no longer be built on.
+//! lease, and a lease whose keepalives were missed meanwhile expires by the usual rules
+//! (Driver Model §4.4, §4.7), revoke notice and epoch bump included. What is rebuilt is
+//! what lived in the closed client: the control plane's publications and subscription,
+//! the driver's counters and the lease counters. Outputs still queued in the old control
+//! plane are lost with it, as anything in flight on a closed client is. Only a media
+//! driver that is gone ends the driver (§10): no media driver to connect to within
+//! [`RECOVERY_DEADLINE`], or an embedded media driver a client can no longer be built on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
