@@ -8,8 +8,8 @@
 //! what lived in the closed client: the control plane's publications and subscription,
 //! the driver's counters and the lease counters. Outputs still queued in the old control
 //! plane are lost with it, as anything in flight on a closed client is. Only a media
-//! driver that is gone ends the driver (§10): no media driver to connect to within
-//! [`RECOVERY_DEADLINE`], or an embedded media driver a client can no longer be built on.
+//! driver that is gone ends the driver (§10): no external media driver to connect to
+//! within [`RECOVERY_DEADLINE`], or an embedded media driver that fails.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +23,8 @@ use crate::clock::monotonic_now_ns;
 use crate::config::DriverConfig;
 use crate::transport::{AeronClient, TransportError};
 
-/// How long the driver keeps trying to build a new client before it gives up.
+/// How long the driver keeps trying to reach an external media driver before it gives up
+/// (an embedded one is retried as long as it runs).
 pub const RECOVERY_DEADLINE: Duration = Duration::from_secs(10);
 /// The first pause between attempts; it doubles per failed attempt.
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
@@ -33,7 +34,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Why the driver could not recover its Aeron client.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    /// No client could be built within [`RECOVERY_DEADLINE`].
+    /// No client of the external media driver could be built within
+    /// [`RECOVERY_DEADLINE`].
     #[error(
         "the aeron client closed ({reason}) and no new one could be built within \
          {deadline:?}: {last}"
@@ -46,7 +48,7 @@ pub enum RecoveryError {
         /// The last attempt's error.
         last: TransportError,
     },
-    /// The embedded media driver was lost with a failed client build.
+    /// The embedded media driver failed, or was lost with a failed client build.
     #[error(
         "the aeron client closed ({reason}) and no new client could be built on the \
          embedded media driver: {last}"
@@ -134,7 +136,13 @@ pub fn rebuild(
             }
         };
         tracing::warn!(%error, ?backoff, "rebuilding tp-driver's aeron client failed; retrying");
-        if Instant::now() + backoff >= deadline {
+        #[cfg(feature = "embedded-media-driver")]
+        let embedded = media_driver.is_some();
+        #[cfg(not(feature = "embedded-media-driver"))]
+        let embedded = false;
+        // An embedded media driver that still runs is not gone, however long it takes;
+        // an external one that does not answer for the whole deadline is.
+        if !embedded && Instant::now() + backoff >= deadline {
             return Err(RecoveryError::MediaDriverGone {
                 reason,
                 deadline: RECOVERY_DEADLINE,
@@ -142,7 +150,9 @@ pub fn rebuild(
             });
         }
         #[cfg(feature = "embedded-media-driver")]
-        pause(backoff, media_driver.as_ref());
+        if let Err(last) = pause(backoff, media_driver.as_ref()) {
+            return Err(RecoveryError::EmbeddedDriverLost { reason, last });
+        }
         #[cfg(not(feature = "embedded-media-driver"))]
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -179,16 +189,18 @@ fn complete(
 }
 
 /// Waits `period`, pumping the embedded media driver (if any) so its other clients are
-/// served meanwhile.
+/// served meanwhile; fails if its duty cycle fails (the embedded media driver is gone).
 #[cfg(feature = "embedded-media-driver")]
-fn pause(period: Duration, media_driver: Option<&crate::transport::EmbeddedMediaDriver>) {
+fn pause(
+    period: Duration,
+    media_driver: Option<&crate::transport::EmbeddedMediaDriver>,
+) -> Result<(), TransportError> {
     let until = Instant::now() + period;
     while Instant::now() < until {
         if let Some(driver) = media_driver {
-            if let Err(error) = driver.do_work() {
-                tracing::warn!(%error, "embedded media driver duty cycle failed");
-            }
+            driver.do_work()?;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
+    Ok(())
 }
