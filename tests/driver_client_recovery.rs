@@ -9,77 +9,19 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use support::hosts::{AeronmdDriver, Threading, AERONMD_SIGTERM_STATUS};
 use support::*;
 use tensorpool::protocol::driver::{ResponseCode, Role};
-use tensorpool::transport::{BackoffIdle, EmbeddedMediaDriver, MediaDriverOptions};
+use tensorpool::transport::MediaDriverOptions;
 
 /// The media driver drops a client silent for this long (Aeron's default is 10 s).
 const CLIENT_LIVENESS: Duration = Duration::from_millis(1500);
 /// How long `tp-driver` is stopped: past the liveness timeout and the media driver's
 /// 1 s timer interval that checks it.
 const STOPPED_FOR: Duration = Duration::from_millis(3500);
-
-/// A media driver with a short client liveness timeout, pumped by a thread of the test.
-struct MediaDriverThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MediaDriverThread {
-    fn start(dir: &Path) -> Self {
-        let options = MediaDriverOptions {
-            term_buffer_sparse_file: Some(true),
-            client_liveness_timeout: Some(CLIENT_LIVENESS),
-            ..MediaDriverOptions::in_dir(dir)
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let (started, outcome) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let driver = match EmbeddedMediaDriver::start(&options) {
-                Ok(driver) => {
-                    let _ = started.send(Ok(()));
-                    driver
-                }
-                Err(e) => {
-                    let _ = started.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
-            while !flag.load(Ordering::SeqCst) {
-                let work = driver.do_work().expect("media driver duty cycle");
-                idle.idle(work);
-            }
-        });
-        match outcome.recv_timeout(DEADLINE) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("starting the media driver: {e}"),
-            Err(e) => panic!("the media driver did not start: {e}"),
-        }
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for MediaDriverThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 /// Stops `tp-driver` past its client liveness timeout, resumes it, and checks it rebuilt
 /// its client once and answers attaches again.
@@ -128,7 +70,11 @@ fn a_driver_timed_out_by_its_external_media_driver_rebuilds_its_client() {
     let settings = DriverSettings::shared_announce();
     let config = env.write("driver.toml", &settings.toml(&env));
     let aeron_dir = env.aeron_dir();
-    let _media_driver = MediaDriverThread::start(&aeron_dir);
+    let _media_driver = MediaDriverThread::start_with(MediaDriverOptions {
+        term_buffer_sparse_file: Some(true),
+        client_liveness_timeout: Some(CLIENT_LIVENESS),
+        ..MediaDriverOptions::in_dir(&aeron_dir)
+    });
     let dir = aeron_dir.to_str().expect("a UTF-8 temporary path");
     let overrides = [
         ("DRIVER_MEDIA_DRIVER", "external"),
