@@ -1,9 +1,10 @@
-//! `tp-driver` survives its own Aeron client being closed: stopped (SIGSTOP) for longer
-//! than the media driver's client liveness timeout, it is timed out (by an external media
-//! driver, or its embedded one notices the stall) and its client closes. After SIGCONT
-//! the driver logs why once, builds a new client and control plane (on the same embedded
-//! media driver, or reconnecting to the external one), counts the recovery and answers
-//! attaches again (docs/DESIGN.md, "Driver process"; src/driver/recovery.rs). Every
+//! The SHM driver survives its own Aeron client being closed: `tp-driver` (external and
+//! embedded media driver) and aeronmd with the plugin, stopped (SIGSTOP) for longer than
+//! the media driver's client liveness timeout, lose their client (timed out by the
+//! external media driver, or closed by its own service-interval check after the stall).
+//! After SIGCONT the driver logs why once, builds a new client, control plane and counters,
+//! counts the recovery, keeps a lease whose keepalives went on, and answers attaches again
+//! (docs/DESIGN.md, "Driver process"; src/driver/recovery.rs, src/driver/hosted.rs). Every
 //! process is killed by pid when its handle drops.
 
 #[path = "support/mod.rs"]
@@ -23,9 +24,21 @@ const CLIENT_LIVENESS: Duration = Duration::from_millis(1500);
 /// 1 s timer interval that checks it.
 const STOPPED_FOR: Duration = Duration::from_millis(3500);
 
-/// Stops `tp-driver` past its client liveness timeout, resumes it, and checks it rebuilt
-/// its client once and answers attaches again.
-/// `exit_code` is what it exits with after SIGTERM.
+/// The test configuration with leases that outlive the stop: keepalives every 100 ms,
+/// expiry after 60 of them missed (6 s).
+fn config(env: &TestEnv, settings: &DriverSettings) -> std::path::PathBuf {
+    let toml = settings.toml(env).replace(
+        "lease_expiry_grace_intervals = 3",
+        "lease_expiry_grace_intervals = 60",
+    );
+    assert!(toml.contains("lease_expiry_grace_intervals = 60"));
+    env.write("driver.toml", &toml)
+}
+
+/// Stops the driver process past its client liveness timeout while a producer keeps its
+/// lease alive, resumes it, and checks it rebuilt its client once, still holds the lease
+/// (the keepalives that reach the new control subscription are heard) and answers
+/// attaches again. `exit_code` is what the process exits with after SIGTERM.
 fn stop_resume_and_check(
     env: &TestEnv,
     settings: &DriverSettings,
@@ -42,13 +55,26 @@ fn stop_resume_and_check(
         assert_eq!(client.detach(&lease).code, ResponseCode::Ok);
     }
 
+    let mut holder = TestClient::for_settings(&aeron_dir, settings);
+    let held = holder.attach_ok(STATIC_STREAM, 12, Role::Producer);
+
     driver.signal(Signal::SIGSTOP);
-    std::thread::sleep(STOPPED_FOR);
+    holder.pump_for(STOPPED_FOR);
     driver.signal(Signal::SIGCONT);
 
-    assert_eq!(wait_for_counter(&aeron_dir, &recoveries, |v| v >= 1), 1);
+    wait_until("the driver to rebuild its client", DEADLINE, || {
+        holder.pump_for(Duration::from_millis(10));
+        counter_value(&aeron_dir, &recoveries).filter(|v| *v >= 1)
+    });
+    holder.pump_for(Duration::from_millis(300));
+    assert_eq!(counter_value(&aeron_dir, &recoveries), Some(1));
     let mut client = TestClient::for_settings(&aeron_dir, settings);
-    let lease = client.attach_ok(STATIC_STREAM, 12, Role::Producer);
+    // The held producer lease survived: a second producer is refused, the holder detaches.
+    client
+        .attach(&attach_request(STATIC_STREAM, 13, Role::Producer))
+        .expect_refused(ResponseCode::Rejected);
+    assert_eq!(holder.detach(&held).code, ResponseCode::Ok);
+    let lease = client.attach_ok(STATIC_STREAM, 13, Role::Producer);
     assert_eq!(client.detach(&lease).code, ResponseCode::Ok);
     assert_eq!(driver.wait(Duration::ZERO), None, "tp-driver exited");
     let stderr = driver.stderr();
@@ -60,6 +86,7 @@ fn stop_resume_and_check(
         "the closed client is logged once:\n{stderr}"
     );
     drop(client);
+    drop(holder);
     driver.signal(Signal::SIGTERM);
     assert_eq!(driver.expect_exit(DEADLINE).code(), Some(exit_code));
 }
@@ -68,7 +95,7 @@ fn stop_resume_and_check(
 fn a_driver_timed_out_by_its_external_media_driver_rebuilds_its_client() {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let config = env.write("driver.toml", &settings.toml(&env));
+    let config = config(&env, &settings);
     let aeron_dir = env.aeron_dir();
     let _media_driver = MediaDriverThread::start_with(MediaDriverOptions {
         term_buffer_sparse_file: Some(true),
@@ -88,7 +115,7 @@ fn a_driver_timed_out_by_its_external_media_driver_rebuilds_its_client() {
 fn a_stalled_driver_rebuilds_its_client_on_its_embedded_media_driver() {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let config = env.write("driver.toml", &settings.toml(&env));
+    let config = config(&env, &settings);
     // Aeron's own setting, read by the embedded media driver's context.
     let liveness = format!("{}ms", CLIENT_LIVENESS.as_millis());
     let overrides = [("AERON_CLIENT_LIVENESS_TIMEOUT", liveness.as_str())];
@@ -100,7 +127,7 @@ fn a_stalled_driver_rebuilds_its_client_on_its_embedded_media_driver() {
 fn a_stalled_aeronmd_plugin_rebuilds_its_client() {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
-    let config = env.write("driver.toml", &settings.toml(&env));
+    let config = config(&env, &settings);
     let liveness = format!("{}ms", CLIENT_LIVENESS.as_millis());
     let overrides = [("AERON_CLIENT_LIVENESS_TIMEOUT", liveness.as_str())];
     let mut driver = AeronmdDriver::spawn(&env, "aeronmd", &config, Threading::Shared, &overrides);
