@@ -59,7 +59,7 @@ pub enum RecoveryError {
         /// The error of the build that lost it.
         last: TransportError,
     },
-    /// A stop was requested while recovering.
+    /// A stop was requested while recovering (the runner then ends normally).
     #[error("stop requested while rebuilding the aeron client")]
     Stopped,
 }

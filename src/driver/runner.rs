@@ -8,7 +8,7 @@ use super::core::{CoreCounters, CoreEnv, DriverCore, StartError};
 use super::counters::{DriverCounters, HostFigures};
 use super::lease_counters::LeaseCounters;
 use super::provision::ShmProvisioner;
-use super::recovery::rebuild;
+use super::recovery::{rebuild, RecoveryError};
 use crate::clock::monotonic_now_ns;
 use crate::config::{DriverConfig, MediaDriverMode};
 use crate::protocol::driver::ShutdownReason;
@@ -54,7 +54,7 @@ pub enum RunError {
     Start(#[from] StartError),
     /// The Aeron client closed and could not be rebuilt (the media driver is gone).
     #[error("{0}")]
-    Recovery(#[from] super::recovery::RecoveryError),
+    Recovery(#[from] RecoveryError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(nix::Error),
@@ -214,7 +214,16 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
         let mut work = match client.do_work() {
             Ok(work) => work,
             Err(TransportError::ClientClosed) => {
-                let rebuilt = rebuild(config, client, &mut agent, &mut leases, stop)?;
+                let rebuilt = match rebuild(config, client, &mut agent, &mut leases, stop) {
+                    Ok(rebuilt) => rebuilt,
+                    Err(RecoveryError::Stopped) => {
+                        // No client to send ShmDriverShutdown through; clients see the
+                        // driver go as after a crash (Driver Model §10).
+                        tracing::info!("stop requested while rebuilding the aeron client");
+                        return Ok(());
+                    }
+                    Err(error) => return Err(error.into()),
+                };
                 (client, counters) = (rebuilt.client, rebuilt.counters);
                 recoveries += 1;
                 next_counters_ns = 0;
