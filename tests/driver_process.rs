@@ -6,10 +6,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -17,7 +14,6 @@ use support::hosts::ProcessHost;
 use support::*;
 use tensorpool::config::REDACTED;
 use tensorpool::protocol::driver::{ResponseCode, Role, ShutdownReason};
-use tensorpool::transport::{BackoffIdle, EmbeddedMediaDriver, MediaDriverOptions};
 
 /// A restarted aeronmd waits until the dead one's heartbeat is older than Aeron's driver
 /// timeout (10 s by default) before it takes over the directory; a restarted `tp-driver`
@@ -128,59 +124,6 @@ for_each_process_host!(
     restart_after_kill_9_bumps_the_epoch_and_forgets_old_leases,
     sigterm_sends_normal_shutdown_and_leaves_no_stale_lease,
 );
-
-/// A media driver owned and pumped by a thread of the test process.
-struct MediaDriverThread {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MediaDriverThread {
-    fn start(dir: &Path) -> Self {
-        let options = MediaDriverOptions {
-            term_buffer_sparse_file: Some(true),
-            ..MediaDriverOptions::in_dir(dir)
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let (started, outcome) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let driver = match EmbeddedMediaDriver::start(&options) {
-                Ok(driver) => {
-                    let _ = started.send(Ok(()));
-                    driver
-                }
-                Err(e) => {
-                    let _ = started.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
-            while !flag.load(Ordering::SeqCst) {
-                let work = driver.do_work().expect("media driver duty cycle");
-                idle.idle(work);
-            }
-        });
-        match outcome.recv_timeout(DEADLINE) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("starting the media driver: {e}"),
-            Err(e) => panic!("the media driver did not start: {e}"),
-        }
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for MediaDriverThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 #[test]
 fn external_mode_uses_a_running_media_driver() {

@@ -39,6 +39,9 @@ pub struct HostFigures {
     pub epochs_reclaimed: u64,
     /// Bytes of storage their files held (on tmpfs and hugetlbfs: memory given back).
     pub bytes_reclaimed: u64,
+    /// Times the driver's Aeron client closed and was rebuilt (docs/DESIGN.md, "Driver
+    /// process").
+    pub aeron_client_recoveries: u64,
 }
 
 impl HostFigures {
@@ -53,6 +56,7 @@ impl HostFigures {
             leases_unpublished,
             epochs_reclaimed: provisioner.reclaimed_epochs(),
             bytes_reclaimed: provisioner.reclaimed_bytes(),
+            aeron_client_recoveries: 0,
         }
     }
 }
@@ -90,6 +94,9 @@ const COUNTERS: &[(&str, Reader)] = &[
     ("leases not published", |s| s.host.leases_unpublished),
     ("epochs reclaimed", |s| s.host.epochs_reclaimed),
     ("bytes reclaimed", |s| s.host.bytes_reclaimed),
+    ("aeron client recoveries", |s| {
+        s.host.aeron_client_recoveries
+    }),
 ];
 
 impl DriverCounters {

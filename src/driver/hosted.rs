@@ -11,6 +11,10 @@
 //! - [`HostedDriver::do_work`] connects an Aeron client to the host's own directory (agent
 //!   invoker mode, pumped from here), adds the control streams and counters asynchronously,
 //!   then runs the agent; every step is bounded work, no sleeps, no blocking registrations.
+//! - When its Aeron client closes (the host timed it out after a stall, or it was lapped),
+//!   the driver logs why once and builds a new client, control plane and counters in the
+//!   same bounded steps, retrying every second, while the core keeps its lease table
+//!   (docs/DESIGN.md, "Driver process").
 //! - [`HostedDriver::close`] runs when the media driver stops: `ShmDriverShutdown(NORMAL)`,
 //!   as `tp-driver` sends on SIGTERM.
 
@@ -95,13 +99,70 @@ enum Stage {
 }
 
 struct Registering {
-    // Field order is drop order: registrations before the client they came from.
     parts: Parts,
+    aeron: Box<PendingAeron>,
+}
+
+/// A client of the host media driver whose streams and counters are being set up (at
+/// start, and again after the client closed).
+struct PendingAeron {
+    // Field order is drop order: registrations before the client they came from.
     plane: PendingControlPlane,
     counters: PendingDriverCounters,
     ready_plane: Option<AeronControlPlane>,
     ready_counters: Option<DriverCounters>,
     client: AeronClient,
+}
+
+/// A client with its control plane and counters, ready.
+type ReadyAeron = (AeronClient, AeronControlPlane, DriverCounters);
+
+impl PendingAeron {
+    /// Connects a client to the host media driver in `aeron_dir` and requests the streams
+    /// and counters `config` needs.
+    fn connect(config: &DriverConfig, aeron_dir: &Path) -> Result<Self, TransportError> {
+        let options = ClientOptions {
+            dir: Some(aeron_dir.to_owned()),
+            // The host is alive (it is calling us): one liveness check, no waiting.
+            connect_timeout: Duration::ZERO,
+            client_name: Some(format!("tp-driver[{}]", config.driver.instance_id)),
+            ..ClientOptions::default()
+        };
+        let client = AeronClient::connect_with(&options)?;
+        let plane = AeronControlPlane::start(&client, config)?;
+        let counters = DriverCounters::start(&client, &config.driver.instance_id)?;
+        Ok(Self {
+            plane,
+            counters,
+            ready_plane: None,
+            ready_counters: None,
+            client,
+        })
+    }
+
+    /// Pumps the client and polls the registrations once; returns the work done.
+    fn step(&mut self) -> Result<usize, TransportError> {
+        let work = self.client.do_work()?;
+        if self.ready_plane.is_none() {
+            self.ready_plane = self.plane.poll()?;
+        }
+        if self.ready_counters.is_none() {
+            self.ready_counters = self.counters.poll()?;
+        }
+        Ok(work)
+    }
+
+    /// The client, plane and counters once all are ready; itself otherwise.
+    fn into_ready(mut self: Box<Self>) -> Result<ReadyAeron, Box<Self>> {
+        match (self.ready_plane.take(), self.ready_counters.take()) {
+            (Some(plane), Some(counters)) => Ok((self.client, plane, counters)),
+            (plane, counters) => {
+                self.ready_plane = plane;
+                self.ready_counters = counters;
+                Err(self)
+            }
+        }
+    }
 }
 
 struct Running {
@@ -110,6 +171,12 @@ struct Running {
     leases: LeaseCounters,
     next_counters_ns: u64,
     client_failed: bool,
+    /// A new client being set up after `client` closed.
+    rebuilding: Option<Box<PendingAeron>>,
+    /// When the next attempt to build a new client may start.
+    next_rebuild_ns: u64,
+    /// Clients rebuilt so far.
+    recoveries: u64,
     client: AeronClient,
 }
 
@@ -166,15 +233,11 @@ impl HostedDriver {
                 self.stage = Stage::Prepared(parts);
                 0
             }
-            Stage::Prepared(parts) => match self.connect() {
-                Ok((client, plane, counters)) => {
+            Stage::Prepared(parts) => match PendingAeron::connect(&self.config, &self.aeron_dir) {
+                Ok(aeron) => {
                     self.stage = Stage::Registering(Box::new(Registering {
                         parts: *parts,
-                        plane,
-                        counters,
-                        ready_plane: None,
-                        ready_counters: None,
-                        client,
+                        aeron: Box::new(aeron),
                     }));
                     1
                 }
@@ -187,7 +250,7 @@ impl HostedDriver {
             },
             Stage::Registering(registering) => self.register(*registering, now_ns),
             Stage::Running(mut running) => {
-                let work = run(&mut running, now_ns);
+                let work = run(&mut running, now_ns, &self.config, &self.aeron_dir);
                 if running.agent.is_terminated() {
                     tracing::info!("tensorpool SHM driver shut down on request; the media driver keeps running");
                     finish(&mut running);
@@ -227,34 +290,8 @@ impl HostedDriver {
         &self.aeron_dir
     }
 
-    /// A client of the host media driver, with the streams and counters requested.
-    fn connect(
-        &self,
-    ) -> Result<(AeronClient, PendingControlPlane, PendingDriverCounters), TransportError> {
-        let options = ClientOptions {
-            dir: Some(self.aeron_dir.clone()),
-            // The host is alive (it is calling us): one liveness check, no waiting.
-            connect_timeout: Duration::ZERO,
-            client_name: Some(format!("tp-driver[{}]", self.config.driver.instance_id)),
-            ..ClientOptions::default()
-        };
-        let client = AeronClient::connect_with(&options)?;
-        let plane = AeronControlPlane::start(&client, &self.config)?;
-        let counters = DriverCounters::start(&client, &self.config.driver.instance_id)?;
-        Ok((client, plane, counters))
-    }
-
     fn register(&mut self, mut r: Registering, now_ns: u64) -> usize {
-        let polled = r.client.do_work().and_then(|work| {
-            if r.ready_plane.is_none() {
-                r.ready_plane = r.plane.poll()?;
-            }
-            if r.ready_counters.is_none() {
-                r.ready_counters = r.counters.poll()?;
-            }
-            Ok(work)
-        });
-        let work = match polled {
+        let work = match r.aeron.step() {
             Ok(work) => work,
             Err(error) => {
                 tracing::error!(%error, "setting up the driver's streams failed; retrying");
@@ -264,9 +301,9 @@ impl HostedDriver {
                 return 0;
             }
         };
-        match (r.ready_plane.take(), r.ready_counters.take()) {
-            (Some(plane), Some(counters)) => {
-                let Registering { parts, client, .. } = r;
+        let Registering { parts, aeron } = r;
+        match aeron.into_ready() {
+            Ok((client, plane, counters)) => {
                 let mut agent = DriverAgent::new(
                     parts.core,
                     parts.provisioner,
@@ -291,23 +328,36 @@ impl HostedDriver {
                     leases,
                     next_counters_ns: 0,
                     client_failed: false,
+                    rebuilding: None,
+                    next_rebuild_ns: 0,
+                    recoveries: 0,
                     client,
                 }));
             }
-            (plane, counters) => {
-                r.ready_plane = plane;
-                r.ready_counters = counters;
-                self.stage = Stage::Registering(Box::new(r));
+            Err(aeron) => {
+                self.stage = Stage::Registering(Box::new(Registering { parts, aeron }));
             }
         }
         work + 1
     }
 }
 
-/// One cycle of a running driver: the client conductor, then the agent.
-fn run(running: &mut Running, now_ns: u64) -> usize {
+/// One cycle of a running driver: the client conductor, then the agent; while the client
+/// is closed, a step of building a new one instead.
+fn run(running: &mut Running, now_ns: u64, config: &DriverConfig, aeron_dir: &Path) -> usize {
+    if running.client.is_closed() {
+        return rebuild(running, now_ns, config, aeron_dir);
+    }
     let client_work = match running.client.do_work() {
         Ok(work) => work,
+        Err(_) if running.client.is_closed() => {
+            tracing::warn!(
+                reason = %running.client.close_reason(),
+                "the tensorpool driver's aeron client closed; building a new one and the \
+                 control plane again (leases are kept)"
+            );
+            return 1;
+        }
         Err(error) => {
             // Only a client that was not pumped for the driver's whole liveness timeout
             // gets here; nothing can be sent any more, so say so loudly, once.
@@ -332,10 +382,67 @@ fn run(running: &mut Running, now_ns: u64) -> usize {
         running.counters.update(
             running.agent.core(),
             running.agent.counters(),
-            HostFigures::new(running.agent.provisioner(), 0, running.leases.unpublished()),
+            host_figures(running),
         );
     }
     work
+}
+
+/// One step of replacing a closed client (see docs/DESIGN.md, "Driver process"): the
+/// agent waits meanwhile, as it could neither hear keepalives nor send notices; the
+/// core's lease table is kept, so leases whose keepalives arrive once the new control
+/// subscription is up live on and the others expire by the usual rules. The host media
+/// driver is alive (it calls this), so attempts go on at [`RETRY_PERIOD_NS`].
+fn rebuild(running: &mut Running, now_ns: u64, config: &DriverConfig, aeron_dir: &Path) -> usize {
+    let Some(mut pending) = running.rebuilding.take() else {
+        if now_ns < running.next_rebuild_ns {
+            return 0;
+        }
+        return match PendingAeron::connect(config, aeron_dir) {
+            Ok(pending) => {
+                running.rebuilding = Some(Box::new(pending));
+                1
+            }
+            Err(error) => {
+                tracing::warn!(%error, "connecting a new aeron client failed; retrying");
+                running.next_rebuild_ns = now_ns + RETRY_PERIOD_NS;
+                0
+            }
+        };
+    };
+    let work = match pending.step() {
+        Ok(work) => work,
+        Err(error) => {
+            tracing::warn!(%error, "setting up the driver's streams again failed; retrying");
+            running.next_rebuild_ns = now_ns + RETRY_PERIOD_NS;
+            return 0;
+        }
+    };
+    match pending.into_ready() {
+        Ok((client, plane, counters)) => {
+            *running.agent.transport_mut() = plane;
+            running.counters = counters;
+            running.client = client;
+            running.leases.republish_all(running.agent.core(), now_ns);
+            running.recoveries += 1;
+            running.next_counters_ns = 0;
+            running.client_failed = false;
+            tracing::warn!(
+                client_id = running.client.client_id(),
+                "the tensorpool driver's aeron client rebuilt; serving again"
+            );
+        }
+        Err(pending) => running.rebuilding = Some(pending),
+    }
+    work + 1
+}
+
+/// The figures the host adds to the counters.
+fn host_figures(running: &Running) -> HostFigures {
+    HostFigures {
+        aeron_client_recoveries: running.recoveries,
+        ..HostFigures::new(running.agent.provisioner(), 0, running.leases.unpublished())
+    }
 }
 
 /// Last counter update and client cycles, so the final messages leave; the caller drops it.
@@ -343,7 +450,7 @@ fn finish(running: &mut Running) {
     running.counters.update(
         running.agent.core(),
         running.agent.counters(),
-        HostFigures::new(running.agent.provisioner(), 0, running.leases.unpublished()),
+        host_figures(running),
     );
     for _ in 0..FINAL_CLIENT_CYCLES {
         if running.client.do_work().is_err() {

@@ -224,6 +224,18 @@ impl LeaseCounters {
         self.published.len()
     }
 
+    /// Forgets every counter (they belonged to an Aeron client that closed) and queues
+    /// every live lease of `core` to be published again through the next client, at the
+    /// usual rate, as if each had been granted [`PUBLISH_AFTER_NS`] before `now_ns`.
+    pub fn republish_all(&mut self, core: &DriverCore, now_ns: u64) {
+        self.published.clear();
+        self.pending.clear();
+        let due = now_ns.saturating_sub(PUBLISH_AFTER_NS);
+        let mut leases: Vec<u64> = core.leases().map(|lease| lease.lease_id).collect();
+        leases.sort_unstable();
+        self.waiting = leases.into_iter().map(|id| (id, due)).collect();
+    }
+
     /// Applies one event; `core` has the lease's fields, `now_ns` dates a grant.
     pub fn apply(
         &mut self,
@@ -496,6 +508,12 @@ mod tests {
         table.apply(&client, &core, LeaseEvent::Ended(leases[0]), 6);
         wait_for(&mut table, &leases[1..2]);
         assert_eq!(table.published(), 1);
+
+        // After the Aeron client was rebuilt: every lease the core still holds is queued
+        // again (the core never saw leases[0] end) and published within the limit.
+        table.republish_all(&core, due);
+        wait_for(&mut table, &leases[..2]);
+        assert_eq!((table.published(), table.unpublished()), (2, 2));
 
         // A lease that ended before it was old enough (the core no longer has it) never
         // gets a counter: attach/detach churn adds nothing to the media driver's

@@ -10,5 +10,6 @@ pub mod counters;
 pub mod hosted;
 pub mod lease_counters;
 pub mod provision;
+pub mod recovery;
 pub mod runner;
 pub mod wire;

@@ -8,6 +8,7 @@ use super::core::{CoreCounters, CoreEnv, DriverCore, StartError};
 use super::counters::{DriverCounters, HostFigures};
 use super::lease_counters::LeaseCounters;
 use super::provision::ShmProvisioner;
+use super::recovery::{rebuild, RecoveryError};
 use crate::clock::monotonic_now_ns;
 use crate::config::{DriverConfig, MediaDriverMode};
 use crate::protocol::driver::ShutdownReason;
@@ -51,6 +52,9 @@ pub enum RunError {
     /// Static streams could not be provisioned.
     #[error("start: {0}")]
     Start(#[from] StartError),
+    /// The Aeron client closed and could not be rebuilt (the media driver is gone).
+    #[error("{0}")]
+    Recovery(#[from] RecoveryError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(nix::Error),
@@ -96,13 +100,22 @@ pub fn start_aeron(config: &DriverConfig) -> Result<AeronClient, TransportError>
         )),
         MediaDriverMode::External => {
             tracing::info!(aeron_dir = ?dir, "connecting to external media driver");
-            AeronClient::connect_with(&ClientOptions {
-                dir,
-                connect_timeout: EXTERNAL_CONNECT_TIMEOUT,
-                client_name: Some(format!("tp-driver[{}]", config.driver.instance_id)),
-                ..ClientOptions::default()
-            })
+            AeronClient::connect_with(&external_client_options(config, EXTERNAL_CONNECT_TIMEOUT))
         }
+    }
+}
+
+/// The client options of the driver in external mode, waiting `connect_timeout` for a
+/// media driver.
+pub(crate) fn external_client_options(
+    config: &DriverConfig,
+    connect_timeout: Duration,
+) -> ClientOptions {
+    ClientOptions {
+        dir: config.driver.aeron_dir.clone(),
+        connect_timeout,
+        client_name: Some(format!("tp-driver[{}]", config.driver.instance_id)),
+        ..ClientOptions::default()
     }
 }
 
@@ -151,7 +164,7 @@ pub fn run(config: &DriverConfig) -> Result<(), RunError> {
 /// `ShmDriverShutdown(NORMAL)`) or an accepted shutdown request completes. This is what
 /// `run` does without installing signal handlers, for hosts that embed the driver.
 pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunError> {
-    let client = start_aeron(config)?;
+    let mut client = start_aeron(config)?;
     // Before the control subscription exists, so a client that sees the driver listening
     // also finds its doorbell.
     let bell_path = doorbell_path(client.dir(), config.driver.control_stream_id);
@@ -170,7 +183,7 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
     };
     let (core, provisioner) = prepare(config)?;
     let plane = AeronControlPlane::new(&client, config)?;
-    let counters = DriverCounters::new(&client, &config.driver.instance_id)?;
+    let mut counters = DriverCounters::new(&client, &config.driver.instance_id)?;
     let mut agent = DriverAgent::new(
         core,
         provisioner,
@@ -195,9 +208,29 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
     }
     let mut answered = requests_answered(agent.core().counters());
     let mut next_counters_ns = 0;
+    let mut recoveries = 0;
     loop {
         let now_ns = monotonic_now_ns();
-        let mut work = client.do_work()?;
+        let mut work = match client.do_work() {
+            Ok(work) => work,
+            Err(TransportError::ClientClosed) => {
+                let rebuilt = match rebuild(config, client, &mut agent, &mut leases, stop) {
+                    Ok(rebuilt) => rebuilt,
+                    Err(RecoveryError::Stopped) => {
+                        // No client to send ShmDriverShutdown through; clients see the
+                        // driver go as after a crash (Driver Model §10).
+                        tracing::info!("stop requested while rebuilding the aeron client");
+                        return Ok(());
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                (client, counters) = (rebuilt.client, rebuilt.counters);
+                recoveries += 1;
+                next_counters_ns = 0;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         work += agent.do_work(now_ns);
         agent.drain_lease_events(|event, core| leases.apply(&client, core, event, now_ns));
         leases.poll(&client, agent.core(), now_ns);
@@ -209,11 +242,14 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
             counters.update(
                 agent.core(),
                 agent.counters(),
-                HostFigures::new(
-                    agent.provisioner(),
-                    idle.doorbell_wakeups(),
-                    leases.unpublished(),
-                ),
+                HostFigures {
+                    aeron_client_recoveries: recoveries,
+                    ..HostFigures::new(
+                        agent.provisioner(),
+                        idle.doorbell_wakeups(),
+                        leases.unpublished(),
+                    )
+                },
             );
         }
         if stop.load(Ordering::SeqCst) {
@@ -234,11 +270,14 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
     counters.update(
         agent.core(),
         agent.counters(),
-        HostFigures::new(
-            agent.provisioner(),
-            idle.doorbell_wakeups(),
-            leases.unpublished(),
-        ),
+        HostFigures {
+            aeron_client_recoveries: recoveries,
+            ..HostFigures::new(
+                agent.provisioner(),
+                idle.doorbell_wakeups(),
+                leases.unpublished(),
+            )
+        },
     );
     drop(leases);
     // Let the client conductor pass the final messages on before closing.

@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusteron_client::{Aeron, AeronContext};
@@ -51,6 +51,9 @@ impl NoDriver {
 const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 /// Default wait for a driver at connect and for registrations.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most client conductor turns in one [`AeronClient::do_work`]: enough to drain a full
+/// to-clients broadcast buffer (1 MiB of notices of 100 bytes or more) in one cycle.
+const MAX_CONDUCTOR_TURNS: usize = 16 * 1024;
 /// How often a client of an external media driver checks that the driver's `cnc.dat` is
 /// still the file it connected to (one `stat`; see the module docs).
 pub const CNC_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -95,6 +98,8 @@ pub struct AeronClient {
     dir: PathBuf,
     resource_timeout: Duration,
     errors: Arc<AtomicU64>,
+    /// The last asynchronous error Aeron reported (why a closed client closed).
+    last_error: Arc<Mutex<Option<String>>>,
     /// The CnC file this client connected to (`None` when it owns its driver).
     cnc: Option<CncIdentity>,
     next_cnc_check: Cell<Instant>,
@@ -178,10 +183,15 @@ impl AeronClient {
         }
         let errors = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&errors);
+        let last_error = Arc::new(Mutex::new(None));
+        let recorded = Arc::clone(&last_error);
         // Agent-invoker mode: Aeron calls this from our own do_work, on the owning thread.
         context
             .set_error_handler(Some(move |code: i32, message: &str| {
                 counted.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = recorded.lock() {
+                    *last = Some(format!("{message} (code {code})"));
+                }
                 tracing::warn!(code, message, "aeron client error");
             }))
             .or_aeron("set error handler")?;
@@ -216,6 +226,7 @@ impl AeronClient {
             dir,
             resource_timeout: options.resource_timeout,
             errors,
+            last_error,
             cnc,
             next_cnc_check: Cell::new(Instant::now() + CNC_CHECK_INTERVAL),
             driver_replaced: Cell::new(false),
@@ -264,15 +275,23 @@ impl AeronClient {
             Some(driver) => driver.do_work()?,
             None => 0,
         };
-        match self.aeron.main_do_work() {
-            Ok(n) => work += n.max(0) as usize,
-            Err(_) if self.aeron.is_closed() => return Err(TransportError::ClientClosed),
-            Err(e) => {
-                return Err(TransportError::aeron(
-                    "client duty cycle",
-                    e.code,
-                    e.get_last_err_message(),
-                ))
+        // One conductor turn reads at most one to-clients broadcast message and one
+        // command; the media driver may have broadcast hundreds since the last cycle (an
+        // image notice per control-stream subscriber for every client that comes), and a
+        // reader that falls a whole buffer behind is lapped and closed. So turn until the
+        // conductor finds nothing, bounded so one cycle cannot spin for ever.
+        for _ in 0..MAX_CONDUCTOR_TURNS {
+            match self.aeron.main_do_work() {
+                Ok(n) if n > 0 => work += n as usize,
+                Ok(_) => break,
+                Err(_) if self.aeron.is_closed() => return Err(TransportError::ClientClosed),
+                Err(e) => {
+                    return Err(TransportError::aeron(
+                        "client duty cycle",
+                        e.code,
+                        e.get_last_err_message(),
+                    ))
+                }
             }
         }
         Ok(work)
@@ -293,6 +312,28 @@ impl AeronClient {
     /// media driver was replaced by a new one (see the module docs).
     pub fn is_closed(&self) -> bool {
         self.driver_replaced.get() || self.aeron.is_closed()
+    }
+
+    /// Why a [closed](AeronClient::is_closed) client closed, as far as it knows: the
+    /// replaced media driver, or the last error Aeron reported.
+    pub fn close_reason(&self) -> String {
+        if self.driver_replaced.get() {
+            return "the media driver's cnc.dat was replaced by a new media driver".into();
+        }
+        match self.last_error.lock().ok().and_then(|last| last.clone()) {
+            Some(error) => error,
+            None => "closed by Aeron without an error report".into(),
+        }
+    }
+
+    /// Closes this client and hands back the embedded media driver it owned, if any, so a
+    /// new client can be built on it (after this client was closed, e.g. lapped by the
+    /// to-clients broadcast or timed out by the media driver).
+    #[cfg(feature = "embedded-media-driver")]
+    pub fn into_media_driver(self) -> Option<EmbeddedMediaDriver> {
+        let Self { aeron, driver, .. } = self;
+        drop(aeron);
+        driver
     }
 
     /// Aeron's id for this client (also the owner id of its counters).

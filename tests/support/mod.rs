@@ -31,7 +31,8 @@ use tensorpool::protocol::driver::{
 };
 use tensorpool::protocol::MessageHeader;
 use tensorpool::transport::{
-    read_counters, AeronClient, BackoffIdle, OfferOutcome, Publication, Subscription,
+    read_counters, AeronClient, BackoffIdle, EmbeddedMediaDriver, MediaDriverOptions, OfferOutcome,
+    Publication, Subscription,
 };
 
 /// Failsafe for every wait on the control plane (each should finish far sooner).
@@ -284,6 +285,65 @@ pub fn wait_for_counter(aeron_dir: &Path, label: &str, accept: impl Fn(i64) -> b
             "counter {label:?} never reached the expected value (last seen {last:?})"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A media driver owned and pumped by a thread of the test process (for external mode);
+/// stopped and joined on drop.
+pub struct MediaDriverThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MediaDriverThread {
+    /// A media driver in `dir` with sparse term buffers, everything else default.
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(MediaDriverOptions {
+            term_buffer_sparse_file: Some(true),
+            ..MediaDriverOptions::in_dir(dir)
+        })
+    }
+
+    /// A media driver started with `options`; waits until it runs.
+    pub fn start_with(options: MediaDriverOptions) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let (started, outcome) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let driver = match EmbeddedMediaDriver::start(&options) {
+                Ok(driver) => {
+                    let _ = started.send(Ok(()));
+                    driver
+                }
+                Err(e) => {
+                    let _ = started.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let mut idle = BackoffIdle::with_max_park(Duration::from_millis(1));
+            while !flag.load(Ordering::SeqCst) {
+                let work = driver.do_work().expect("media driver duty cycle");
+                idle.idle(work);
+            }
+        });
+        match outcome.recv_timeout(DEADLINE) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("starting the media driver: {e}"),
+            Err(e) => panic!("the media driver did not start: {e}"),
+        }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MediaDriverThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -15,9 +15,11 @@
 //!   real attaches do, between its keepalives and announces.
 //!
 //! The client library's `Producer` and `Consumer` (one Aeron client each) were tried
-//! first: with about 80 of them connecting to one media driver, `tp-driver`'s own Aeron
-//! client was lapped by the media driver's broadcast ("unable to keep up with broadcast")
-//! and the driver exited; docs/BENCHMARKS.md has the details.
+//! first: with about 80 of them on one media driver, `tp-driver`'s own Aeron client was
+//! lapped by the media driver's broadcast and the driver exited. That is fixed (the
+//! driver drains the broadcast every duty cycle and rebuilds a closed client;
+//! tests/many_clients.rs, docs/DESIGN.md); the raw client stays because frames do not
+//! pass through the driver, so the driver-side figures are the same.
 //!
 //! The reference of each curve is its 1-stream point, measured the same way in the same
 //! run.
