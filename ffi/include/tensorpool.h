@@ -714,6 +714,12 @@ tp_status tp_config_set_per_consumer_descriptor(struct tp_config *config,
 // (Wire Spec §15.4); 0 never skips.
 tp_status tp_config_set_max_outstanding_seq_gap(struct tp_config *config, uint64_t frames);
 
+// Latency mode for consumers (`on` 1) or not (0, the default): while no descriptor is
+// waiting, a consumer watches the next sequence's header slot and fetches the frame into
+// its core's cache once the producer has committed it. Frames are still accepted only
+// against their descriptors.
+tp_status tp_config_set_watch_next_slot(struct tp_config *config, int32_t on);
+
 // Connects to the media driver (waiting up to the config's connect timeout) and
 // prepares a consumer of `stream_id`; the attach starts on the first
 // `tp_consumer_do_work`. The handle belongs to the calling thread.

@@ -46,6 +46,7 @@ pub(crate) struct Settings {
     pub(crate) publish_mode: Option<PublishMode>,
     pub(crate) per_consumer_descriptor: Option<(String, u32)>,
     pub(crate) max_outstanding_seq_gap: Option<u64>,
+    pub(crate) watch_next_slot: bool,
 }
 
 impl Default for Settings {
@@ -62,6 +63,7 @@ impl Default for Settings {
             publish_mode: None,
             per_consumer_descriptor: None,
             max_outstanding_seq_gap: consumer.max_outstanding_seq_gap,
+            watch_next_slot: consumer.watch_next_slot,
         }
     }
 }
@@ -91,6 +93,7 @@ impl Settings {
             keepalive_interval: self.keepalive_interval,
             attach_timeout: self.attach_timeout,
             max_outstanding_seq_gap: self.max_outstanding_seq_gap,
+            watch_next_slot: self.watch_next_slot,
             client_name: "tensorpool-c-consumer".into(),
             ..ConsumerConfig::new(self.streams.clone(), stream_id)
         }
@@ -371,6 +374,26 @@ pub extern "C" fn tp_config_set_max_outstanding_seq_gap(
 ) -> tp_status {
     edit(config, |s| {
         s.max_outstanding_seq_gap = (frames != 0).then_some(frames);
+        Ok(())
+    })
+}
+
+/// Latency mode for consumers (`on` 1) or not (0, the default): while no descriptor is
+/// waiting, a consumer watches the next sequence's header slot and fetches the frame into
+/// its core's cache once the producer has committed it. Frames are still accepted only
+/// against their descriptors.
+#[no_mangle]
+pub extern "C" fn tp_config_set_watch_next_slot(config: *mut tp_config, on: i32) -> tp_status {
+    edit(config, |s| {
+        s.watch_next_slot = match on {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(Failure::invalid(format!(
+                    "watch_next_slot {other} is not 0 or 1"
+                )))
+            }
+        };
         Ok(())
     })
 }

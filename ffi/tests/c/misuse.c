@@ -91,6 +91,9 @@ static void config_checks(void) {
     EXPECT(tp_config_set_per_consumer_descriptor(config, "aeron:ipc", 0),
            TP_ERROR_INVALID_ARGUMENT);
     EXPECT(tp_config_set_max_outstanding_seq_gap(config, 0), TP_OK);
+    EXPECT(tp_config_set_watch_next_slot(config, 2), TP_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(tp_last_error_message(), "watch_next_slot") != NULL);
+    EXPECT(tp_config_set_watch_next_slot(config, 1), TP_OK);
     EXPECT(tp_config_set_attach_timeout_ms(config, 0), TP_ERROR_INVALID_ARGUMENT);
     EXPECT(tp_config_set_attach_timeout_ms(config, 500), TP_OK);
     EXPECT(tp_config_set_publish_mode(config, TP_PUBLISH_EXISTING_OR_CREATE), TP_OK);
