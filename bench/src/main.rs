@@ -178,11 +178,18 @@ fn run(args: &Args, selected: &[&dyn Scenario]) -> ExitCode {
     let mut failed = false;
     let mut background = Vec::new();
     let started = Instant::now();
+    let harness_cpus = sys::current_affinity();
     for scenario in selected {
         eprintln!("tp-bench: running {} …", scenario.name());
         let t0 = Instant::now();
         let account = sys::CpuAccount::read();
-        let outcome = scenario.run(&ctx);
+        let mut outcome = scenario.run(&ctx);
+        if harness_cpus.as_ref().is_some_and(sys::restore_affinity) && outcome.is_ok() {
+            // A bug of the scenario's, and it skews every scenario after it: say so.
+            outcome = Err(BenchError::Measure(
+                "left the harness thread pinned (restored for the scenarios after it)".into(),
+            ));
+        }
         let others = match (account, sys::CpuAccount::read()) {
             (Some(before), Some(after)) => {
                 let (others, steal) = after.background_since(&before);

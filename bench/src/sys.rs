@@ -76,6 +76,26 @@ pub fn set_thread_affinity(tid: i32, core: Option<usize>) {
     }
 }
 
+/// The CPUs the calling thread may run on, to put back with [`restore_affinity`].
+pub fn current_affinity() -> Option<nix::sched::CpuSet> {
+    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()
+}
+
+/// Puts the calling thread back on `saved` if a scenario pinned it and left it pinned;
+/// whether it had to (threads spawned later, child processes and `cpu_count` would
+/// otherwise inherit the narrower set and skew every scenario after it).
+pub fn restore_affinity(saved: &nix::sched::CpuSet) -> bool {
+    match current_affinity() {
+        Some(now) if now != *saved => {
+            if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), saved) {
+                eprintln!("tp-bench: cannot restore the harness thread's CPU set: {e}");
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Pins the calling thread to `core` (a no-op with a warning when the kernel refuses, e.g.
 /// in a container with a restricted CPU set).
 pub fn pin_current_thread(core: usize) {

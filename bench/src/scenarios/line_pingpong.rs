@@ -116,7 +116,10 @@ fn bounce(
     let back = Direction::default();
     let stop = AtomicBool::new(false);
     let mut latency = Latency::new()?;
-    let intact = std::thread::scope(|s| {
+    // Both parties on threads of their own: pinning is per thread, and the harness's
+    // main thread (whose CPU set later threads and child processes inherit) must stay
+    // free for the scenarios after this one.
+    let (intact, latency) = std::thread::scope(|s| {
         let pong = s.spawn(|| {
             pin_current_thread(pong_core);
             let mut seq = 1;
@@ -125,28 +128,35 @@ fn bounce(
                 seq += 1;
             }
         });
-        pin_current_thread(ping_core);
-        let record_from = Instant::now() + warmup;
-        let end = record_from + window;
-        let mut seq = 1;
-        let mut intact = true;
-        loop {
-            let sent = Instant::now();
-            send(&there, data_lines, seq);
-            intact &= receive(&back, data_lines, seq, &stop);
-            let received = Instant::now();
-            if sent >= record_from {
-                latency.record_ns(received.duration_since(sent).as_nanos() as u64);
+        let ping = s.spawn(|| {
+            pin_current_thread(ping_core);
+            let record_from = Instant::now() + warmup;
+            let end = record_from + window;
+            let mut seq = 1;
+            let mut intact = true;
+            loop {
+                let sent = Instant::now();
+                send(&there, data_lines, seq);
+                intact &= receive(&back, data_lines, seq, &stop);
+                let received = Instant::now();
+                if sent >= record_from {
+                    latency.record_ns(received.duration_since(sent).as_nanos() as u64);
+                }
+                seq += 1;
+                if received >= end || !intact {
+                    break;
+                }
             }
-            seq += 1;
-            if received >= end || !intact {
-                break;
-            }
-        }
+            stop.store(true, Ordering::Relaxed);
+            (intact, latency)
+        });
+        let outcome = ping.join();
+        // The ping raises `stop` before it returns; if it panicked, raise it here so
+        // the pong does not spin for ever.
         stop.store(true, Ordering::Relaxed);
         let _ = pong.join();
-        intact
-    });
+        outcome.map_err(|_| BenchError::Measure("the ping thread panicked".into()))
+    })?;
     if !intact {
         return Err(BenchError::Measure(
             "a data line did not hold the sequence its flag announced".into(),
