@@ -147,12 +147,10 @@ fn bounce(
                     break;
                 }
             }
-            stop.store(true, Ordering::Relaxed);
             (intact, latency)
         });
         let outcome = ping.join();
-        // The ping raises `stop` before it returns; if it panicked, raise it here so
-        // the pong does not spin for ever.
+        // Whether the ping finished or panicked, the pong stops here.
         stop.store(true, Ordering::Relaxed);
         let _ = pong.join();
         outcome.map_err(|_| BenchError::Measure("the ping thread panicked".into()))
