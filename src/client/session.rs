@@ -13,6 +13,7 @@ use crate::protocol::driver::{
     ShmAttachResponseDecoder, ShmDetachRequest, ShmDetachResponseDecoder, ShmDriverShutdownDecoder,
     ShmLeaseKeepalive, ShmLeaseRevokedDecoder, ShutdownReason,
 };
+use std::collections::VecDeque;
 use std::time::Duration;
 
 pub use crate::protocol::CLIENT_ID_ALREADY_ATTACHED;
@@ -34,7 +35,10 @@ pub struct SessionConfig {
     pub expected_layout_version: u32,
     /// Node id to request, if any.
     pub desired_node_id: Option<u32>,
-    /// How long to wait for an attach response.
+    /// How long to wait for an attach response before asking again. Each attempt that
+    /// times out doubles the wait for the next (up to [`MAX_ATTACH_WAIT`]), so the wait
+    /// follows a driver that is slow to answer; a grant that arrives after its attempt
+    /// timed out is still taken (or, if no longer wanted, detached at once).
     pub attach_timeout: Duration,
     /// Longest pause between keepalives. `None` lets the granted lease deadline alone set
     /// the pace (see [`keepalive_period_ns`]); a bound only ever makes keepalives more
@@ -65,6 +69,14 @@ impl SessionConfig {
         }
     }
 }
+
+/// Longest wait for an attach response that [`SessionConfig::attach_timeout`] grows to.
+pub const MAX_ATTACH_WAIT: Duration = Duration::from_secs(8);
+/// Attach requests remembered after they timed out, so that a late grant for one of them
+/// is recognised as this session's own lease (Driver Model §4.8: the driver refuses a
+/// second lease for the client id, so a forgotten grant would block every retry until it
+/// expired).
+pub const MAX_OUTSTANDING_ATTACHES: usize = 16;
 
 /// Keepalives per lease duration: the next keepalive is due after a third of the lease
 /// the driver granted, so two may be lost or late before the lease expires.
@@ -120,8 +132,15 @@ pub enum SessionEvent {
         /// Driver's diagnostic.
         message: String,
     },
-    /// No response within the attach timeout; the session retries after backoff.
-    AttachTimedOut,
+    /// No response within the attach timeout; the session retries after backoff, and
+    /// still takes a late grant for this attempt.
+    AttachTimedOut {
+        /// How long this attempt waited.
+        waited: Duration,
+        /// Attempts sent and not answered so far, this one included.
+        unanswered: usize,
+    },
+
     /// An OK response failed validation; nothing may be mapped; retry after backoff.
     ProtocolError(ProtocolError),
     /// The driver revoked this lease; stop using its regions, retry after backoff.
@@ -153,6 +172,7 @@ enum State {
     },
     Attaching {
         correlation_id: i64,
+        sent_ns: u64,
         deadline_ns: u64,
     },
     Attached {
@@ -187,6 +207,30 @@ pub struct DriverSession {
     backoff_ns: u64,
     protocol_errors: [u64; ProtocolError::KINDS],
     ignored_notices: u64,
+    /// Attach requests sent and not yet answered, oldest first.
+    unanswered: VecDeque<SentAttach>,
+    /// Wait for the next attach response; grows while attempts time out.
+    attach_wait_ns: u64,
+    /// Detaches of late grants nobody wants, to send before anything else.
+    releases: VecDeque<ShmDetachRequest>,
+    late_grants: LateGrants,
+}
+
+/// Grants that arrived after their attach attempt had timed out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LateGrants {
+    /// Taken as the session's lease (none was held).
+    pub adopted: u64,
+    /// Detached at once (another lease was held, or the session was closing).
+    pub released: u64,
+}
+
+/// An attach request this session sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SentAttach {
+    correlation_id: i64,
+    /// The client id it carried (an auto-assigned id may change between attempts).
+    client_id: u32,
 }
 
 impl DriverSession {
@@ -203,7 +247,6 @@ impl DriverSession {
         let next_correlation_id = (random.next_u64() >> 2) as i64 + 1;
         let backoff_ns = duration_ns(config.backoff_initial);
         Self {
-            config,
             client_id,
             auto_client_id,
             random,
@@ -212,6 +255,11 @@ impl DriverSession {
             backoff_ns,
             protocol_errors: [0; ProtocolError::KINDS],
             ignored_notices: 0,
+            unanswered: VecDeque::new(),
+            attach_wait_ns: 0,
+            releases: VecDeque::new(),
+            late_grants: LateGrants::default(),
+            config,
         }
     }
 
@@ -249,6 +297,11 @@ impl DriverSession {
         &self.protocol_errors
     }
 
+    /// Grants that arrived after their attempt timed out, and what became of them.
+    pub fn late_grants(&self) -> LateGrants {
+        self.late_grants
+    }
+
     /// Notices refused for unknown enum values or newer versions.
     pub fn ignored_notices(&self) -> u64 {
         self.ignored_notices
@@ -257,21 +310,55 @@ impl DriverSession {
     /// The request due now, if any (attach, keepalive, detach retry), plus any event a
     /// timer caused (attach timeout, hard lease expiry, detach timeout).
     pub fn poll(&mut self, now_ns: u64) -> (Option<Request>, Option<SessionEvent>) {
+        if let Some(release) = self.releases.pop_front() {
+            let correlation_id = self.take_correlation_id();
+            let request = ShmDetachRequest {
+                correlation_id,
+                ..release
+            };
+            return (Some(Request::Detach(request)), None);
+        }
         match &mut self.state {
             State::Unattached { next_attempt_ns } if now_ns >= *next_attempt_ns => {
                 let correlation_id = self.take_correlation_id();
+                if self.attach_wait_ns == 0 {
+                    self.attach_wait_ns = duration_ns(self.config.attach_timeout);
+                }
                 self.state = State::Attaching {
                     correlation_id,
-                    deadline_ns: now_ns + duration_ns(self.config.attach_timeout),
+                    sent_ns: now_ns,
+                    deadline_ns: now_ns.saturating_add(self.attach_wait_ns),
                 };
+                if self.unanswered.len() == MAX_OUTSTANDING_ATTACHES {
+                    self.unanswered.pop_front();
+                }
+                self.unanswered.push_back(SentAttach {
+                    correlation_id,
+                    client_id: self.client_id,
+                });
                 (
                     Some(Request::Attach(self.attach_request(correlation_id))),
                     None,
                 )
             }
-            State::Attaching { deadline_ns, .. } if now_ns >= *deadline_ns => {
+            State::Attaching {
+                deadline_ns,
+                sent_ns,
+                ..
+            } if now_ns >= *deadline_ns => {
+                let waited = Duration::from_nanos(now_ns.saturating_sub(*sent_ns));
+                // The driver is connected but slow (an unconnected control stream fails
+                // the send instead): give the next attempt longer.
+                self.attach_wait_ns = self
+                    .attach_wait_ns
+                    .saturating_mul(2)
+                    .min(duration_ns(MAX_ATTACH_WAIT).max(duration_ns(self.config.attach_timeout)));
                 self.back_off(now_ns);
-                (None, Some(SessionEvent::AttachTimedOut))
+                let event = SessionEvent::AttachTimedOut {
+                    waited,
+                    unanswered: self.unanswered.len(),
+                };
+                (None, Some(event))
             }
             State::Attached {
                 hard_expiry_ns: Some(expiry),
@@ -314,7 +401,10 @@ impl DriverSession {
                 self.back_off(now_ns);
                 Some(SessionEvent::LeaseLost)
             }
-            State::Attaching { .. } => {
+            State::Attaching { correlation_id, .. } => {
+                // Never sent: no response can come for it.
+                self.unanswered
+                    .retain(|a| a.correlation_id != correlation_id);
                 self.back_off(now_ns);
                 None
             }
@@ -368,14 +458,13 @@ impl DriverSession {
         header: MessageHeader,
         now_ns: u64,
     ) -> Option<SessionEvent> {
-        let State::Attaching { correlation_id, .. } = self.state else {
-            // Duplicates and responses to someone else: ignored (Appendix B.1).
-            return None;
-        };
         // Peek the correlation id before judging the rest: other clients' responses
         // share the stream and are none of our business.
-        if crate::protocol::codec::get_i64(bytes, 8) != correlation_id {
-            return None;
+        let answered = crate::protocol::codec::get_i64(bytes, 8);
+        let sent = self.take_unanswered(answered)?;
+        let current = matches!(self.state, State::Attaching { correlation_id, .. } if correlation_id == answered);
+        if !current {
+            return self.on_late_attach_response(bytes, header, sent, now_ns);
         }
         let response = if header.version > driver::SCHEMA_VERSION {
             Err(ProtocolError::NewerSchemaVersion(header.version))
@@ -388,20 +477,7 @@ impl DriverSession {
         };
         match response.code() {
             ResponseCode::Ok => match validate_grant(&response) {
-                Ok(grant) => {
-                    let expiry = grant.lease_expiry_ns;
-                    let period =
-                        keepalive_period_ns(expiry, now_ns, self.config.keepalive_interval);
-                    self.backoff_ns = duration_ns(self.config.backoff_initial);
-                    self.state = State::Attached {
-                        grant: grant.clone(),
-                        next_keepalive_ns: now_ns.saturating_add(period),
-                        keepalive_period_ns: period,
-                        lease_ns: expiry.map(|e| e.saturating_sub(now_ns)),
-                        hard_expiry_ns: expiry,
-                    };
-                    Some(SessionEvent::Attached(grant))
-                }
+                Ok(grant) => Some(self.accept_grant(grant, now_ns)),
                 Err(e) => Some(self.protocol_error(e, now_ns)),
             },
             ResponseCode::Unrecognized(_) => {
@@ -416,6 +492,87 @@ impl DriverSession {
                 Some(SessionEvent::AttachRefused { code, message })
             }
         }
+    }
+
+    /// An attach response for an attempt that timed out (Driver Model §4.8, Appendix
+    /// B.1). A grant is this session's lease all the same: taken when no lease is held,
+    /// else detached at once, so it never blocks a retry until it expires. Anything else
+    /// is ignored: a late refusal says nothing about the attempt in flight.
+    fn on_late_attach_response(
+        &mut self,
+        bytes: &[u8],
+        header: MessageHeader,
+        sent: SentAttach,
+        now_ns: u64,
+    ) -> Option<SessionEvent> {
+        if header.version > driver::SCHEMA_VERSION {
+            return None;
+        }
+        let response = ShmAttachResponseDecoder::wrap(bytes).ok()?;
+        if response.code() != ResponseCode::Ok {
+            return None;
+        }
+        let grant = match validate_grant(&response) {
+            Ok(grant) => grant,
+            Err(error) => {
+                // Nothing of it may be used; a lease it may carry expires on its own.
+                self.protocol_errors[error.kind_index()] += 1;
+                return None;
+            }
+        };
+        let wanted = matches!(
+            self.state,
+            State::Unattached { .. } | State::Attaching { .. }
+        );
+        if wanted {
+            tracing::info!(
+                lease_id = grant.lease_id,
+                stream_id = grant.stream_id,
+                "taking a grant that arrived after its attach timed out"
+            );
+            self.client_id = sent.client_id;
+            self.late_grants.adopted += 1;
+            return Some(self.accept_grant(grant, now_ns));
+        }
+        tracing::info!(
+            lease_id = grant.lease_id,
+            stream_id = grant.stream_id,
+            "detaching a late grant this session no longer needs"
+        );
+        self.releases.push_back(ShmDetachRequest {
+            correlation_id: 0,
+            lease_id: grant.lease_id,
+            stream_id: grant.stream_id,
+            client_id: sent.client_id,
+            role: self.config.role,
+        });
+        self.late_grants.released += 1;
+        None
+    }
+
+    /// Takes a validated grant as the session's lease.
+    fn accept_grant(&mut self, grant: LeaseGrant, now_ns: u64) -> SessionEvent {
+        let expiry = grant.lease_expiry_ns;
+        let period = keepalive_period_ns(expiry, now_ns, self.config.keepalive_interval);
+        self.backoff_ns = duration_ns(self.config.backoff_initial);
+        self.attach_wait_ns = 0;
+        self.state = State::Attached {
+            grant: grant.clone(),
+            next_keepalive_ns: now_ns.saturating_add(period),
+            keepalive_period_ns: period,
+            lease_ns: expiry.map(|e| e.saturating_sub(now_ns)),
+            hard_expiry_ns: expiry,
+        };
+        SessionEvent::Attached(grant)
+    }
+
+    /// Removes and returns the unanswered attempt with `correlation_id`.
+    fn take_unanswered(&mut self, correlation_id: i64) -> Option<SentAttach> {
+        let at = self
+            .unanswered
+            .iter()
+            .position(|a| a.correlation_id == correlation_id)?;
+        self.unanswered.remove(at)
     }
 
     fn on_revoked(

@@ -3,7 +3,7 @@
 //! it assumes who calls it: the `tp-driver` loop, a thread of its own, or a thread a
 //! stock media driver starts).
 
-use super::core::{CoreCounters, DriverCore, Output, Provisioner};
+use super::core::{AttachResponse, CoreCounters, DriverCore, Output, Provisioner};
 use super::lease_counters::LeaseEvent;
 use super::wire::{self, Destination, Inbound, Malformed};
 use crate::protocol::driver::ShutdownReason;
@@ -86,6 +86,8 @@ pub struct DriverAgent<P: Provisioner, T: ControlPlane> {
     /// Lease table changes for a host that publishes them; `None` when none does, so
     /// nothing accumulates.
     lease_events: Option<Vec<LeaseEvent>>,
+    /// The clock read when a grant is sent (`CLOCK_MONOTONIC`, the clock of `now_ns`).
+    clock: Box<dyn Fn() -> u64 + Send>,
 }
 
 impl<P: Provisioner, T: ControlPlane> DriverAgent<P, T> {
@@ -101,7 +103,14 @@ impl<P: Provisioner, T: ControlPlane> DriverAgent<P, T> {
             activity_period_ns: activity_period_ns.max(1),
             next_activity_refresh_ns: 0,
             lease_events: None,
+            clock: Box::new(crate::clock::monotonic_now_ns),
         }
+    }
+
+    /// Replaces the clock read when a grant is sent (tests drive it by hand); it must
+    /// tell the time of the `now_ns` the host passes to [`DriverAgent::do_work`].
+    pub fn set_clock(&mut self, clock: impl Fn() -> u64 + Send + 'static) {
+        self.clock = Box::new(clock);
     }
 
     /// Records [`LeaseEvent`]s from now on, for a host that publishes the lease table
@@ -196,8 +205,19 @@ impl<P: Provisioner, T: ControlPlane> DriverAgent<P, T> {
 
     fn publish_outputs(&mut self) -> usize {
         let mut published = 0;
-        let outputs: Vec<_> = self.core.drain_outputs().collect();
-        for output in &outputs {
+        let mut outputs: Vec<_> = self.core.drain_outputs().collect();
+        for output in &mut outputs {
+            if let Output::AttachResponse(AttachResponse {
+                grant: Some(grant), ..
+            }) = output
+            {
+                // The lease runs a full term from when the client can learn of it, not
+                // from when the request arrived (provisioning may lie in between).
+                let sent_ns = (self.clock)();
+                if let Some(expiry) = self.core.restart_lease_term(grant.lease_id, sent_ns) {
+                    grant.lease_expiry_ns = expiry;
+                }
+            }
             if let Some(events) = &mut self.lease_events {
                 events.extend(lease_event(output));
             }

@@ -425,8 +425,14 @@ impl Consumer {
             SessionEvent::AttachRefused { code, message } => {
                 tracing::debug!(%code, %message, stream_id = self.stream_id, "attach refused; retrying");
             }
-            SessionEvent::AttachTimedOut => {
-                tracing::debug!(stream_id = self.stream_id, "attach timed out; retrying");
+            SessionEvent::AttachTimedOut { waited, unanswered } => {
+                tracing::info!(
+                    stream_id = self.stream_id,
+                    ?waited,
+                    unanswered,
+                    "no attach response yet (the driver may be busy); asking again and \
+                     waiting longer, a late grant is still taken"
+                );
             }
             SessionEvent::ProtocolError(e) => {
                 tracing::warn!(error = %e, "attach response refused; reattaching");

@@ -328,10 +328,13 @@ impl Producer {
                 tracing::warn!(%code, %message, stream_id = self.config.stream_id, "attach refused; retrying");
                 self.push_event(ProducerEvent::AttachRefused { code, message });
             }
-            SessionEvent::AttachTimedOut => {
-                tracing::debug!(
+            SessionEvent::AttachTimedOut { waited, unanswered } => {
+                tracing::info!(
                     stream_id = self.config.stream_id,
-                    "attach timed out; retrying"
+                    ?waited,
+                    unanswered,
+                    "no attach response yet (the driver may be busy); asking again and \
+                     waiting longer, a late grant is still taken"
                 );
             }
             SessionEvent::ProtocolError(error) => {

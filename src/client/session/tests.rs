@@ -288,23 +288,171 @@ fn client_id_collision_picks_a_new_auto_assigned_id() {
 }
 
 #[test]
-fn attach_timeout_retries_with_growing_backoff() {
+fn attach_timeout_retries_with_growing_backoff_and_a_growing_wait() {
     let mut s = session();
     attach_request(&mut s, 0);
     assert_eq!(
         s.poll(1000 * MS),
-        (None, Some(SessionEvent::AttachTimedOut))
+        (
+            None,
+            Some(SessionEvent::AttachTimedOut {
+                waited: Duration::from_secs(1),
+                unanswered: 1
+            })
+        )
     );
     // First backoff: 50 ms ± 25 %.
     assert_eq!(s.poll(1000 * MS + 37 * MS), (None, None));
     attach_request(&mut s, 1000 * MS + 63 * MS);
+    // The driver was connected and did not answer: the second attempt waits 2 s.
+    assert_eq!(s.poll(3000 * MS + 62 * MS), (None, None));
     assert_eq!(
-        s.poll(2100 * MS),
-        (None, Some(SessionEvent::AttachTimedOut))
+        s.poll(3000 * MS + 63 * MS),
+        (
+            None,
+            Some(SessionEvent::AttachTimedOut {
+                waited: Duration::from_secs(2),
+                unanswered: 2
+            })
+        )
     );
     // Second backoff: 100 ms ± 25 %.
-    assert_eq!(s.poll(2100 * MS + 74 * MS), (None, None));
-    attach_request(&mut s, 2100 * MS + 126 * MS);
+    assert_eq!(s.poll(3000 * MS + 137 * MS), (None, None));
+    attach_request(&mut s, 3000 * MS + 189 * MS);
+}
+
+#[test]
+fn the_attach_wait_stops_growing_at_its_maximum_and_resets_after_a_grant() {
+    let mut s = session();
+    let mut now = 0;
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let sent = now;
+        attach_request(&mut s, sent);
+        loop {
+            now += MS;
+            if let (None, Some(SessionEvent::AttachTimedOut { waited, .. })) = s.poll(now) {
+                waits.push(waited.as_millis());
+                break;
+            }
+        }
+        now += 3_000 * MS; // past any backoff
+    }
+    assert_eq!(waits, [1000, 2000, 4000, 8000, 8000, 8000]);
+    let req = attach_request(&mut s, now);
+    assert!(matches!(
+        s.on_message(&bytes(&ok_response(req.correlation_id)), now),
+        Some(SessionEvent::Attached(_))
+    ));
+    // After losing the lease, the next attempt waits the configured timeout again.
+    let revoked = revoke_bytes(77, Role::Consumer, LeaseRevokeReason::Revoked);
+    assert!(s.on_message(&revoked, now).is_some());
+    now += 3_000 * MS;
+    attach_request(&mut s, now);
+    assert_eq!(s.poll(now + 999 * MS), (None, None));
+    assert!(matches!(
+        s.poll(now + 1000 * MS),
+        (None, Some(SessionEvent::AttachTimedOut { .. }))
+    ));
+}
+
+/// Sends attempts until two have timed out; returns their requests.
+fn two_timed_out_attempts(s: &mut DriverSession) -> (ShmAttachRequest, ShmAttachRequest, u64) {
+    let first = attach_request(s, 0);
+    assert!(matches!(
+        s.poll(1000 * MS),
+        (None, Some(SessionEvent::AttachTimedOut { .. }))
+    ));
+    let second = attach_request(s, 1100 * MS);
+    (first, second, 1200 * MS)
+}
+
+#[test]
+fn a_grant_that_arrives_after_its_attempt_timed_out_becomes_the_lease() {
+    let mut s = session();
+    let (first, second, now) = two_timed_out_attempts(&mut s);
+    // The driver was slow: it answers the first attempt while the second is in flight.
+    match s.on_message(&bytes(&ok_response(first.correlation_id)), now) {
+        Some(SessionEvent::Attached(grant)) => assert_eq!(grant.lease_id, 77),
+        other => panic!("expected the late grant to be taken, got {other:?}"),
+    }
+    assert_eq!(s.late_grants().adopted, 1);
+    // The driver then refuses the second attempt: this client already holds a lease.
+    let mut refused = ok_response(second.correlation_id);
+    refused.code = ResponseCode::Rejected;
+    refused.error_message = CLIENT_ID_ALREADY_ATTACHED.as_bytes();
+    assert_eq!(s.on_message(&bytes(&refused), now), None);
+    assert_eq!(s.client_id(), first.client_id, "the client id stays");
+    assert_eq!(s.grant().map(|g| g.lease_id), Some(77));
+    // Keepalives go for the taken lease with the id it was granted to.
+    match s.poll(now + 1000 * MS) {
+        (Some(Request::Keepalive(ka)), None) => {
+            assert_eq!((ka.lease_id, ka.client_id), (77, first.client_id));
+        }
+        other => panic!("expected a keepalive, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_late_grant_for_an_attempt_made_under_an_older_client_id_keeps_that_id() {
+    let mut s = session();
+    let (first, second, now) = two_timed_out_attempts(&mut s);
+    let mut collision = ok_response(second.correlation_id);
+    collision.code = ResponseCode::Rejected;
+    collision.error_message = CLIENT_ID_ALREADY_ATTACHED.as_bytes();
+    assert!(matches!(
+        s.on_message(&bytes(&collision), now),
+        Some(SessionEvent::AttachRefused { .. })
+    ));
+    assert_ne!(s.client_id(), first.client_id, "a new id after a collision");
+    assert!(matches!(
+        s.on_message(&bytes(&ok_response(first.correlation_id)), now),
+        Some(SessionEvent::Attached(_))
+    ));
+    assert_eq!(s.client_id(), first.client_id, "the lease's own id");
+}
+
+#[test]
+fn a_second_grant_while_holding_a_lease_is_detached_at_once() {
+    let mut s = session();
+    let (first, second, now) = two_timed_out_attempts(&mut s);
+    assert!(matches!(
+        s.on_message(&bytes(&ok_response(second.correlation_id)), now),
+        Some(SessionEvent::Attached(_))
+    ));
+    let mut late = ok_response(first.correlation_id);
+    late.lease_id = Some(78);
+    assert_eq!(s.on_message(&bytes(&late), now), None);
+    assert_eq!(s.late_grants().released, 1);
+    match s.poll(now) {
+        (Some(Request::Detach(d)), None) => {
+            assert_eq!(
+                (d.lease_id, d.stream_id, d.client_id, d.role),
+                (78, 10000, first.client_id, Role::Consumer)
+            );
+            assert!(d.correlation_id > 0);
+        }
+        other => panic!("expected a detach of the unwanted lease, got {other:?}"),
+    }
+    assert_eq!(
+        s.grant().map(|g| g.lease_id),
+        Some(77),
+        "the lease in use stays"
+    );
+    // A duplicate of that grant is not detached twice.
+    assert_eq!(s.on_message(&bytes(&late), now), None);
+    assert_eq!(s.late_grants().released, 1);
+}
+
+#[test]
+fn a_late_grant_that_fails_validation_is_not_taken() {
+    let mut s = session();
+    let (first, _second, now) = two_timed_out_attempts(&mut s);
+    let mut bad = ok_response(first.correlation_id);
+    bad.header_slot_bytes = Some(512);
+    assert_eq!(s.on_message(&bytes(&bad), now), None);
+    assert!(s.grant().is_none());
+    assert_eq!(s.late_grants(), LateGrants::default());
 }
 
 fn revoke_bytes(lease_id: u64, role: Role, reason: LeaseRevokeReason) -> Vec<u8> {

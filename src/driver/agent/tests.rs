@@ -64,6 +64,9 @@ fn agent() -> DriverAgent<FakeProvisioner, MemoryPlane> {
     );
     core.start(0, &mut prov).expect("start");
     let mut agent = DriverAgent::new(core, prov, MemoryPlane::default(), 1_000_000_000);
+    // These tests drive time by hand; a send-time clock at 0 leaves every deadline as
+    // the duty cycle's `now_ns` set it (a restart never shortens a lease).
+    agent.set_clock(|| 0);
     agent.do_work(0);
     agent.transport_mut().published.clear();
     agent
@@ -262,4 +265,37 @@ fn lease_events_follow_grants_keepalives_and_ends_only_when_recorded() {
     });
     assert_eq!(ended, [LeaseEvent::Ended(500), LeaseEvent::Ended(501)]);
     assert!(drained(&mut agent).is_empty(), "drained once");
+}
+
+#[test]
+fn a_grant_lasts_a_full_lease_from_when_its_response_is_sent() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let mut agent = agent();
+    let clock = Arc::new(AtomicU64::new(0));
+    let reading = Arc::clone(&clock);
+    agent.set_clock(move || reading.load(Ordering::Relaxed));
+    agent
+        .transport_mut()
+        .inbound
+        .push_back(attach_bytes(2, 5, Role::Consumer));
+    // The duty cycle read its clock at 1 s; the response left at 2.5 s.
+    clock.store(2_500_000_000, Ordering::Relaxed);
+    agent.do_work(1_000_000_000);
+    let expiry = agent.core().lease(500).map(|l| l.expiry_ns);
+    assert_eq!(expiry, Some(5_500_000_000), "3 s from the send");
+    let response = agent
+        .transport_mut()
+        .published
+        .iter()
+        .find_map(|(_, bytes)| {
+            crate::protocol::driver::ShmAttachResponseDecoder::wrap(bytes)
+                .ok()
+                .map(|r| r.lease_expiry_timestamp_ns())
+        });
+    assert_eq!(
+        response,
+        Some(Some(5_500_000_000)),
+        "the client reads the same deadline"
+    );
 }

@@ -169,6 +169,16 @@ impl DriverCore {
             self.new_epoch(stream_id, now_ns, prov)
                 .map_err(|failure| (InternalError, Cow::Owned(failure.0)))?;
         }
+        if is_producer(req.role) {
+            // Only a producer's epoch is worth prefaulting: the epoch that follows a
+            // producer's end stays sparse until the next producer moves on from it.
+            let epoch = self.streams[&stream_id]
+                .layout
+                .as_ref()
+                .map_or(0, |layout| layout.epoch);
+            prov.prepare_for_producer(stream_id, epoch)
+                .map_err(|failure| (InternalError, Cow::Owned(failure.0)))?;
+        }
         let lease_id = self.issue_lease_id();
         let lease_expiry_ns = now_ns.saturating_add(self.settings.lease_expiry_ns);
         if let Some(node_id) = req.desired_node_id {

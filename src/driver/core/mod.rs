@@ -188,7 +188,7 @@ impl DriverCore {
     /// Runs timers: lease expiry, periodic announces, shutdown progress. Returns the
     /// number of things done (0 when idle).
     pub fn on_tick(&mut self, now_ns: u64, prov: &mut dyn Provisioner) -> usize {
-        let mut work = 0;
+        let mut work = self.on_failed_epochs(now_ns, prov);
         if now_ns >= self.next_expiry_check_ns {
             self.next_expiry_check_ns = now_ns + self.settings.expiry_check_ns;
             work += self.expire_leases(now_ns, prov);
@@ -198,6 +198,28 @@ impl DriverCore {
             work += self.announce_all(now_ns);
         }
         work + self.progress_shutdown(now_ns)
+    }
+
+    /// Revokes the producer of every current epoch whose preparation failed after it
+    /// was granted (its memory could not be reserved): the producer must not write into
+    /// it, and the revoke bumps the epoch as for any producer lease that ends (§4.7a, §6).
+    fn on_failed_epochs(&mut self, now_ns: u64, prov: &mut dyn Provisioner) -> usize {
+        let failed = prov.take_failed_epochs();
+        let mut work = 0;
+        for (stream_id, epoch, failure) in failed {
+            self.counters.provision_failures += 1;
+            let Some(stream) = self.streams.get(&stream_id) else {
+                continue;
+            };
+            let current = stream.layout.as_ref().is_some_and(|l| l.epoch == epoch);
+            let Some(lease_id) = stream.producer.filter(|_| current) else {
+                continue;
+            };
+            tracing::error!(stream_id, epoch, lease_id, error = %failure, "revoking the producer of an epoch that could not be prefaulted");
+            self.invalidate(lease_id, LeaseRevokeReason::Revoked, now_ns, prov);
+            work += 1;
+        }
+        work
     }
 
     /// Takes the queued outputs, oldest first.

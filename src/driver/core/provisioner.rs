@@ -28,6 +28,24 @@ pub trait Provisioner {
         profile: &Profile,
     ) -> Result<EpochLayout, ProvisionFailure>;
 
+    /// A producer was granted `epoch` of `stream_id` (its current epoch): make it ready
+    /// for frames (prefault it, `policies.prefault_shm`) without holding up the caller
+    /// for longer than a quick check; an error refuses the attach. The work itself may
+    /// finish later; failures come back through [`Provisioner::take_failed_epochs`].
+    fn prepare_for_producer(
+        &mut self,
+        _stream_id: u32,
+        _epoch: u64,
+    ) -> Result<(), ProvisionFailure> {
+        Ok(())
+    }
+
+    /// Epochs whose preparation failed after [`Provisioner::prepare_for_producer`]
+    /// accepted them, as `(stream_id, epoch, why)`.
+    fn take_failed_epochs(&mut self) -> Vec<(u32, u64, ProvisionFailure)> {
+        Vec::new()
+    }
+
     /// `stream_id` moved to `current_epoch`; older epochs may be collected.
     fn retire_older(&mut self, stream_id: u32, current_epoch: u64);
 

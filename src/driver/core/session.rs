@@ -29,6 +29,17 @@ impl DriverCore {
         }
     }
 
+    /// Restarts the term of a just-granted lease at `sent_ns`, when its attach response
+    /// goes out (Driver Model §4.2: the deadline the client reads must leave it the whole
+    /// lease). Never shortens a lease. Returns the deadline, or `None` if it is not live.
+    pub fn restart_lease_term(&mut self, lease_id: u64, sent_ns: u64) -> Option<u64> {
+        let lease = self.leases.get_mut(&lease_id)?;
+        lease.expiry_ns = lease
+            .expiry_ns
+            .max(sent_ns.saturating_add(self.settings.lease_expiry_ns));
+        Some(lease.expiry_ns)
+    }
+
     /// Handles `ShmDetachRequest`: a matching live lease is invalidated (`OK`, then one
     /// revoke, then for a producer the new epoch's announce); anything else is `REJECTED`
     /// without a revoke.

@@ -15,6 +15,12 @@ pub(crate) struct FakeProvisioner {
     pub provisioned: Vec<(u32, u64)>,
     pub retired: Vec<(u32, u64)>,
     pub fail_with: Option<String>,
+    /// Epochs `prepare_for_producer` was asked for.
+    pub prepared: Vec<(u32, u64)>,
+    /// Refuse `prepare_for_producer` with this message.
+    pub refuse_prepare: Option<String>,
+    /// Preparations that failed later, handed out by `take_failed_epochs`.
+    pub failed_later: Vec<(u32, u64, ProvisionFailure)>,
 }
 
 impl Provisioner for FakeProvisioner {
@@ -55,6 +61,18 @@ impl Provisioner for FakeProvisioner {
 
     fn retire_older(&mut self, stream_id: u32, current_epoch: u64) {
         self.retired.push((stream_id, current_epoch));
+    }
+
+    fn prepare_for_producer(&mut self, stream_id: u32, epoch: u64) -> Result<(), ProvisionFailure> {
+        if let Some(message) = &self.refuse_prepare {
+            return Err(ProvisionFailure(message.clone()));
+        }
+        self.prepared.push((stream_id, epoch));
+        Ok(())
+    }
+
+    fn take_failed_epochs(&mut self) -> Vec<(u32, u64, ProvisionFailure)> {
+        std::mem::take(&mut self.failed_later)
     }
 }
 
@@ -1045,4 +1063,104 @@ fn restart_continues_from_the_epoch_high_water_mark() {
             ..
         }
     )));
+}
+
+#[test]
+fn only_a_producer_grant_prepares_its_epoch_and_a_refusal_refuses_the_attach() {
+    let (mut core, mut prov) = started();
+    attach(
+        &mut core,
+        &mut prov,
+        request(1, 10000, 21, Role::Consumer),
+        0,
+    );
+    assert!(
+        prov.prepared.is_empty(),
+        "a consumer's epoch is not prefaulted"
+    );
+    let lease = lease_of(&attach(
+        &mut core,
+        &mut prov,
+        request(2, 10000, 11, Role::Producer),
+        0,
+    ));
+    assert_eq!(prov.prepared, [(10000, 2)], "the producer's own epoch");
+    core.on_detach(
+        &ShmDetachRequest {
+            correlation_id: 3,
+            lease_id: lease,
+            stream_id: 10000,
+            client_id: 11,
+            role: Role::Producer,
+        },
+        MS,
+        &mut prov,
+    );
+    assert_eq!(
+        prov.prepared,
+        [(10000, 2)],
+        "the epoch after a producer's end stays sparse"
+    );
+    prov.refuse_prepare = Some("not enough room in /dev/shm/tp".into());
+    let r = attach(
+        &mut core,
+        &mut prov,
+        request(4, 10000, 12, Role::Producer),
+        2 * MS,
+    );
+    assert_eq!(
+        refusal(&r),
+        (
+            ResponseCode::InternalError,
+            "not enough room in /dev/shm/tp"
+        )
+    );
+    assert!(core.stream(10000).is_some_and(|s| s.producer.is_none()));
+}
+
+#[test]
+fn a_producer_whose_epoch_could_not_be_prefaulted_is_revoked_and_the_epoch_bumped() {
+    let (mut core, mut prov) = started();
+    let lease = lease_of(&attach(
+        &mut core,
+        &mut prov,
+        request(1, 10000, 11, Role::Producer),
+        0,
+    ));
+    // A failure for an epoch that is no longer current changes nothing.
+    prov.failed_later
+        .push((10000, 1, ProvisionFailure("old".into())));
+    core.on_tick(MS, &mut prov);
+    assert!(core.lease(lease).is_some());
+    prov.failed_later
+        .push((10000, 2, ProvisionFailure("No space left on device".into())));
+    core.on_tick(2 * MS, &mut prov);
+    let outputs: Vec<Output> = core.drain_outputs().collect();
+    assert!(core.lease(lease).is_none());
+    let revoke_at = outputs.iter().position(|o| matches!(o, Output::LeaseRevoked { lease_id, reason: LeaseRevokeReason::Revoked, .. } if *lease_id == lease));
+    let announce_at = outputs
+        .iter()
+        .position(|o| matches!(o, Output::Announce { layout, .. } if layout.epoch == 3));
+    assert!(
+        matches!((revoke_at, announce_at), (Some(r), Some(a)) if r < a),
+        "{outputs:?}"
+    );
+    assert_eq!(core.counters().provision_failures, 2);
+}
+
+#[test]
+fn restarting_a_lease_term_at_send_time_never_shortens_it() {
+    let (mut core, mut prov) = started();
+    let lease = lease_of(&attach(
+        &mut core,
+        &mut prov,
+        request(1, 10000, 21, Role::Consumer),
+        0,
+    ));
+    assert_eq!(core.lease(lease).map(|l| l.expiry_ns), Some(3000 * MS));
+    // Sent 1.5 s after the request was read (provisioning in between).
+    assert_eq!(core.restart_lease_term(lease, 1500 * MS), Some(4500 * MS));
+    assert_eq!(core.lease(lease).map(|l| l.expiry_ns), Some(4500 * MS));
+    assert_eq!(core.restart_lease_term(lease, 10 * MS), Some(4500 * MS));
+    assert_eq!(core.restart_lease_term(lease + 1000, MS), None);
 }

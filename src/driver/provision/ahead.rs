@@ -1,9 +1,14 @@
-//! Provisioning ahead (`policies.provision_ahead`): the next epoch of a stream is made
-//! before anyone asks for it, on a thread of its own, so a producer attach (or the end of
-//! a producer lease) hands out files that already exist, are sized, prefaulted and carry
-//! their superblocks, instead of creating, sizing and faulting them on the attach path
-//! while every other request waits behind it (Driver Model §6: every producer attach
-//! starts a new epoch).
+//! The provisioning thread (`tp-provision`): the slow file work of the driver, off its
+//! duty cycle, so that no request waits behind it.
+//!
+//! - **Prefault** (`policies.prefault_shm`): the epoch a producer was granted is
+//!   reserved and touched here while the control plane goes on answering (a large
+//!   profile takes seconds under memory or I/O pressure; Driver Model §4.2 leaves the
+//!   attach response nothing to wait for). Prefaulting never writes the files.
+//! - **Provisioning ahead** (`policies.provision_ahead`): the next epoch of a stream is
+//!   made before anyone asks for it, so a producer attach (or the end of a producer
+//!   lease) hands out files that already exist, are sized, prefaulted and carry their
+//!   superblocks (Driver Model §6: every producer attach starts a new epoch).
 //!
 //! The duty-cycle thread keeps numbering: it records the spare's epoch in the high-water
 //! file before it hands the job over, so an epoch number is never made twice, and it
@@ -12,12 +17,13 @@
 //! prefault, superblocks) with the same functions, and removes what it made when it
 //! fails.
 
-use std::collections::VecDeque;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
 use super::files::{self, CreateError, OpenRegion, RegionOptions, RegionPlan};
+use crate::driver::core::ProvisionFailure;
 
 /// One epoch to make.
 #[derive(Debug)]
@@ -38,31 +44,68 @@ pub(super) struct Done {
     pub result: Result<Vec<OpenRegion>, CreateError>,
 }
 
-/// The thread that makes spare epochs, one job at a time, in submission order.
+/// The files of one handed-out epoch to prefault.
+#[derive(Debug)]
+pub(super) struct PrefaultJob {
+    pub stream_id: u32,
+    pub epoch: u64,
+    /// Path (for messages), open file and length of every region.
+    pub regions: Vec<(PathBuf, File, u64)>,
+    pub touch_step: u64,
+}
+
+/// A finished prefault.
+#[derive(Debug)]
+pub(super) struct Prefaulted {
+    pub stream_id: u32,
+    pub epoch: u64,
+    pub result: Result<(), ProvisionFailure>,
+}
+
+/// Work for the thread.
+#[derive(Debug)]
+pub(super) enum Task {
+    /// Make a spare epoch.
+    Spare(Job),
+    /// Prefault an epoch already handed out.
+    Prefault(PrefaultJob),
+}
+
+/// What the thread finished.
+#[derive(Debug)]
+pub(super) enum Finished {
+    /// A spare epoch.
+    Spare(Done),
+    /// A prefault.
+    Prefault(Prefaulted),
+}
+
+/// The thread that does the slow file work, one task at a time, in submission order.
 #[derive(Debug)]
 pub(super) struct AheadWorker {
-    jobs: Option<Sender<Job>>,
-    done: Receiver<Done>,
-    /// Results taken off the channel while waiting for another stream's.
-    early: VecDeque<Done>,
+    jobs: Option<Sender<Task>>,
+    done: Receiver<Finished>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl AheadWorker {
-    /// Starts the thread (`tp-provision-ahead`).
+    /// Starts the thread (`tp-provision`).
     pub fn start() -> std::io::Result<Self> {
-        let (jobs, job_rx) = mpsc::channel::<Job>();
-        let (done_tx, done) = mpsc::channel::<Done>();
+        let (jobs, job_rx) = mpsc::channel::<Task>();
+        let (done_tx, done) = mpsc::channel::<Finished>();
         let thread = std::thread::Builder::new()
-            .name("tp-provision-ahead".into())
+            .name("tp-provision".into())
             .spawn(move || {
-                for job in job_rx {
-                    let done = Done {
-                        stream_id: job.stream_id,
-                        epoch: job.epoch,
-                        result: build(&job),
+                for task in job_rx {
+                    let finished = match task {
+                        Task::Spare(job) => Finished::Spare(Done {
+                            stream_id: job.stream_id,
+                            epoch: job.epoch,
+                            result: build(&job),
+                        }),
+                        Task::Prefault(job) => Finished::Prefault(prefault(job)),
                     };
-                    if done_tx.send(done).is_err() {
+                    if done_tx.send(finished).is_err() {
                         break;
                     }
                 }
@@ -70,36 +113,21 @@ impl AheadWorker {
         Ok(Self {
             jobs: Some(jobs),
             done,
-            early: VecDeque::new(),
             thread: Some(thread),
         })
     }
 
-    /// Hands `job` to the thread; false if the thread is gone.
-    pub fn submit(&self, job: Job) -> bool {
-        self.jobs
-            .as_ref()
-            .is_some_and(|jobs| jobs.send(job).is_ok())
+    /// Hands `task` to the thread; gives it back if the thread is gone.
+    pub fn submit(&self, task: Task) -> Result<(), Task> {
+        match &self.jobs {
+            Some(jobs) => jobs.send(task).map_err(|e| e.0),
+            None => Err(task),
+        }
     }
 
-    /// A finished job, if one is waiting.
-    pub fn try_done(&mut self) -> Option<Done> {
-        self.early.pop_front().or_else(|| self.done.try_recv().ok())
-    }
-
-    /// Waits for the job of `stream_id`; results of other streams are kept for
-    /// [`AheadWorker::try_done`]. `None` if the thread is gone.
-    pub fn wait_for(&mut self, stream_id: u32) -> Option<Done> {
-        if let Some(at) = self.early.iter().position(|d| d.stream_id == stream_id) {
-            return self.early.remove(at);
-        }
-        loop {
-            let done = self.done.recv().ok()?;
-            if done.stream_id == stream_id {
-                return Some(done);
-            }
-            self.early.push_back(done);
-        }
+    /// A finished task, if one is waiting.
+    pub fn try_done(&mut self) -> Option<Finished> {
+        self.done.try_recv().ok()
     }
 }
 
@@ -110,6 +138,19 @@ impl Drop for AheadWorker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Prefaults every region of a handed-out epoch; the first failure ends the job.
+pub(super) fn prefault(job: PrefaultJob) -> Prefaulted {
+    let result = job
+        .regions
+        .iter()
+        .try_for_each(|(path, file, len)| files::prefault_region(file, path, *len, job.touch_step));
+    Prefaulted {
+        stream_id: job.stream_id,
+        epoch: job.epoch,
+        result,
     }
 }
 

@@ -1,6 +1,12 @@
 //! Directory and region-file creation: modes, exclusive creation, sizing, prefault,
 //! mlock and superblock initialisation (Wire Spec §6, §7.1, §15.10, §15.14, §15.21a.6;
 //! Driver Model §3, §9, §17 `prefault_shm` / `mlock_shm`).
+//!
+//! Creating a region is cheap (an exclusive create, a sparse `ftruncate`, one mapping
+//! and a superblock) and happens on the driver's duty cycle. Prefaulting is not: a large
+//! profile needs seconds to allocate under memory or I/O pressure. It is therefore a
+//! separate step ([`prefault_region`]) that never writes the region, so it can run on
+//! another thread while a producer already fills the file.
 
 use super::fail;
 use super::trust::DirPolicy;
@@ -79,6 +85,13 @@ pub(super) fn is_memory_fs(path: &Path) -> io::Result<bool> {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(super) fn is_memory_fs(_path: &Path) -> io::Result<bool> {
     Ok(false)
+}
+
+/// Bytes an unprivileged process may still allocate on the filesystem of `path`.
+pub(super) fn free_bytes(path: &Path) -> io::Result<u64> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?;
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    Ok(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
 }
 
 /// Sets `mode` on the directory at `path` without following a symlink (open
@@ -225,9 +238,10 @@ pub(super) fn create_dir_levels(path: &Path, policy: &DirPolicy) -> Result<(), P
 pub(super) struct RegionOptions {
     /// Exact file mode.
     pub mode: u32,
-    /// Reserve the space and touch every page (`policies.prefault_shm`).
+    /// Prefault right after creation, before anyone knows the file (spare epochs made
+    /// ahead); otherwise the caller prefaults later, or not at all.
     pub prefault: bool,
-    /// Distance between touched bytes.
+    /// Distance between touched bytes when prefaulting.
     pub touch_step: u64,
     /// Lock the mapping in RAM (`policies.mlock_shm`).
     pub mlock: bool,
@@ -256,6 +270,8 @@ pub(super) struct RegionPlan {
 pub(super) struct OpenRegion {
     /// Its path.
     pub path: PathBuf,
+    /// The open file, kept for prefaulting after the epoch is handed out.
+    file: File,
     map: MmapRaw,
 }
 
@@ -263,6 +279,19 @@ impl OpenRegion {
     /// Length of the mapping (the file's length).
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Bytes the file already occupies (allocated blocks; a sparse file has few).
+    pub fn allocated_bytes(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        self.file
+            .metadata()
+            .map_or(0, |m| m.blocks().saturating_mul(512))
+    }
+
+    /// A second handle on the file, for prefaulting on another thread.
+    pub fn file_handle(&self) -> io::Result<File> {
+        self.file.try_clone()
     }
 
     /// Stores `now_ns` into the superblock's `activity_timestamp_ns` (Release).
@@ -312,16 +341,10 @@ pub(super) fn create_region(
         .map_err(|e| fail("setting mode of", path, e))?;
     file.set_len(plan.len)
         .map_err(|e| fail(&format!("sizing to {} bytes", plan.len), path, e))?;
-    if opts.prefault {
-        reserve(&file, path, plan.len)?;
-    }
     let map = MmapOptions::new()
         .len(len)
         .map_raw(&file)
         .map_err(|e| fail("mapping", path, e))?;
-    if opts.prefault {
-        touch_pages(&map, opts.touch_step);
-    }
     let sb = plan.expected.superblock(opts.pid, opts.start_ns);
     let bytes = encode_superblock(&sb);
     if map.len() < bytes.len() {
@@ -338,13 +361,53 @@ pub(super) fn create_region(
         map.flush_range(0, bytes.len())
             .map_err(|e| fail("flushing the superblock of", path, e))?;
     }
+    if opts.prefault {
+        prefault_region(&file, path, plan.len, opts.touch_step)?;
+    }
     if opts.mlock {
         map.lock().map_err(|e| fail("mlock of", path, e))?;
     }
     Ok(OpenRegion {
         path: plan.path.clone(),
+        file,
         map,
     })
+}
+
+/// Prefaults a region (`policies.prefault_shm`): reserves every block of the file, so
+/// that running out of memory is an error here instead of a `SIGBUS` in a client, then
+/// reads one byte every `step` bytes through a read-only mapping of its own, which
+/// brings the pages of a disk-backed file into the page cache. It never writes, so it is
+/// safe while a producer fills the region.
+pub(super) fn prefault_region(
+    file: &File,
+    path: &Path,
+    len: u64,
+    step: u64,
+) -> Result<(), ProvisionFailure> {
+    reserve(file, path, len)?;
+    let Ok(len) = usize::try_from(len) else {
+        return Ok(());
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: a read-only shared mapping of a file the driver created; its length only
+    // ever grows (the driver never truncates a region), so every byte read is backed.
+    let map = unsafe { MmapOptions::new().len(len).map(file) }
+        .map_err(|e| fail("mapping for prefault", path, e))?;
+    let step = usize::try_from(step.max(1)).unwrap_or(4096);
+    let mut off = 0usize;
+    while off < map.len() {
+        // SAFETY: `off < map.len()`; the mapping is readable and lives to the end of
+        // the loop.
+        unsafe { std::ptr::read_volatile(map.as_ptr().add(off)) };
+        off = match off.checked_add(step) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    Ok(())
 }
 
 /// Reserves the file's blocks so that running out of space is an `ENOSPC` error here
@@ -378,22 +441,6 @@ fn reserve(file: &File, path: &Path, len: u64) -> Result<(), ProvisionFailure> {
 #[cfg(not(target_os = "linux"))]
 fn reserve(_file: &File, _path: &Path, _len: u64) -> Result<(), ProvisionFailure> {
     Ok(())
-}
-
-/// Writes a zero byte every `step` bytes of a fresh (all-zero) mapping, faulting every
-/// page in. Runs before the superblock is written, so it cannot disturb it.
-fn touch_pages(map: &MmapRaw, step: u64) {
-    let step = usize::try_from(step.max(1)).unwrap_or(4096);
-    let base = map.as_mut_ptr();
-    let mut off = 0usize;
-    while off < map.len() {
-        // SAFETY: `off < map.len()`, the mapping is writable and not yet shared.
-        unsafe { std::ptr::write_volatile(base.add(off), 0u8) };
-        off = match off.checked_add(step) {
-            Some(next) => next,
-            None => break,
-        };
-    }
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ mod files;
 mod gc;
 mod trust;
 
-use ahead::{AheadWorker, Job};
+use ahead::{AheadWorker, Finished, Job, PrefaultJob, Task};
 pub use epochs::HIGH_WATER_FILE;
 pub use files::dir_mode_for;
 use files::CreateError;
@@ -114,6 +114,8 @@ fn fail(what: &str, path: &Path, err: impl Display) -> ProvisionFailure {
 struct OpenEpoch {
     epoch: u64,
     regions: Vec<OpenRegion>,
+    /// Prefaulted, or handed to the provisioning thread to be.
+    prefaulted: bool,
 }
 
 /// What the provisioner remembers about a stream between epochs.
@@ -174,8 +176,12 @@ pub struct ShmProvisioner {
     reclaimed_bytes: u64,
     /// `policies.provision_ahead` (turned off if the worker thread cannot run).
     provision_ahead: bool,
-    /// The worker making spare epochs, started with the first one.
+    /// The provisioning thread (prefaults, spare epochs), started with its first task.
     ahead: Option<AheadWorker>,
+    /// Epochs whose prefault failed on the provisioning thread, for the core to act on.
+    failed_epochs: Vec<(u32, u64, ProvisionFailure)>,
+    /// Bytes each epoch handed to the thread for prefaulting may still allocate.
+    prefault_pending: BTreeMap<(u32, u64), u64>,
     /// Each stream's spare epoch.
     spares: BTreeMap<u32, Spare>,
     /// Layout version and profile of each stream's last epoch: what its spare is made as.
@@ -264,6 +270,8 @@ impl ShmProvisioner {
             reclaimed_bytes: 0,
             provision_ahead: policies.provision_ahead,
             ahead: None,
+            failed_epochs: Vec::new(),
+            prefault_pending: BTreeMap::new(),
             spares: BTreeMap::new(),
             shapes: BTreeMap::new(),
         })
@@ -634,7 +642,11 @@ impl ShmProvisioner {
 
     /// Creates every region of an epoch whose directory already exists.
     fn create_regions(&self, plans: &[RegionPlan]) -> Result<Vec<OpenRegion>, CreateError> {
-        let opts = self.region_options();
+        // Prefaulting is a separate step, off the duty cycle (`prepare_for_producer`).
+        let opts = RegionOptions {
+            prefault: false,
+            ..self.region_options()
+        };
         plans
             .iter()
             .map(|p| files::create_region(p, opts))
@@ -798,6 +810,55 @@ impl Provisioner for ShmProvisioner {
         provisioned
     }
 
+    fn prepare_for_producer(&mut self, stream_id: u32, epoch: u64) -> Result<(), ProvisionFailure> {
+        let Some(open) = self.open.get(&stream_id).filter(|o| o.epoch == epoch) else {
+            return Ok(());
+        };
+        if open.prefaulted {
+            return Ok(());
+        }
+        let needed = self.check_room(stream_id, open)?;
+        let regions = open
+            .regions
+            .iter()
+            .map(|r| {
+                r.file_handle()
+                    .map(|file| (r.path.clone(), file, r.len() as u64))
+                    .map_err(|e| fail("reopening for prefault", &r.path, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let job = PrefaultJob {
+            stream_id,
+            epoch,
+            regions,
+            touch_step: self.touch_step,
+        };
+        let job = if self.start_worker() {
+            match self.ahead.as_ref().map(|w| w.submit(Task::Prefault(job))) {
+                Some(Ok(())) => None,
+                Some(Err(Task::Prefault(job))) => Some(job),
+                _ => return Err(ProvisionFailure("the provisioning thread is gone".into())),
+            }
+        } else {
+            Some(job)
+        };
+        match job {
+            // No thread: prefault here, as the only way left to keep the promise.
+            Some(job) => ahead::prefault(job).result?,
+            None => {
+                self.prefault_pending.insert((stream_id, epoch), needed);
+            }
+        }
+        if let Some(open) = self.open.get_mut(&stream_id) {
+            open.prefaulted = true;
+        }
+        Ok(())
+    }
+
+    fn take_failed_epochs(&mut self) -> Vec<(u32, u64, ProvisionFailure)> {
+        std::mem::take(&mut self.failed_epochs)
+    }
+
     fn retire_older(&mut self, stream_id: u32, current_epoch: u64) {
         let now = SystemTime::now();
         if !self.gc.enabled || !self.memo.get(&stream_id).is_none_or(|m| m.gc_due(now)) {
@@ -865,7 +926,14 @@ impl ShmProvisioner {
                 Err(error) => return Err(error.into()),
             }
         };
-        self.open.insert(stream_id, OpenEpoch { epoch, regions });
+        self.open.insert(
+            stream_id,
+            OpenEpoch {
+                epoch,
+                regions,
+                prefaulted: !self.prefault,
+            },
+        );
         Ok(epoch_layout(
             stream_id,
             epoch,
@@ -888,17 +956,20 @@ impl ShmProvisioner {
         }
     }
 
-    /// One step of provisioning ahead: takes what the worker finished, and hands it the
-    /// next epoch of one stream that has a current epoch and no spare. Returns the work
-    /// done.
+    /// One step of the provisioning thread's side: takes what it finished and, with
+    /// `policies.provision_ahead`, hands it the next epoch of one stream that has a
+    /// current epoch and no spare. Returns the work done.
     fn prepare_ahead(&mut self, now_ns: u64) -> usize {
-        if !self.provision_ahead {
-            return 0;
-        }
         let mut work = 0;
-        while let Some(done) = self.ahead.as_mut().and_then(AheadWorker::try_done) {
-            self.accept_spare(done, now_ns);
+        while let Some(finished) = self.ahead.as_mut().and_then(AheadWorker::try_done) {
+            match finished {
+                Finished::Spare(done) => self.accept_spare(done, now_ns),
+                Finished::Prefault(done) => self.accept_prefault(done),
+            }
             work += 1;
+        }
+        if !self.provision_ahead {
+            return work;
         }
         let next = self
             .open
@@ -936,15 +1007,10 @@ impl ShmProvisioner {
                 return false;
             }
         };
-        if self.ahead.is_none() {
-            match AheadWorker::start() {
-                Ok(worker) => self.ahead = Some(worker),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot start the provision-ahead thread; provisioning inline");
-                    self.provision_ahead = false;
-                    return false;
-                }
-            }
+        if !self.start_worker() {
+            tracing::warn!("no provisioning thread; spare epochs are not made ahead");
+            self.provision_ahead = false;
+            return false;
         }
         let stream_dir = self.layout.stream_dir(stream_id);
         if let Err(error) = epochs::write_high_water(&stream_dir, epoch, self.modes.file, self.sync)
@@ -962,9 +1028,12 @@ impl ShmProvisioner {
             plans,
             opts: self.region_options(),
         };
-        let submitted = self.ahead.as_ref().is_some_and(|worker| worker.submit(job));
+        let submitted = self
+            .ahead
+            .as_ref()
+            .is_some_and(|worker| worker.submit(Task::Spare(job)).is_ok());
         if !submitted {
-            tracing::warn!("the provision-ahead thread is gone; provisioning inline");
+            tracing::warn!("the provisioning thread is gone; spare epochs are not made ahead");
             self.provision_ahead = false;
             return false;
         }
@@ -976,6 +1045,74 @@ impl ShmProvisioner {
             },
         );
         true
+    }
+
+    /// Starts the provisioning thread if it is not running; false if it cannot start.
+    fn start_worker(&mut self) -> bool {
+        if self.ahead.is_some() {
+            return true;
+        }
+        match AheadWorker::start() {
+            Ok(worker) => {
+                self.ahead = Some(worker);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the provisioning thread");
+                false
+            }
+        }
+    }
+
+    /// Records a prefault the thread finished; a failure is kept for the core, which
+    /// revokes the producer of that epoch if it is still current (fail closed: a client
+    /// must not run into a `SIGBUS` on memory that could not be reserved).
+    fn accept_prefault(&mut self, done: ahead::Prefaulted) {
+        self.prefault_pending.remove(&(done.stream_id, done.epoch));
+        match done.result {
+            Ok(()) => tracing::debug!(
+                stream_id = done.stream_id,
+                epoch = done.epoch,
+                "epoch prefaulted"
+            ),
+            Err(failure) => {
+                tracing::error!(
+                    stream_id = done.stream_id,
+                    epoch = done.epoch,
+                    error = %failure,
+                    "prefaulting an epoch failed"
+                );
+                self.failed_epochs
+                    .push((done.stream_id, done.epoch, failure));
+            }
+        }
+    }
+
+    /// Refuses an epoch the filesystem has no room for, before a producer writes into
+    /// it: prefaulting reserves every byte, so a shortfall would only surface later.
+    fn check_room(&self, stream_id: u32, epoch: &OpenEpoch) -> Result<u64, ProvisionFailure> {
+        let needed: u64 = epoch
+            .regions
+            .iter()
+            .map(|r| r.len() as u64)
+            .sum::<u64>()
+            .saturating_sub(epoch.regions.iter().map(|r| r.allocated_bytes()).sum());
+        let base = self.layout.base_dir();
+        let free = files::free_bytes(base)
+            .map_err(|e| fail("checking free space in", base, e))?
+            .saturating_sub(self.prefault_pending.values().sum());
+        if needed > free {
+            return Err(ProvisionFailure(format!(
+                "not enough room in {} for epoch {} of stream {stream_id}: it needs {} MiB, \
+                 {} MiB are free; free memory (`tp gc --dry-run` lists stale epochs), \
+                 shrink the stream's profile, or set policies.prefault_shm = false",
+                base.display(),
+                epoch.epoch,
+                needed >> 20,
+                free >> 20
+            )));
+        }
+        Ok(needed)
     }
 
     /// Records a job the worker finished.
@@ -1041,10 +1178,11 @@ impl ShmProvisioner {
         profile: &Profile,
     ) -> Result<Option<EpochLayout>, ProvisionFailure> {
         if matches!(self.spares.get(&stream_id), Some(Spare::Building { .. })) {
-            // Being made: waiting costs no more than making it here would.
-            if let Some(done) = self.ahead.as_mut().and_then(|w| w.wait_for(stream_id)) {
-                self.accept_spare(done, monotonic_now_ns());
-            }
+            // Still being made: never wait for it on the duty cycle (making an epoch here
+            // is quick; prefaulting it happens off the duty cycle). Forgotten here, it is
+            // removed when the thread hands it back.
+            self.spares.remove(&stream_id);
+            return Ok(None);
         }
         let Some(Spare::Ready {
             epoch: spare_epoch,
@@ -1075,7 +1213,15 @@ impl ShmProvisioner {
         for region in &regions {
             region.store_activity(now_ns);
         }
-        self.open.insert(stream_id, OpenEpoch { epoch, regions });
+        self.open.insert(
+            stream_id,
+            OpenEpoch {
+                epoch,
+                regions,
+                // Made with `prefault` set (see `start_spare`).
+                prefaulted: true,
+            },
+        );
         Ok(Some(epoch_layout(
             stream_id,
             epoch,
