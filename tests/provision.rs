@@ -736,14 +736,56 @@ fn refresh_activity_updates_every_current_superblock() {
     assert_eq!(p.refresh_activity(43), 3);
 }
 
+/// Whether every region file of `layout` has all its blocks allocated.
+fn fully_allocated(layout: &EpochLayout) -> bool {
+    regions(layout).iter().all(|(path, ..)| {
+        let meta = fs::metadata(path).expect("metadata");
+        meta.blocks() * 512 >= meta.len()
+    })
+}
+
+/// Runs the provisioner's duty-cycle step until `done` or 20 s have passed.
+fn collect_until(p: &mut ShmProvisioner, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < until {
+        p.collect(0);
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
 #[test]
-fn prefault_keeps_superblocks_intact() {
+fn an_epoch_is_created_sparse_and_prefaulted_off_the_duty_cycle_once_a_producer_gets_it() {
     let _g = shared();
     let (_base, cfg, mut p) = setup(&Opts {
         prefault: true,
         ..Opts::default()
     });
     let layout = next_epoch(&mut p, &cfg, STREAM);
+    // The 4 KiB pool: 8 slots, larger than the one page its superblock occupies.
+    let (pool_path, ..) = regions(&layout)[2].clone();
+    let pool_meta = fs::metadata(&pool_path).expect("metadata");
+    assert!(
+        pool_meta.blocks() * 512 < pool_meta.len(),
+        "no producer yet: the pool stays sparse"
+    );
+    p.prepare_for_producer(STREAM, layout.epoch)
+        .expect("room for the epoch");
+    // A producer writes while the thread prefaults: prefaulting never writes.
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&pool_path)
+        .expect("open pool");
+    std::os::unix::fs::FileExt::write_all_at(&file, b"frame", 8192).expect("write");
+    assert!(
+        collect_until(&mut p, || fully_allocated(&layout)),
+        "prefaulted"
+    );
+    let bytes = fs::read(&pool_path).expect("read");
+    assert_eq!(&bytes[8192..8197], b"frame", "the producer's bytes survive");
     for (path, region_type, pool_id, slot_bytes, stride) in regions(&layout) {
         let b = fs::read(&path).expect("read");
         assert_eq!(u64_at(&b, 0), 0x544F_504C_5348_4D31, "magic");
@@ -754,11 +796,33 @@ fn prefault_keeps_superblocks_intact() {
         assert_eq!(u32_at(&b, 32), slot_bytes);
         assert_eq!(u32_at(&b, 36), stride);
         assert_ne!(u64_at(&b, 48), 0);
-        assert!(b[64..].iter().all(|&x| x == 0));
-        // The space is reserved, not sparse.
-        let meta = fs::metadata(&path).expect("metadata");
-        assert!(meta.blocks() * 512 >= meta.len(), "{}", path.display());
     }
+    // Asking again for the same epoch does nothing more.
+    p.prepare_for_producer(STREAM, layout.epoch)
+        .expect("already prefaulted");
+    assert!(p.take_failed_epochs().is_empty());
+}
+
+#[test]
+fn an_epoch_too_large_for_the_free_space_is_refused_before_a_producer_writes() {
+    let _g = shared();
+    let (_base, mut cfg, _) = setup(&Opts {
+        prefault: true,
+        ..Opts::default()
+    });
+    // More than any test machine's memory: 2^14 slots of 64 MiB is 1 TiB (a sparse file).
+    let small = cfg.profiles.get_mut("small").expect("profile");
+    small.header_nslots = 1 << 14;
+    small.payload_pools[1].stride_bytes = 1 << 26;
+    let mut p = provisioner(&cfg);
+    let Ok(layout) = p.provision(STREAM, 1, LAYOUT_VERSION, &profile(&cfg)) else {
+        return; // the filesystem refuses such a sparse file outright: nothing to check
+    };
+    let err = p
+        .prepare_for_producer(STREAM, layout.epoch)
+        .expect_err("no room");
+    assert!(err.0.contains("not enough room"), "{err}");
+    assert!(err.0.contains("prefault_shm"), "names a fix: {err}");
 }
 
 #[test]

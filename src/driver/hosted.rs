@@ -186,6 +186,8 @@ pub struct HostedDriver {
     aeron_dir: PathBuf,
     stage: Stage,
     next_attempt_ns: u64,
+    /// This driver's claim on its control stream of the host media driver.
+    _control_stream: crate::driver::ownership::OwnerLock,
 }
 
 impl HostedDriver {
@@ -211,6 +213,7 @@ impl HostedDriver {
             }
         }
         config.driver.aeron_dir = Some(host.clone());
+        let control_stream = super::runner::claim_control_stream(&host, &config)?;
         let (core, provisioner) = prepare(&config)?;
         tracing::info!(
             instance_id = %config.driver.instance_id,
@@ -223,6 +226,7 @@ impl HostedDriver {
             aeron_dir: host,
             stage: Stage::Prepared(Box::new(Parts { core, provisioner })),
             next_attempt_ns: 0,
+            _control_stream: control_stream,
         })
     }
 

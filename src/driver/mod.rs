@@ -9,6 +9,7 @@ pub mod core;
 pub mod counters;
 pub mod hosted;
 pub mod lease_counters;
+pub mod ownership;
 pub mod provision;
 pub mod recovery;
 pub mod runner;

@@ -7,6 +7,7 @@ use super::agent::DriverAgent;
 use super::core::{CoreCounters, CoreEnv, DriverCore, StartError};
 use super::counters::{DriverCounters, HostFigures};
 use super::lease_counters::LeaseCounters;
+use super::ownership::{Claim, ClaimError, OwnerLock};
 use super::provision::ShmProvisioner;
 use super::recovery::{rebuild, RecoveryError};
 use crate::clock::monotonic_now_ns;
@@ -55,6 +56,9 @@ pub enum RunError {
     /// The Aeron client closed and could not be rebuilt (the media driver is gone).
     #[error("{0}")]
     Recovery(#[from] RecoveryError),
+    /// Another driver serves the same control stream of the same media driver.
+    #[error("{0}")]
+    Claim(#[from] ClaimError),
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
     Signals(nix::Error),
@@ -126,11 +130,31 @@ fn lease_id_seed() -> u64 {
         .map_or(1, |d| d.as_nanos() as u64)
 }
 
+/// Claims `driver.control_stream_id` on the media driver in `aeron_dir` for as long as
+/// the returned lock lives (see [`crate::driver::ownership`]).
+pub fn claim_control_stream(
+    aeron_dir: &std::path::Path,
+    config: &DriverConfig,
+) -> Result<OwnerLock, RunError> {
+    let claim = Claim::ControlStream {
+        aeron_dir: aeron_dir.to_path_buf(),
+        stream_id: config.driver.control_stream_id,
+    };
+    // Readable by the clients that share the Aeron directory, as the doorbell is.
+    Ok(OwnerLock::acquire(
+        &claim,
+        &config.driver.instance_id,
+        config.permissions_mode_bits() | 0o444,
+    )?)
+}
+
 /// The SHM side of start-up, the same for every host: the provisioner (base directory
 /// created, start-up GC and deletion as configured) and a started core (static streams
 /// provisioned). Needs no Aeron.
 pub fn prepare(config: &DriverConfig) -> Result<(DriverCore, ShmProvisioner), RunError> {
     let mut provisioner = ShmProvisioner::new(config)?;
+    // Before start-up GC or deletion: never touch a namespace another driver serves.
+    provisioner.claim_namespace(&config.driver.instance_id)?;
     if config.policies.epoch_gc_on_startup {
         let report = provisioner.gc_all(SystemTime::now());
         tracing::info!(?report, "start-up epoch GC done");
@@ -165,6 +189,7 @@ pub fn run(config: &DriverConfig) -> Result<(), RunError> {
 /// `run` does without installing signal handlers, for hosts that embed the driver.
 pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunError> {
     let mut client = start_aeron(config)?;
+    let _control_stream = claim_control_stream(client.dir(), config)?;
     // Before the control subscription exists, so a client that sees the driver listening
     // also finds its doorbell.
     let bell_path = doorbell_path(client.dir(), config.driver.control_stream_id);

@@ -83,6 +83,7 @@ use trust::DirPolicy;
 use crate::clock::monotonic_now_ns;
 use crate::config::{DriverConfig, Profile};
 use crate::driver::core::{EpochLayout, PoolLayout, ProvisionFailure, Provisioner};
+use crate::driver::ownership::{Claim, OwnerLock};
 use crate::shm::layout::{header_ring_len, is_valid_stride, payload_pool_len, ExpectedRegion};
 use crate::shm::open::is_hugetlbfs;
 use crate::shm::paths::CanonicalLayout;
@@ -186,6 +187,8 @@ pub struct ShmProvisioner {
     spares: BTreeMap<u32, Spare>,
     /// Layout version and profile of each stream's last epoch: what its spare is made as.
     shapes: BTreeMap<u32, (u32, Profile)>,
+    /// This driver's exclusive claim on the namespace, once made.
+    namespace_lock: Option<OwnerLock>,
 }
 
 impl ShmProvisioner {
@@ -274,7 +277,23 @@ impl ShmProvisioner {
             prefault_pending: BTreeMap::new(),
             spares: BTreeMap::new(),
             shapes: BTreeMap::new(),
+            namespace_lock: None,
         })
+    }
+
+    /// Claims the namespace for this driver (see [`crate::driver::ownership`]) before it
+    /// touches anything in it: creates the user and namespace directories and holds an
+    /// exclusive lock on the namespace for the provisioner's lifetime. Refused, naming
+    /// the other driver and the fix, while another live driver holds it.
+    pub fn claim_namespace(&mut self, instance_id: &str) -> Result<(), ProvisionFailure> {
+        files::ensure_dir(&self.layout.user_dir(), &self.dirs)?;
+        let dir = self.layout.namespace_dir();
+        files::ensure_dir(&dir, &self.dirs)?;
+        let lock = OwnerLock::acquire(&Claim::Namespace { dir }, instance_id, self.modes.file)
+            .map_err(|e| ProvisionFailure(e.to_string()))?;
+        tracing::info!(lock = %lock.path().display(), "namespace claimed");
+        self.namespace_lock = Some(lock);
+        Ok(())
     }
 
     /// Whether the base directory is on hugetlbfs (pass it to the core's `CoreEnv`).
