@@ -92,3 +92,62 @@ fn retired_epochs_of_a_quiet_stream_are_reclaimed_without_a_new_epoch() {
         "each epoch's files held at least a page: {bytes} bytes for {expected} epochs"
     );
 }
+
+/// Bytes the files under `dir` really occupy (allocated blocks, as `du` counts them).
+fn allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => allocated_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Issue 21 §3: with the shipped defaults (prefault on, `epoch_gc_keep = 1`) a stream
+/// costs one full epoch while its producer lives and a few pages once it has left.
+#[test]
+fn a_stream_holds_a_full_epoch_only_while_a_producer_is_attached() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-footprint".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let mut config = settings.config(&env);
+    config.policies.prefault_shm = true;
+    config.policies.epoch_gc_keep = tensorpool::config::DEFAULT_EPOCH_GC_KEEP;
+    config.policies.epoch_gc_min_age_ns = Duration::from_millis(500).as_nanos() as u64;
+    let profile = config.profile("small").expect("test profile").clone();
+    let epoch_bytes: u64 = profile
+        .payload_pools
+        .iter()
+        .map(|p| u64::from(p.stride_bytes) * u64::from(profile.header_nslots))
+        .sum();
+    let layout = CanonicalLayout::new(&config.shm.base_dir, &config.shm.namespace)
+        .expect("canonical layout");
+    let stream_dir = layout.stream_dir(STATIC_STREAM);
+    let _driver = InThreadDriver::start_with_config(&env, config);
+    let mut client = TestClient::for_settings(&env.aeron_dir(), &settings);
+
+    assert!(
+        allocated_bytes(&stream_dir) < epoch_bytes / 2,
+        "the start-up epoch has no producer and stays sparse"
+    );
+    let lease = client.attach_ok(STATIC_STREAM, 1, Role::Producer);
+    let producing = support::wait_until("the producer's epoch prefaulted", DEADLINE, || {
+        let used = allocated_bytes(&stream_dir);
+        (used >= epoch_bytes).then_some(used)
+    });
+    client.detach(&lease);
+    let after = support::wait_until("the producer's epoch reclaimed", DEADLINE * 2, || {
+        client.pump();
+        let used = allocated_bytes(&stream_dir);
+        (epoch_dirs(&stream_dir).len() == 1 && used < epoch_bytes / 2).then_some(used)
+    });
+    eprintln!("stream footprint: {producing} bytes with a producer, {after} after it left");
+}

@@ -38,7 +38,7 @@ pub const DEFAULT_LEASE_KEEPALIVE_INTERVAL_MS: u32 = 1000;
 /// Default `policies.lease_expiry_grace_intervals`.
 pub const DEFAULT_LEASE_EXPIRY_GRACE_INTERVALS: u32 = 3;
 /// Default `policies.epoch_gc_keep`.
-pub const DEFAULT_EPOCH_GC_KEEP: u32 = 2;
+pub const DEFAULT_EPOCH_GC_KEEP: u32 = 1;
 /// Default `policies.shutdown_timeout_ms`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u32 = 2000;
 /// Default `profiles.<name>.header_nslots`.
@@ -213,7 +213,7 @@ pub struct PoliciesSection {
     pub provision_ahead: bool,
     /// `policies.epoch_gc_enabled`: enable epoch directory GC (default `true`).
     pub epoch_gc_enabled: bool,
-    /// `policies.epoch_gc_keep`: epochs to keep, current included (default `2`).
+    /// `policies.epoch_gc_keep`: epochs to keep, current included (default `1`).
     pub epoch_gc_keep: u32,
     /// `policies.epoch_gc_min_age_ns`: minimum epoch age before deletion (default 3 × announce period).
     pub epoch_gc_min_age_ns: u64,

@@ -186,8 +186,9 @@ pub struct HostedDriver {
     aeron_dir: PathBuf,
     stage: Stage,
     next_attempt_ns: u64,
-    /// This driver's claim on its control stream of the host media driver.
-    _control_stream: crate::driver::ownership::OwnerLock,
+    /// This driver's claim on its control stream of the host media driver: made when
+    /// opened if the media driver's directory exists, else before connecting.
+    control_stream: Option<crate::driver::ownership::OwnerLock>,
 }
 
 impl HostedDriver {
@@ -213,7 +214,11 @@ impl HostedDriver {
             }
         }
         config.driver.aeron_dir = Some(host.clone());
-        let control_stream = super::runner::claim_control_stream(&host, &config)?;
+        let control_stream = if host.is_dir() {
+            Some(super::runner::claim_control_stream(&host, &config)?)
+        } else {
+            None
+        };
         let (core, provisioner) = prepare(&config)?;
         tracing::info!(
             instance_id = %config.driver.instance_id,
@@ -226,7 +231,7 @@ impl HostedDriver {
             aeron_dir: host,
             stage: Stage::Prepared(Box::new(Parts { core, provisioner })),
             next_attempt_ns: 0,
-            _control_stream: control_stream,
+            control_stream,
         })
     }
 
@@ -236,6 +241,29 @@ impl HostedDriver {
             Stage::Prepared(parts) if now_ns < self.next_attempt_ns => {
                 self.stage = Stage::Prepared(parts);
                 0
+            }
+            Stage::Prepared(parts) if self.control_stream.is_none() => {
+                use crate::driver::ownership::ClaimError;
+                match super::runner::claim_control_stream(&self.aeron_dir, &self.config) {
+                    Ok(lock) => {
+                        self.control_stream = Some(lock);
+                        self.stage = Stage::Prepared(parts);
+                        1
+                    }
+                    Err(error @ RunError::Claim(ClaimError::Taken { .. })) => {
+                        // Another driver answers this control stream: serving it too
+                        // would answer its clients twice. The media driver runs on.
+                        tracing::error!(%error, "tensorpool SHM driver not started");
+                        0
+                    }
+                    Err(error) => {
+                        // The media driver has not made its directory yet.
+                        tracing::debug!(%error, "cannot claim the control stream yet; retrying");
+                        self.next_attempt_ns = now_ns + RETRY_PERIOD_NS;
+                        self.stage = Stage::Prepared(parts);
+                        0
+                    }
+                }
             }
             Stage::Prepared(parts) => match PendingAeron::connect(&self.config, &self.aeron_dir) {
                 Ok(aeron) => {

@@ -46,7 +46,7 @@ fn minimal_file_yields_every_default() {
     assert!(!p.mlock_shm);
     assert!(!p.provision_ahead);
     assert!(p.epoch_gc_enabled);
-    assert_eq!(p.epoch_gc_keep, 2);
+    assert_eq!(p.epoch_gc_keep, 1);
     assert_eq!(p.epoch_gc_min_age_ns, 3_000_000_000);
     assert!(!p.epoch_gc_on_startup);
     assert!(!p.delete_shm_on_startup);
