@@ -5,8 +5,13 @@
 //! contradicts (never committed, stale, torn, bad fields, another epoch): it counts them
 //! and delivers nothing wrong.
 //!
-//! The Java sources are compiled once per run of this binary (tests/java_support); the
-//! tests are skipped, saying why, without a JDK or the jars.
+//! Clients join the driver's streams whatever term-length it configured: a Java producer
+//! on its default channel feeds a Java consumer on the driver's. And a Java run that
+//! cannot do what it was asked exits non-zero, naming the cause.
+//!
+//! The examples are built once per run of this binary with Maven (`java/pom.xml`), or
+//! with javac and the jars where `mvn` is missing (tests/java_support); the tests are
+//! skipped, saying why, without a JDK (or, without Maven, the jars).
 
 mod java_support;
 #[path = "support/mod.rs"]
@@ -34,7 +39,7 @@ use tensorpool::shm::seqlock::{committed, in_progress};
 use tensorpool::transport::Publication;
 
 fn java(test: &str) -> Option<&'static JavaBuild> {
-    match JavaBuild::get(&["java/src/main/java"]) {
+    match JavaBuild::examples() {
         Ok(build) => Some(build),
         Err(why) => {
             skip(test, &why);
@@ -87,13 +92,19 @@ fn start_driver(env: &TestEnv, settings: &DriverSettings, nslots: u32) -> Proces
     driver
 }
 
-/// The flags every example (Rust or Java) needs for the test environment.
+/// The flags every example (Rust or Java) needs for the test environment, on the
+/// driver's channel.
 fn common_args(env: &TestEnv, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["--channel".to_string(), CHANNEL.to_string()];
+    args.extend(default_channel_args(env, extra));
+    args
+}
+
+/// [`common_args`] without `--channel`: the example's default channel.
+fn default_channel_args(env: &TestEnv, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "--aeron-dir",
         &env.aeron_dir().display().to_string(),
-        "--channel",
-        CHANNEL,
         "--stream-id",
         &STATIC_STREAM.to_string(),
         "--control-stream-id",
@@ -128,8 +139,17 @@ fn spawn_rust(env: &TestEnv, name: &str, extra: &[&str]) -> ProcessDriver {
 }
 
 fn spawn_java(build: &JavaBuild, env: &TestEnv, main: &str, extra: &[&str]) -> ProcessDriver {
+    spawn_java_with(build, env, main, common_args(env, extra))
+}
+
+fn spawn_java_with(
+    build: &JavaBuild,
+    env: &TestEnv,
+    main: &str,
+    example_args: Vec<String>,
+) -> ProcessDriver {
     let mut args = build.java_args(&format!("io.tensorpool.examples.{main}"));
-    args.extend(common_args(env, extra));
+    args.extend(example_args);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ProcessDriver::spawn_program(
         Path::new("java"),
@@ -222,6 +242,85 @@ fn java_producer_feeds_the_rust_consumer_every_byte_verified() {
     assert_eq!(sent.u64("descriptors_dropped"), 0, "{sent}");
     assert_eq!(sent.u64("epoch_changes"), 0, "{sent}");
     assert_all_verified(&received, 1000);
+}
+
+#[test]
+fn the_java_producer_on_its_default_channel_joins_a_driver_of_another_term_length() {
+    let test = "the_java_producer_on_its_default_channel_joins_a_driver_of_another_term_length";
+    let Some(build) = java(test) else { return };
+    assert_ne!(CHANNEL, tensorpool::client::link::DEFAULT_CHANNEL);
+    let (sent, received) = pair(
+        "java-default-channel",
+        // The consumer joins on the driver's channel (64 KiB terms) ...
+        |env, extra| spawn_java(build, env, "Consumer", extra),
+        // ... the producer on its default (4 MiB terms): the same control stream.
+        |env, extra| spawn_java_with(build, env, "Producer", default_channel_args(env, extra)),
+    );
+    assert_eq!(sent.u64("frames_sent"), 1000, "{sent}");
+    assert_all_verified(&received, 1000);
+}
+
+/// Runs a Java example that cannot do what it is asked; returns its exit status, JSON
+/// line and stderr.
+fn run_failing_java(
+    build: &JavaBuild,
+    env: &TestEnv,
+    main: &str,
+    args: Vec<String>,
+) -> (std::process::ExitStatus, JsonLine, String) {
+    let mut process = spawn_java_with(build, env, main, args);
+    let status = process
+        .wait(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the Java {main} still runs; stderr:\n{}", process.stderr()));
+    (status, summary(&process), process.stderr())
+}
+
+#[test]
+fn java_examples_that_cannot_do_what_was_asked_exit_non_zero_naming_the_cause() {
+    let test = "java_examples_that_cannot_do_what_was_asked_exit_non_zero_naming_the_cause";
+    let Some(build) = java(test) else { return };
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-java-failures".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_driver(&env, &settings, HEADER_NSLOTS);
+
+    // A stream the driver does not provision, without --create: refused until the timeout.
+    let mut args = common_args(&env, &["--frames", "10"]);
+    let stream = args
+        .iter()
+        .position(|a| a == "--stream-id")
+        .expect("--stream-id")
+        + 1;
+    args[stream] = "12345".into();
+    let timeout = args
+        .iter()
+        .position(|a| a == "--timeout-s")
+        .expect("--timeout-s")
+        + 1;
+    args[timeout] = "2".into();
+    let (status, line, stderr) = run_failing_java(build, &env, "Producer", args);
+    assert_eq!(status.code(), Some(1), "{line}\n{stderr}");
+    assert_eq!(line.u64("frames_sent"), 0, "{line}");
+    assert!(
+        stderr.contains("not attached to stream 12345 in time: the driver refused the attach")
+            && stderr.contains("stream not provisioned")
+            && stderr.contains("--create"),
+        "the reason and the fix: {stderr}"
+    );
+
+    // A channel Aeron refuses (a term length that is not a power of two).
+    for main in ["Producer", "Consumer"] {
+        let mut args = default_channel_args(&env, &["--frames", "10"]);
+        args.extend(["--channel".into(), "aeron:ipc?term-length=3k".into()]);
+        let (status, line, stderr) = run_failing_java(build, &env, main, args);
+        assert_eq!(status.code(), Some(1), "{main}: {line}\n{stderr}");
+        assert!(
+            stderr.contains("joining the control streams on aeron:ipc?term-length=3k failed"),
+            "{main} names the cause: {stderr}"
+        );
+    }
 }
 
 /// A producer that writes exactly the slots it is told to, valid or not.

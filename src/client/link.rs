@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 /// Default IPC channel of every stream: the channel `config/driver.toml` uses. The term
 /// length only shapes this client's own publications (Aeron's IPC default is 64 MiB per
-/// publication); subscriptions match any IPC publication of the stream.
+/// publication), which are exclusive, so a driver that configured another term-length on
+/// the same stream is joined all the same (docs/DESIGN.md, "Channel parameters");
+/// subscriptions match any IPC publication of the stream.
 pub const DEFAULT_CHANNEL: &str = "aeron:ipc?term-length=4m";
 /// Default control stream (driver requests, responses, notices).
 pub const DEFAULT_CONTROL_STREAM_ID: u32 = 1000;

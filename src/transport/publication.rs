@@ -2,7 +2,10 @@
 //! session with a single writer (its owner's duty cycle), which makes `offer` cheaper than a
 //! concurrent publication's (no atomic claim of the log tail), and keeps one writer's
 //! messages from interleaving with another's in the same session. Subscribers see one image
-//! per publication.
+//! per publication. And Aeron checks a publication's channel parameters (term-length, mtu,
+//! session-id) against an existing publication of the same channel and stream only for
+//! shared publications: an exclusive one joins a stream whose other publishers chose other
+//! parameters (docs/DESIGN.md, "Channel parameters").
 
 use rusteron_client::{
     AeronAsyncAddExclusivePublication, AeronExclusivePublication, AeronOfferError,

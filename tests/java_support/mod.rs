@@ -1,11 +1,16 @@
-//! Java toolchain for the interop tests (tests/sbe_java.rs, tests/java_examples.rs): finds
-//! `java`/`javac` and the jars (sbe-tool, Agrona, the Aeron Java client), generates Java
-//! codecs from `schemas/*.xml` with stock sbe-tool and compiles them with the test's Java
-//! sources, once per test binary.
+//! Java toolchain for the interop tests (tests/sbe_java.rs, tests/java_examples.rs).
+//!
+//! The examples of `java/` are built as Java users build them, with Maven
+//! (`mvn -f java/pom.xml package`, [`JavaBuild::examples`]): once per test binary, under a
+//! file lock (test binaries and scripts/java-example.sh share the build), with the local
+//! repository in `target/m2`, online the first time and offline after that. Where `mvn`
+//! is missing they are compiled with plain `javac` against the jars instead, as
+//! [`JavaBuild::get`] compiles the tests' own Java sources: codecs generated from
+//! `schemas/*.xml` with stock sbe-tool, compiled with the sources given.
 //!
 //! The jars live in `../shared/java/lib` relative to the repository unless `TP_JAVA_LIB`
-//! names another directory. Where the JDK or a jar is missing, [`JavaBuild::get`] says
-//! why, and the tests print that they were skipped and why.
+//! names another directory. Where the JDK (or, without Maven, a jar) is missing, the
+//! builders say why, and the tests print that they were skipped and why.
 
 #![allow(dead_code)]
 
@@ -29,17 +34,21 @@ pub fn jar_dir() -> PathBuf {
     }
 }
 
-/// Java codecs and test programs compiled into one class directory.
+/// Java codecs and programs, compiled, with the class path that runs them.
 pub struct JavaBuild {
     /// Directory of the generated codec sources.
     pub codec_sources: PathBuf,
-    /// Directory of the compiled classes (codecs and test programs).
+    /// Directory of the compiled classes (codecs and programs), or the examples' jar.
     pub classes: PathBuf,
-    /// The jar directory.
+    /// The jar directory (the fallback jars; sbe-tool for tests that run it directly).
     pub jars: PathBuf,
+    /// The class path of `java`: the classes, Agrona and the Aeron client (with Maven, the
+    /// examples' jar, whose manifest names them).
+    pub classpath: String,
 }
 
 static BUILD: OnceLock<Result<JavaBuild, String>> = OnceLock::new();
+static EXAMPLES: OnceLock<Result<JavaBuild, String>> = OnceLock::new();
 
 impl JavaBuild {
     /// The build of this test binary, made on first use from `sources` (Java files or
@@ -50,6 +59,102 @@ impl JavaBuild {
             .get_or_init(|| Self::make(sources))
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// The examples of `java/` (producer and consumer), built with Maven where `mvn`
+    /// runs, else with `javac` and the jars ([`JavaBuild::get`]); made once per test
+    /// binary. `Err` says why Java is unavailable (skip); a failing build panics.
+    pub fn examples() -> Result<&'static JavaBuild, String> {
+        EXAMPLES
+            .get_or_init(|| {
+                if runnable("mvn") {
+                    Self::maven()
+                } else {
+                    eprintln!(
+                        "`mvn` is not runnable: building the Java examples with javac and the jars"
+                    );
+                    Self::make(&["java/src/main/java"])
+                }
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// `mvn -f java/pom.xml package` into `target/java`, with the local repository in
+    /// `target/m2`; the jar and its dependencies are then copied into this process's own
+    /// directory, so a later build (another test binary, the script) cannot change them
+    /// under a running test.
+    fn maven() -> Result<JavaBuild, String> {
+        if !runnable("java") {
+            return Err("`java` is not runnable (scripts/setup.sh installs a JDK)".into());
+        }
+        let target = target_dir();
+        let built = target.join("java");
+        let repository = target.join("m2");
+        std::fs::create_dir_all(&repository).expect("creating the Maven repository directory");
+        let lock = std::fs::File::create(target.join("java.lock")).expect("creating java.lock");
+        // Released when dropped, or when the process dies.
+        let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .expect("locking java.lock");
+        let pom = repo().join("java/pom.xml");
+        let pom_text = std::fs::read_to_string(&pom).expect("reading java/pom.xml");
+        // The pom last resolved online: its artifacts are all in the repository.
+        let resolved = repository.join(".tensorpool-resolved-pom.xml");
+        let mut offline = std::fs::read_to_string(&resolved).is_ok_and(|text| text == pom_text);
+        let mvn = |offline: bool| {
+            let mut cmd = Command::new("mvn");
+            cmd.args(["-B", "-q", "-Dstyle.color=never"])
+                .arg("-f")
+                .arg(&pom)
+                .arg(format!("-Dmaven.repo.local={}", repository.display()))
+                .arg(format!("-Dtp.java.build={}", built.display()))
+                .arg("package");
+            if offline {
+                cmd.arg("-o");
+            }
+            cmd.output()
+                .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
+        };
+        let mut out = mvn(offline);
+        if !out.status.success() && offline {
+            // Something was removed from the repository since: download it again.
+            offline = false;
+            out = mvn(false);
+        }
+        assert!(
+            out.status.success(),
+            "mvn -f java/pom.xml package failed with {}:\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&resolved, &pom_text).expect("recording the resolved pom");
+
+        let root = own_build_dir();
+        let lib = root.join("lib");
+        std::fs::create_dir_all(&lib).expect("creating the Java build directory");
+        let jar = root.join("tensorpool-java-examples.jar");
+        std::fs::copy(built.join("tensorpool-java-examples.jar"), &jar)
+            .expect("copying the examples' jar");
+        // The jar's manifest names its dependencies in lib/ (older versions left there by
+        // an earlier pom are copied too, and ignored).
+        for dependency in files_in(&built.join("lib")) {
+            let copy = lib.join(dependency.file_name().expect("a file name"));
+            std::fs::copy(&dependency, &copy).expect("copying a dependency");
+        }
+        drop(lock);
+        eprintln!(
+            "Java examples built with Maven (java/pom.xml{}) into {}",
+            if offline { ", offline" } else { "" },
+            built.display()
+        );
+        Ok(JavaBuild {
+            codec_sources: built.join("generated-sources/sbe"),
+            classpath: jar.display().to_string(),
+            classes: jar,
+            jars: jar_dir(),
+        })
     }
 
     fn make(sources: &[&str]) -> Result<JavaBuild, String> {
@@ -63,27 +168,16 @@ impl JavaBuild {
             }
         }
         for tool in ["java", "javac"] {
-            match Command::new(tool).arg("-version").output() {
-                Ok(out) if out.status.success() => {}
-                _ => {
-                    return Err(format!(
-                        "`{tool}` is not runnable (scripts/setup.sh installs a JDK)"
-                    ))
-                }
+            if !runnable(tool) {
+                return Err(format!(
+                    "`{tool}` is not runnable (scripts/setup.sh installs a JDK)"
+                ));
             }
         }
-        // One directory per test binary and process: binaries run in parallel.
-        let binary = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "java".into());
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("java-{binary}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = own_build_dir();
         let codec_sources = root.join("codecs");
         let classes = root.join("classes");
         std::fs::create_dir_all(&classes).expect("creating the Java build directory");
-        remove_stale_builds(&root);
 
         run(Command::new("java")
             .arg(ADD_OPENS)
@@ -112,10 +206,12 @@ impl JavaBuild {
             }
         }
         run(&mut javac);
+        let classpath = classpath(&jars, &["agrona.jar", "aeron-client.jar"], Some(&classes));
         Ok(JavaBuild {
             codec_sources,
             classes,
             jars,
+            classpath,
         })
     }
 
@@ -131,14 +227,52 @@ impl JavaBuild {
         vec![
             ADD_OPENS.to_string(),
             "-cp".to_string(),
-            classpath(
-                &self.jars,
-                &["agrona.jar", "aeron-client.jar"],
-                Some(&self.classes),
-            ),
+            self.classpath.clone(),
             main.to_string(),
         ]
     }
+}
+
+/// Whether `tool -version` runs and succeeds.
+fn runnable(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("-version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+/// Cargo's target directory (the parent of `CARGO_TARGET_TMPDIR`).
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR lies in the target directory")
+        .to_path_buf()
+}
+
+/// A new, empty directory for this test binary and process (binaries run in parallel),
+/// after removing those of processes that are gone.
+fn own_build_dir() -> PathBuf {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "java".into());
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("java-{binary}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("creating the Java build directory");
+    remove_stale_builds(&root);
+    root
+}
+
+/// The files of `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
 }
 
 /// Removes build directories of earlier runs whose process is gone.

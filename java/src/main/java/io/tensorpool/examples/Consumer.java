@@ -65,6 +65,7 @@ public final class Consumer implements DriverClient.Listener
     private Layout latestAnnounce;
     private long highestEpoch = -1;
     private DriverClient client;
+    private boolean attachedAtEnd;
     private boolean verify;
     /** Whether the last tensor that passed {@link #tensorFits} is the examples' shape: a
      * one-dimensional UINT8 tensor spanning the whole payload. */
@@ -114,6 +115,7 @@ public final class Consumer implements DriverClient.Listener
         Common.catchInterrupts();
         final Consumer consumer = new Consumer();
         final long frames = cli.u64("frames", 1000);
+        boolean failed = false;
         try
         {
             consumer.run(cli, frames);
@@ -121,6 +123,7 @@ public final class Consumer implements DriverClient.Listener
         catch (final RuntimeException e)
         {
             System.err.println("consumer: " + e.getMessage());
+            failed = true;
         }
         System.out.println(consumer.json());
         System.out.flush();
@@ -130,7 +133,13 @@ public final class Consumer implements DriverClient.Listener
         }
         final boolean verified = !consumer.verify ||
             (consumer.verifyFailures == 0 && consumer.framesVerified == consumer.framesReceived);
-        System.exit(consumer.framesReceived >= frames && verified ? 0 : 1);
+        if (!verified)
+        {
+            System.err.println("consumer: " + consumer.framesVerified + " of " + consumer.framesReceived +
+                " frames verified (" + consumer.verifyFailures + " failed)");
+        }
+        // Exit 0 only when every frame asked for arrived (verified, if asked) and nothing failed.
+        System.exit(!failed && consumer.framesReceived >= frames && verified ? 0 : 1);
     }
 
     private String json()
@@ -191,10 +200,14 @@ public final class Consumer implements DriverClient.Listener
                 work += descriptors.poll(this::onDescriptor, (int)Math.min(FRAMES_PER_CYCLE, frames - framesReceived));
                 idle.idle(work);
             }
+            attachedAtEnd = c.isAttached();
         }
         if (!interrupted && framesReceived < frames)
         {
-            throw new IllegalStateException("received " + framesReceived + " of " + frames + " frames before the timeout");
+            final String refusal = attachedAtEnd || client.lastRefusal() == null ? "" :
+                "; not attached: the driver refused the attach (" + client.lastRefusal() + ")";
+            throw new IllegalStateException(
+                "received " + framesReceived + " of " + frames + " frames before the timeout" + refusal);
         }
     }
 

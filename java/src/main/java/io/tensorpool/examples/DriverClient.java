@@ -1,8 +1,8 @@
 package io.tensorpool.examples;
 
 import io.aeron.Aeron;
+import io.aeron.ExclusivePublication;
 import io.aeron.FragmentAssembler;
-import io.aeron.Publication;
 import io.aeron.Subscription;
 import io.aeron.logbuffer.FragmentHandler;
 import java.util.concurrent.ThreadLocalRandom;
@@ -27,6 +27,12 @@ import shm.tensorpool.driver.ShmLeaseRevokedDecoder;
  * backoff, a new random client id if the driver says the id is taken), keepalives at a
  * third of the granted lease, reattach when the lease is revoked, lost or the driver shuts
  * down, detach on close. Driven by {@link #doWork}, like the Rust agents.
+ *
+ * The control stream is published on an exclusive publication, as the Rust clients do:
+ * Aeron compares a new publication's channel parameters (term-length, mtu, ...) with an
+ * existing publication of the same channel and stream only for shared publications, so
+ * an exclusive one joins the driver's stream whatever term-length the driver, or another
+ * client, configured (docs/DESIGN.md, "Channel parameters").
  *
  * Every message on the control and announce streams is dispatched on (schema id,
  * template id): schemas 901 and 900 reuse template ids (docs/DESIGN.md, "Foreign SBE
@@ -62,7 +68,7 @@ final class DriverClient implements AutoCloseable
     }
 
     final Aeron aeron;
-    private final Publication control;
+    private final ExclusivePublication control;
     private final Subscription controlIn;
     private final Subscription announceIn;
     private final FragmentAssembler controlAssembler;
@@ -103,6 +109,7 @@ final class DriverClient implements AutoCloseable
     private long hardExpiryNs = Long.MAX_VALUE;
     private boolean detachAnswered;
     private long now;
+    private String lastRefusal;
 
     DriverClient(
         final String aeronDir, final String channel, final int controlStreamId, final int announceStreamId,
@@ -110,9 +117,19 @@ final class DriverClient implements AutoCloseable
         final long keepaliveBoundNs, final long timeoutNs, final Listener listener)
     {
         this.aeron = connect(aeronDir, timeoutNs);
-        this.control = aeron.addPublication(channel, controlStreamId);
-        this.controlIn = aeron.addSubscription(channel, controlStreamId);
-        this.announceIn = announceStreamId == controlStreamId ? null : aeron.addSubscription(channel, announceStreamId);
+        try
+        {
+            this.control = aeron.addExclusivePublication(channel, controlStreamId);
+            this.controlIn = aeron.addSubscription(channel, controlStreamId);
+            this.announceIn = announceStreamId == controlStreamId ? null :
+                aeron.addSubscription(channel, announceStreamId);
+        }
+        catch (final RuntimeException e)
+        {
+            aeron.close();
+            throw new IllegalStateException(
+                "joining the control streams on " + channel + " failed: " + e.getMessage(), e);
+        }
         final FragmentHandler handler = this::onFragment;
         this.controlAssembler = new FragmentAssembler(handler);
         this.announceAssembler = new FragmentAssembler(handler);
@@ -166,6 +183,13 @@ final class DriverClient implements AutoCloseable
     Layout grant()
     {
         return grant;
+    }
+
+    /** The driver's words for the last attach it refused ("REJECTED stream not
+     * provisioned", ...), null if none was refused: a final message keeps the reason. */
+    String lastRefusal()
+    {
+        return lastRefusal;
     }
 
     /** Polls the control (and announce) stream and runs the session's timers. */
@@ -398,7 +422,8 @@ final class DriverClient implements AutoCloseable
             }
             r.skipHeaderRegionUri();
             final String message = r.errorMessage();
-            System.err.println("driver client: attach refused: " + r.code() + " " + message);
+            lastRefusal = r.code() + " " + message;
+            System.err.println("driver client: attach refused: " + lastRefusal);
             if (autoClientId && CLIENT_ID_ALREADY_ATTACHED.equals(message))
             {
                 clientId = randomClientId();

@@ -83,6 +83,7 @@ public final class Producer implements DriverClient.Listener
         final Producer producer = new Producer();
         final long frames = cli.u64("frames", 1000);
         final int payloadBytes = (int)Math.min(Integer.MAX_VALUE, cli.u64("payload-bytes", 4096));
+        boolean failed = false;
         try
         {
             producer.run(cli, frames, payloadBytes);
@@ -90,6 +91,7 @@ public final class Producer implements DriverClient.Listener
         catch (final RuntimeException | java.io.IOException e)
         {
             System.err.println("producer: " + e.getMessage());
+            failed = true;
         }
         System.out.println(producer.json(payloadBytes));
         System.out.flush();
@@ -97,7 +99,13 @@ public final class Producer implements DriverClient.Listener
         {
             System.exit(128 + Common.interrupted());
         }
-        System.exit(producer.framesSent == frames ? 0 : 1);
+        // Exit 0 only when every frame asked for was published and nothing failed.
+        if (!failed && producer.framesSent != frames)
+        {
+            System.err.println("producer: published " + producer.framesSent + " of " + frames + " frames" +
+                (producer.framesTooLarge > 0 ? " (" + producer.framesTooLarge + " did not fit the pools)" : ""));
+        }
+        System.exit(!failed && producer.framesSent == frames ? 0 : 1);
     }
 
     private String json(final int payloadBytes)
@@ -138,14 +146,15 @@ public final class Producer implements DriverClient.Listener
             keepaliveBoundNs, timeoutNs, this);
         try (client)
         {
-            final Publication descriptors = client.aeron.addPublication(
+            // Exclusive, like the control publication: joins whatever term-length the
+            // descriptor stream's other publishers chose.
+            final Publication descriptors = client.aeron.addExclusivePublication(
                 channel, (int)cli.u32("descriptor-stream-id", 1100));
             if (!pumpUntil(client, System.nanoTime() + timeoutNs, () -> mapped != null))
             {
                 if (!interrupted)
                 {
-                    throw new IllegalStateException(error != null ? error :
-                        "not attached to stream " + streamId + " in time");
+                    throw new IllegalStateException(error != null ? error : notAttached(client, streamId));
                 }
                 return;
             }
@@ -163,6 +172,17 @@ public final class Producer implements DriverClient.Listener
                 pumpUntil(client, System.nanoTime() + cli.u64("linger-ms", 500) * 1_000_000L, () -> false);
             }
         }
+    }
+
+    /** Why the attach wait ended without a lease: the driver's last refusal, or silence. */
+    private static String notAttached(final DriverClient client, final long streamId)
+    {
+        final String refusal = client.lastRefusal();
+        return "not attached to stream " + streamId + " in time: " + (refusal != null ?
+            "the driver refused the attach (" + refusal + "); a stream the driver does not provision " +
+            "needs --create or a [streams.*] entry in its configuration" :
+            "no answer from a driver on the control stream (is tp-driver running with this " +
+            "--aeron-dir, --channel and --control-stream-id?)");
     }
 
     private boolean pumpUntil(final DriverClient client, final long deadlineNs, final java.util.function.BooleanSupplier done)
