@@ -154,3 +154,91 @@ pub fn choose(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver(instance: &str, control: u32, pid: u32) -> DriverEndpoints {
+        DriverEndpoints {
+            instance_id: instance.into(),
+            pid,
+            control_channel: "aeron:ipc".into(),
+            control_stream_id: control,
+            announce_channel: "aeron:ipc".into(),
+            announce_stream_id: control + 1,
+            qos_channel: "aeron:ipc".into(),
+            qos_stream_id: control + 200,
+            shm_base_dir: "/dev/shm/tensorpool".into(),
+            shm_namespace: instance.into(),
+            epoch_gc_enabled: true,
+            epoch_gc_keep: 2,
+            epoch_gc_min_age_ns: 0,
+        }
+    }
+
+    fn found(drivers: Vec<DriverEndpoints>) -> Discovery {
+        Discovery::Found {
+            drivers,
+            refused: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_live_driver_is_chosen_and_several_are_listed() {
+        let dir = Path::new("/dev/shm/aeron-x");
+        let me = std::process::id();
+        let a = driver("a", 1_000, me);
+        let b = driver("b", 2_000, me);
+        assert_eq!(
+            choose(found(vec![a.clone()]), dir, None).ok(),
+            Some(a.clone())
+        );
+        let error = choose(found(vec![a.clone(), b.clone()]), dir, None)
+            .err()
+            .expect("several: choose");
+        assert_eq!(error.exit, Exit::Usage);
+        assert!(error.message.contains("--instance-id"), "{error}");
+        assert!(error.message.contains(&describe(&a)), "{error}");
+        assert!(error.message.contains(&describe(&b)), "{error}");
+        assert_eq!(
+            choose(found(vec![a.clone(), b.clone()]), dir, Some("b")).ok(),
+            Some(b.clone())
+        );
+        // A dead driver's counters (a CnC file its embedded media driver left) give way.
+        let dead = driver("dead", 3_000, u32::MAX);
+        assert_eq!(
+            choose(found(vec![dead.clone(), a.clone()]), dir, None).ok(),
+            Some(a)
+        );
+        assert!(describe(&dead).contains("not running here"));
+        assert_eq!(
+            choose(found(vec![dead.clone()]), dir, None).ok(),
+            Some(dead)
+        );
+    }
+
+    #[test]
+    fn nothing_found_says_why_and_what_to_pass() {
+        let dir = Path::new("/dev/shm/aeron-x");
+        let none = choose(found(Vec::new()), dir, None).err().expect("none");
+        assert_eq!(none.exit, Exit::NoDriver);
+        assert!(
+            none.message.contains("serves no tensorpool driver"),
+            "{none}"
+        );
+        assert!(none.message.contains("--config FILE"), "{none}");
+        let absent = choose(Discovery::NoMediaDriver("no cnc.dat".into()), dir, None)
+            .err()
+            .expect("no media driver");
+        assert!(absent
+            .message
+            .contains("no media driver in /dev/shm/aeron-x (no cnc.dat)"));
+        let refused = Discovery::Found {
+            drivers: Vec::new(),
+            refused: vec!["counter 7: cut".into()],
+        };
+        let error = choose(refused, dir, None).err().expect("refused");
+        assert!(error.message.contains("counter 7: cut"), "{error}");
+    }
+}

@@ -793,3 +793,95 @@ pub fn live(located: Located, refresh: Duration, json: bool) -> Result<(), ToolE
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(client_id: u32, gap: u64, late: u64) -> LeaseStatus {
+        LeaseStatus {
+            qos_seq: Some(1_000),
+            qos_drops_gap: Some(gap),
+            qos_drops_late: Some(late),
+            ..unpublished(client_id)
+        }
+    }
+
+    /// The case of issue 21: a consumer whose QoS carried dropsGap 83 (all resync skips)
+    /// and dropsLate 1 is shown under the same names, with the same figures, in text and
+    /// JSON, and the text says which consumer counters they sum.
+    #[test]
+    fn text_and_json_name_the_qos_drop_figures_alike() {
+        let stream = StreamStatus {
+            stream_id: 10_000,
+            epoch: Some(2),
+            announce_age_s: Some(0.5),
+            producer: None,
+            consumers: vec![consumer(21, 83, 1)],
+            header_nslots: None,
+            header_region_uri: None,
+            pools: Vec::new(),
+            last_seq: None,
+            frames_per_s: None,
+            mib_per_s: None,
+            qos_drops_gap: 83,
+            qos_drops_late: 1,
+            shm_bytes: 3 << 20,
+        };
+        let snapshot = StatusSnapshot {
+            aeron_dir: "/dev/shm/aeron".into(),
+            instance_id: Some("d".into()),
+            control_stream_id: 1_000,
+            announce_stream_id: 1_001,
+            qos_stream_id: 1_200,
+            observed_s: 2.0,
+            streams: vec![stream],
+            drivers: IndexMap::new(),
+            leases_not_published: 0,
+            shm: None,
+            notes: Vec::new(),
+        };
+        let json = serde_json::to_value(&snapshot).expect("JSON");
+        let c = &json["streams"][0]["consumers"][0];
+        assert_eq!(
+            (&c["qos_drops_gap"], &c["qos_drops_late"]),
+            (&83.into(), &1.into())
+        );
+        assert_eq!(json["streams"][0]["qos_drops_gap"], 83);
+        let text = render(&snapshot);
+        assert!(
+            text.contains(
+                "consumer 21  (lease not published)  seq 1000  qos_drops_gap 83  qos_drops_late 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("83/1"), "{text}");
+        assert!(text.contains(QOS_DROPS_LEGEND), "{text}");
+        assert!(
+            QOS_DROPS_LEGEND.contains("drops_gap + drops_resync")
+                && QOS_DROPS_LEGEND.contains("drops_not_committed + drops_stale + drops_late"),
+            "the legend says what a tensorpool consumer puts in each field"
+        );
+        assert!(!text.contains("drops gap"), "{text}");
+    }
+
+    #[test]
+    fn counter_names_become_snake_case_keys() {
+        assert_eq!(
+            snake_case("active producer leases"),
+            "active_producer_leases"
+        );
+        assert_eq!(
+            snake_case("attaches rejected INVALID_PARAMS"),
+            "attaches_rejected_invalid_params"
+        );
+        assert_eq!(snake_case("doorbell wake-ups"), "doorbell_wake_ups");
+        for name in crate::driver::counters::DriverCounters::names() {
+            let key = snake_case(name);
+            assert!(
+                key.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name} -> {key}"
+            );
+        }
+    }
+}
