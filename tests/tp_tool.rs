@@ -513,7 +513,7 @@ fn a_driver_on_stream_ids_of_its_own_is_found_with_no_flags_and_its_footprint_sh
         out.contains("control stream 3000  announce stream 3001"),
         "{out}"
     );
-    assert!(out.contains(&format!("stream 10000 epoch 1: ")), "{out}");
+    assert!(out.contains("stream 10000 epoch 1: "), "{out}");
 
     // Named streams that hear nothing: the note names the driver's real announce stream.
     let (code, out, err) = tp(&[

@@ -194,9 +194,8 @@ mod tests {
             choose(found(vec![a.clone()]), dir, None).ok(),
             Some(a.clone())
         );
-        let error = choose(found(vec![a.clone(), b.clone()]), dir, None)
-            .err()
-            .expect("several: choose");
+        let error =
+            choose(found(vec![a.clone(), b.clone()]), dir, None).expect_err("several: choose");
         assert_eq!(error.exit, Exit::Usage);
         assert!(error.message.contains("--instance-id"), "{error}");
         assert!(error.message.contains(&describe(&a)), "{error}");
@@ -221,7 +220,7 @@ mod tests {
     #[test]
     fn nothing_found_says_why_and_what_to_pass() {
         let dir = Path::new("/dev/shm/aeron-x");
-        let none = choose(found(Vec::new()), dir, None).err().expect("none");
+        let none = choose(found(Vec::new()), dir, None).expect_err("none");
         assert_eq!(none.exit, Exit::NoDriver);
         assert!(
             none.message.contains("serves no tensorpool driver"),
@@ -229,8 +228,7 @@ mod tests {
         );
         assert!(none.message.contains("--config FILE"), "{none}");
         let absent = choose(Discovery::NoMediaDriver("no cnc.dat".into()), dir, None)
-            .err()
-            .expect("no media driver");
+            .expect_err("no media driver");
         assert!(absent
             .message
             .contains("no media driver in /dev/shm/aeron-x (no cnc.dat)"));
@@ -238,7 +236,7 @@ mod tests {
             drivers: Vec::new(),
             refused: vec!["counter 7: cut".into()],
         };
-        let error = choose(refused, dir, None).err().expect("refused");
+        let error = choose(refused, dir, None).expect_err("refused");
         assert!(error.message.contains("counter 7: cut"), "{error}");
     }
 }

@@ -5,7 +5,8 @@
 //! file and directory, each inode once, not the files' apparent length. A region file on
 //! tmpfs is sparse until its pages are touched: with `policies.prefault_shm` off an idle
 //! epoch holds almost nothing, and it grows as producers write slots; with prefault on it
-//! holds its whole length from the start (docs/DESIGN.md, "SHM footprint").
+//! holds its whole length from the start (docs/DESIGN.md, "SHM footprint, as `tp`
+//! measures it").
 
 use std::collections::HashSet;
 use std::fs;
