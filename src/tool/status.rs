@@ -361,8 +361,9 @@ impl Observer {
             Discovery::Found { drivers, .. } => drivers,
             Discovery::NoMediaDriver(_) => Vec::new(),
         };
-        let listening =
-            |d: &&DriverEndpoints| d.announce_stream_id == stream && d.announce_channel == channel;
+        // By stream id: channels are compared by Aeron on their canonical form (an IPC
+        // subscription hears every IPC publication of its stream, whatever its params).
+        let listening = |d: &&DriverEndpoints| d.announce_stream_id == stream;
         if let Some(d) = drivers.iter().find(listening) {
             return format!(
                 "{heard}: driver {} announces there once per policies.announce_period_ms, \
