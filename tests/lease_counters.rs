@@ -1,6 +1,8 @@
 //! The driver publishes its lease table as one Aeron counter per live lease
-//! (`src/driver/lease_counters.rs`), readable from the CnC file without a lease, on every
-//! host: `tp-driver`'s runner and the aeronmd plugin.
+//! (`src/driver/lease_counters.rs`), and its endpoints as one more
+//! (`src/driver/endpoints.rs`), readable from the CnC file without a lease, on every
+//! host: `tp-driver`'s runner and the aeronmd plugin (the external media driver host is
+//! pinned in `tests/tp_tool.rs`, where `tp` finds drivers sharing one).
 
 mod support;
 
@@ -9,6 +11,7 @@ use std::path::Path;
 use support::hosts::{Host, TestDriver};
 use support::*;
 use tensorpool::clock::monotonic_now_ns;
+use tensorpool::driver::endpoints::{DriverEndpoints, ENDPOINTS_COUNTER_TYPE_ID};
 use tensorpool::driver::lease_counters::{LeaseKey, LEASE_COUNTER_TYPE_ID};
 use tensorpool::protocol::driver::Role;
 use tensorpool::transport::read_counters;
@@ -105,4 +108,52 @@ fn leases_appear_as_counters_with_their_fields_and_vanish_when_they_end(host: Ho
     driver.stop();
 }
 
-for_each_host!(leases_appear_as_counters_with_their_fields_and_vanish_when_they_end);
+/// A driver publishes its streams, SHM location and GC policy in one counter whose value
+/// is its pid (the test process's, or aeronmd's for the plugin).
+fn the_endpoints_counter_names_the_drivers_streams_shm_location_and_pid(host: Host) {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "endpoints".into(),
+        ..DriverSettings::separate_announce()
+    };
+    let mut driver = TestDriver::start(host, &env, &settings);
+    let found = wait_until("the endpoints counter", DEADLINE, || {
+        read_counters(driver.aeron_dir())
+            .ok()?
+            .into_iter()
+            .find(|c| c.type_id == ENDPOINTS_COUNTER_TYPE_ID && c.value != 0)
+    });
+    let endpoints =
+        DriverEndpoints::decode(&found.key, &found.label).expect("the endpoints decode");
+    let pid = match &mut driver {
+        TestDriver::InThread(_) => std::process::id(),
+        TestDriver::Aeronmd(aeronmd) => aeronmd.process().pid(),
+    };
+    assert_eq!(
+        endpoints,
+        DriverEndpoints::new(&settings.config(&env), pid),
+        "{}",
+        found.label
+    );
+    assert_eq!(found.value, i64::from(endpoints.pid));
+    assert!(
+        std::path::Path::new(&format!("/proc/{}", endpoints.pid)).exists(),
+        "pid {} runs",
+        endpoints.pid
+    );
+    assert_eq!(
+        (
+            endpoints.control_stream_id,
+            endpoints.announce_stream_id,
+            endpoints.qos_stream_id
+        ),
+        (CONTROL_STREAM, SEPARATE_ANNOUNCE_STREAM, QOS_STREAM)
+    );
+    assert_eq!(found.label, endpoints.label());
+    driver.stop();
+}
+
+for_each_host!(
+    leases_appear_as_counters_with_their_fields_and_vanish_when_they_end,
+    the_endpoints_counter_names_the_drivers_streams_shm_location_and_pid
+);

@@ -1,7 +1,9 @@
 //! The `tp` operator tool against real things: a `tp-driver` process with the example
 //! producer and two example consumers (`status --once --json`, the live view in tmux,
-//! `shutdown` with a wrong and a right token), hand-made region files with torn and
-//! in-progress slots (`inspect`), and epoch directories (`gc --dry-run`).
+//! `shutdown` with a wrong and a right token), a driver on stream ids of its own found
+//! with no flags, drivers sharing an external media driver, a media driver with no
+//! tensorpool driver, hand-made region files with torn and in-progress slots (`inspect`),
+//! and epoch directories, sparse and written (`gc --dry-run`, footprint as `du` counts).
 
 mod support;
 
@@ -31,6 +33,35 @@ fn tp(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Bytes `du -s -B1` counts for `path` (allocated blocks, each inode once).
+fn du_bytes(path: &Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-s", "-B1"])
+        .arg(path)
+        .output()
+        .expect("running du");
+    assert!(out.status.success(), "du {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("du printed {:?}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Every object key anywhere in `value`.
+fn json_keys(value: &Value, keys: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                keys.push(key.clone());
+                json_keys(inner, keys);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| json_keys(v, keys)),
+        _ => {}
+    }
 }
 
 /// The test driver's configuration with a ring large enough that the consumers keep up.
@@ -207,9 +238,29 @@ fn status_inspect_and_shutdown_against_a_running_driver_with_a_producer_and_two_
     );
     assert!(stream["announce_age_s"].as_f64().expect("an announce") < 5.0);
     let counters = &status["drivers"]["tp-tool"];
-    assert_eq!(counters["active producer leases"], 1, "{out}");
-    assert_eq!(counters["active consumer leases"], 2, "{out}");
+    assert_eq!(counters["active_producer_leases"], 1, "{out}");
+    assert_eq!(counters["active_consumer_leases"], 2, "{out}");
     assert_eq!(status["leases_not_published"], 0);
+    // Keys are snake_case words, the instance id (a map key) aside.
+    let mut keys = Vec::new();
+    json_keys(&status, &mut keys);
+    let odd: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            *k != "tp-tool"
+                && !k
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    assert!(odd.is_empty(), "keys not in snake_case: {odd:?}");
+    // The wire's two drop fields, under the names the text view uses too.
+    for consumer in stream["consumers"].as_array().expect("consumers") {
+        assert!(consumer["qos_drops_gap"].is_u64(), "{consumer}");
+        assert!(consumer["qos_drops_late"].is_u64(), "{consumer}");
+        assert!(consumer.get("drops_gap").is_none(), "{consumer}");
+    }
+    assert!(stream["qos_drops_gap"].is_u64(), "{out}");
 
     // The newest epoch's files, read-only: nothing a consumer would refuse.
     let (code, out, err) = tp(&[
@@ -322,10 +373,17 @@ fn status_inspect_and_shutdown_against_a_running_driver_with_a_producer_and_two_
 fn shutdown_without_a_driver_is_no_driver_and_unanswered_is_a_timeout() {
     let env = TestEnv::new();
     let dir = env.aeron_dir().display().to_string();
-    // No media driver at all: exit 4.
+    // No media driver at all: exit 4, for status too, saying what to pass.
     let (code, _, err) = tp(&["shutdown", "--aeron-dir", &dir, "--token", "t"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("no media driver"), "{err}");
+    let (code, out, err) = tp(&["status", "--aeron-dir", &dir, "--once"]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(err.contains(&format!("no media driver in {dir}")), "{err}");
+    assert!(
+        err.contains("Pass --aeron-dir DIR, or --config FILE"),
+        "{err}"
+    );
 
     // A media driver and a subscriber on the control stream, but no SHM driver: the
     // request is delivered, nobody answers and no driver counts it: exit 5.
@@ -338,12 +396,28 @@ fn shutdown_without_a_driver_is_no_driver_and_unanswered_is_a_timeout() {
     .expect("a media driver of the test's own");
     let listener = tensorpool::transport::Subscription::add(&media, CHANNEL, CONTROL_STREAM as i32)
         .expect("a silent control-stream subscriber");
+    // Told nothing, tp looks for a driver's published endpoints, finds none, and says so
+    // rather than listening to the spec defaults (exit 4).
+    for command in [
+        &["status", "--aeron-dir", &dir, "--once"][..],
+        &["shutdown", "--aeron-dir", &dir, "--token", "t"][..],
+    ] {
+        let (code, out, err) = tp(command);
+        assert_eq!(code, 4, "{command:?}: {out}{err}");
+        assert!(err.contains("serves no tensorpool driver"), "{err}");
+        assert!(
+            err.contains("pass --config FILE or its stream ids"),
+            "{err}"
+        );
+    }
     let pump = std::thread::scope(|scope| {
         let handle = scope.spawn(|| {
             tp(&[
                 "shutdown",
                 "--aeron-dir",
                 &dir,
+                "--control-stream-id",
+                "1000",
                 "--token",
                 "t",
                 "--timeout-ms",
@@ -360,6 +434,261 @@ fn shutdown_without_a_driver_is_no_driver_and_unanswered_is_a_timeout() {
     let (code, _, err) = pump;
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("no ShmDriverShutdown within 1.5s"), "{err}");
+}
+
+/// A `tp-driver` on control, announce and QoS streams none of tp's defaults names, with
+/// prefaulted epochs: `tp status`, `gc`, `inspect` and `shutdown` given only the Aeron
+/// directory find it; named streams that hear nothing say why and what to pass.
+#[test]
+fn a_driver_on_stream_ids_of_its_own_is_found_with_no_flags_and_its_footprint_shown() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "elsewhere".into(),
+        ..DriverSettings::separate_announce()
+    };
+    let toml = settings
+        .toml(&env)
+        .replace(
+            &format!("control_stream_id = {CONTROL_STREAM}\n"),
+            "control_stream_id = 3000\n",
+        )
+        .replace(
+            &format!("announce_stream_id = {SEPARATE_ANNOUNCE_STREAM}\n"),
+            "announce_stream_id = 3001\n",
+        )
+        .replace(
+            &format!("qos_stream_id = {QOS_STREAM}\n"),
+            "qos_stream_id = 3200\n",
+        )
+        .replace("prefault_shm = false", "prefault_shm = true");
+    assert!(toml.contains("announce_stream_id = 3001") && toml.contains("prefault_shm = true"));
+    let config = env.write("driver.toml", &toml);
+    let mut driver = ProcessDriver::start(&env, "driver", &config, &[]);
+    driver.wait_running(DEADLINE);
+    let dir = env.aeron_dir().display().to_string();
+
+    let (code, out, err) = tp(&["status", "--aeron-dir", &dir, "--once", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(status["instance_id"], "elsewhere", "{out}");
+    assert_eq!(
+        (
+            &status["control_stream_id"],
+            &status["announce_stream_id"],
+            &status["qos_stream_id"]
+        ),
+        (&3000.into(), &3001.into(), &3200.into()),
+        "{out}"
+    );
+    assert_eq!(status["notes"], serde_json::json!([]), "{out}");
+    let stream = &status["streams"][0];
+    assert_eq!(stream["stream_id"], STATIC_STREAM, "{out}");
+    assert_eq!(stream["epoch"], 1, "{out}");
+    assert_eq!(stream["header_nslots"], HEADER_NSLOTS, "{out}");
+    // The footprint of a prefaulted epoch: every byte of its regions, as du counts.
+    let shm = &status["shm"];
+    let epochs = shm["epochs"].as_array().expect("epochs");
+    assert_eq!(epochs.len(), 1, "{out}");
+    let epoch_dir = PathBuf::from(epochs[0]["path"].as_str().expect("a path"));
+    let du = du_bytes(&epoch_dir);
+    assert_eq!(epochs[0]["bytes"], du, "{out}");
+    assert_eq!(shm["total_bytes"], du, "{out}");
+    assert_eq!(stream["shm_bytes"], du, "{out}");
+    let regions: u64 = POOLS
+        .iter()
+        .map(|(_, stride)| u64::from(*stride) * u64::from(HEADER_NSLOTS))
+        .sum();
+    assert!(
+        du >= regions,
+        "prefaulted: {du} bytes allocated for {regions} of slots"
+    );
+
+    let (code, out, err) = tp(&["status", "--aeron-dir", &dir, "--once"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("driver elsewhere (found by its published endpoints)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("control stream 3000  announce stream 3001"),
+        "{out}"
+    );
+    assert!(out.contains("stream 10000 epoch 1: "), "{out}");
+
+    // Named streams that hear nothing: the note names the driver's real announce stream.
+    let (code, out, err) = tp(&[
+        "status",
+        "--aeron-dir",
+        &dir,
+        "--control-stream-id",
+        "1000",
+        "--once",
+        "--json",
+        "--window-ms",
+        "500",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let notes = status["notes"].to_string();
+    assert!(
+        notes.contains(&format!(
+            "no ShmPoolAnnounce on {} stream 1000",
+            tensorpool::config::DEFAULT_CONTROL_CHANNEL
+        )),
+        "{notes}"
+    );
+    assert!(notes.contains("drop the stream flags"), "{notes}");
+    assert!(
+        notes.contains(&format!("announce {CHANNEL} stream 3001")),
+        "{notes}"
+    );
+    let (_, out, _) = tp(&[
+        "status",
+        "--aeron-dir",
+        &dir,
+        "--announce-stream-id",
+        "1001",
+        "--once",
+        "--window-ms",
+        "300",
+    ]);
+    assert!(out.contains("note: no ShmPoolAnnounce on"), "{out}");
+
+    // gc and inspect read the SHM location the driver published.
+    let (code, out, err) = tp(&["gc", "--dry-run", "--aeron-dir", &dir, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        plan["epochs"][0]["path"],
+        epoch_dir.display().to_string(),
+        "{out}"
+    );
+    assert_eq!(plan["epochs"][0]["bytes"], du, "{out}");
+    let (code, out, err) = tp(&["inspect", "--stream", "10000", "--aeron-dir", &dir]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("driver pid {} (running)", driver.pid())),
+        "{out}"
+    );
+
+    let (code, out, err) = tp(&["shutdown", "--aeron-dir", &dir, "--token", TOKEN]);
+    assert_eq!(code, 0, "{out}{err}");
+    let exit = driver.wait(DEADLINE).expect("the driver exits");
+    assert!(exit.success(), "{exit}");
+}
+
+/// Two drivers on one external media driver: told nothing, tp lists both and asks for
+/// --instance-id; with it, each is found.
+#[test]
+fn drivers_sharing_an_external_media_driver_are_listed_and_chosen_by_instance_id() {
+    use tensorpool::config::MediaDriverMode;
+    let env = TestEnv::new();
+    let _media_driver = MediaDriverThread::start(&env.aeron_dir());
+    let start = |instance: &str, control: u32, namespace: &str| {
+        let mut config = DriverSettings {
+            instance_id: instance.into(),
+            ..DriverSettings::shared_announce()
+        }
+        .config(&env);
+        config.driver.media_driver = MediaDriverMode::External;
+        config.driver.control_stream_id = control;
+        config.driver.announce_stream_id = control;
+        config.driver.qos_stream_id = control + 200;
+        config.shm.namespace = namespace.into();
+        InThreadDriver::start_with_config(&env, config)
+    };
+    let _first = start("first", 1000, "first");
+    let _second = start("second", 4000, "second");
+    let dir = env.aeron_dir().display().to_string();
+    wait_until("both drivers' endpoints", DEADLINE, || {
+        let counters = tensorpool::transport::read_counters(&env.aeron_dir()).ok()?;
+        (counters
+            .iter()
+            .filter(|c| c.type_id == tensorpool::driver::endpoints::ENDPOINTS_COUNTER_TYPE_ID)
+            .count()
+            == 2)
+            .then_some(())
+    });
+
+    let (code, out, err) = tp(&["status", "--aeron-dir", &dir, "--once"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("2 tensorpool drivers share the media driver"),
+        "{err}"
+    );
+    assert!(err.contains("choose one with --instance-id ID"), "{err}");
+    let pid = std::process::id();
+    assert!(
+        err.contains(&format!(
+            "\n  first (pid {pid}): control {CHANNEL} stream 1000"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "\n  second (pid {pid}): control {CHANNEL} stream 4000"
+        )),
+        "{err}"
+    );
+
+    let (code, out, err) = tp(&[
+        "status",
+        "--aeron-dir",
+        &dir,
+        "--instance-id",
+        "second",
+        "--once",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(status["instance_id"], "second", "{out}");
+    assert_eq!(status["control_stream_id"], 4000, "{out}");
+    assert_eq!(status["streams"][0]["epoch"], 1, "{out}");
+    let (code, out, err) = tp(&[
+        "gc",
+        "--dry-run",
+        "--aeron-dir",
+        &dir,
+        "--instance-id",
+        "first",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(
+        plan["namespace_dir"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("/first")),
+        "{out}"
+    );
+    let (code, _, err) = tp(&[
+        "status",
+        "--aeron-dir",
+        &dir,
+        "--instance-id",
+        "third",
+        "--once",
+    ]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("no driver with instance id \"third\""),
+        "{err}"
+    );
+    let (code, _, err) = tp(&[
+        "status",
+        "--aeron-dir",
+        &dir,
+        "--instance-id",
+        "first",
+        "--control-stream-id",
+        "1000",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--instance-id chooses among the drivers found"),
+        "{err}"
+    );
 }
 
 /// Writes a header ring of `nslots` and one 4 KiB pool for stream 10000 epoch 3 under
@@ -504,6 +833,16 @@ fn gc_dry_run_lists_what_the_policy_removes_and_keeps_and_deletes_nothing() {
     for epoch in 1..=4 {
         std::fs::create_dir_all(layout.epoch_dir(STATIC_STREAM, epoch)).unwrap();
     }
+    // Epoch 3 holds a sparse region (nothing written), epoch 4 a written one: each counts
+    // what it allocates, as du does, not its length.
+    let sparse = std::fs::File::create(layout.epoch_dir(STATIC_STREAM, 3).join("1.pool"))
+        .expect("a region file");
+    sparse.set_len(8 << 20).expect("a sparse 8 MiB file");
+    std::fs::write(
+        layout.epoch_dir(STATIC_STREAM, 4).join("1.pool"),
+        vec![7u8; 1 << 20],
+    )
+    .expect("a written 1 MiB file");
     let (code, out, err) = tp(&[
         "gc",
         "--dry-run",
@@ -512,7 +851,8 @@ fn gc_dry_run_lists_what_the_policy_removes_and_keeps_and_deletes_nothing() {
         "--json",
     ]);
     assert_eq!(code, 0, "{err}");
-    let verdicts: Value = serde_json::from_str(&out).expect("JSON");
+    let plan: Value = serde_json::from_str(&out).expect("JSON");
+    let verdicts = &plan["epochs"];
     let by_epoch = |e: u64| {
         verdicts
             .as_array()
@@ -539,11 +879,31 @@ fn gc_dry_run_lists_what_the_policy_removes_and_keeps_and_deletes_nothing() {
             layout.epoch_dir(STATIC_STREAM, epoch).is_dir(),
             "dry run deleted {epoch}"
         );
+        let du = du_bytes(&layout.epoch_dir(STATIC_STREAM, epoch));
+        assert_eq!(by_epoch(epoch)["bytes"], du, "epoch {epoch}: {out}");
     }
+    let bytes = |e: u64| by_epoch(e)["bytes"].as_u64().expect("bytes");
+    assert!(
+        bytes(3) < 4 << 20,
+        "the sparse region is not counted whole: {out}"
+    );
+    assert!(bytes(4) >= 1 << 20, "the written region is counted: {out}");
+    assert_eq!(
+        plan["total_bytes"],
+        (1..=4).map(bytes).sum::<u64>(),
+        "{out}"
+    );
+    assert_eq!(plan["removable_bytes"], bytes(1) + bytes(2), "{out}");
+    assert_eq!(
+        plan["namespace_dir"],
+        layout.namespace_dir().display().to_string()
+    );
     let (code, out, _) = tp(&["gc", "--dry-run", "--config", &config.display().to_string()]);
     assert_eq!(code, 0);
     assert!(
         out.contains("2 of 4 epoch directories would be removed"),
         "{out}"
     );
+    assert!(out.contains("footprint: "), "{out}");
+    assert!(out.contains("stream 10000 epoch 4 (1.0 MiB)"), "{out}");
 }

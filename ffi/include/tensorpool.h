@@ -461,6 +461,11 @@ typedef struct tp_consumer_event {
 
 // The consumer's counters; each only grows. Every descriptor of the stream is either
 // delivered or lands in exactly one `drops_*` counter other than `drops_gap`.
+//
+// The consumer's QoS message carries two sums of them (Wire Spec §10.4.1), shown by
+// `tp status` as `qos_drops_gap` (`QosConsumer.dropsGap` = `drops_gap + drops_resync`)
+// and `qos_drops_late` (`QosConsumer.dropsLate` = `drops_not_committed + drops_stale +
+// drops_late`).
 typedef struct tp_consumer_counters {
   // Descriptors of this stream read from the descriptor stream.
   uint64_t descriptors_received;

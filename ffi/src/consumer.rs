@@ -10,7 +10,8 @@ use crate::status::{guard, tp_status, write_out, Failure};
 use crate::tensor::tp_tensor;
 use std::ffi::c_void;
 use tensorpool::client::consumer::{
-    monotonic_now_ns, Consumer, ConsumerEvent, DropReason, Frame, FramePoll, UnmapReason,
+    monotonic_now_ns, Consumer, ConsumerCounters, ConsumerEvent, DropReason, Frame, FramePoll,
+    UnmapReason,
 };
 
 /// A stream's consumer (opaque). Create with `tp_consumer_create`, drive with
@@ -210,6 +211,11 @@ pub struct tp_consumer_event {
 
 /// The consumer's counters; each only grows. Every descriptor of the stream is either
 /// delivered or lands in exactly one `drops_*` counter other than `drops_gap`.
+///
+/// The consumer's QoS message carries two sums of them (Wire Spec §10.4.1), shown by
+/// `tp status` as `qos_drops_gap` (`QosConsumer.dropsGap` = `drops_gap + drops_resync`)
+/// and `qos_drops_late` (`QosConsumer.dropsLate` = `drops_not_committed + drops_stale +
+/// drops_late`).
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -607,18 +613,9 @@ fn event_of(event: Option<ConsumerEvent>) -> tp_consumer_event {
     out
 }
 
-/// Stores the counters so far in `*out`.
-#[no_mangle]
-pub extern "C" fn tp_consumer_get_counters(
-    consumer: *mut tp_consumer,
-    out: *mut tp_consumer_counters,
-) -> tp_status {
-    with(consumer, |inner| {
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        let c = inner.consumer.counters();
-        let counters = tp_consumer_counters {
+impl From<ConsumerCounters> for tp_consumer_counters {
+    fn from(c: ConsumerCounters) -> Self {
+        Self {
             descriptors_received: c.descriptors_received,
             frames_delivered: c.frames_delivered,
             drops_gap: c.drops_gap,
@@ -655,7 +652,21 @@ pub extern "C" fn tp_consumer_get_counters(
             qos_send_failures: c.qos_send_failures,
             events_dropped: c.events_dropped,
             reconnects: c.reconnects,
-        };
+        }
+    }
+}
+
+/// Stores the counters so far in `*out`.
+#[no_mangle]
+pub extern "C" fn tp_consumer_get_counters(
+    consumer: *mut tp_consumer,
+    out: *mut tp_consumer_counters,
+) -> tp_status {
+    with(consumer, |inner| {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let counters = tp_consumer_counters::from(inner.consumer.counters());
         // SAFETY: checked non-NULL; writable by the contract.
         unsafe { write_out(out, "out", counters) }
     })

@@ -21,8 +21,11 @@ Exit status:
   6  shutdown: the driver ignored the request (wrong token, or none configured)
 
 Nothing but `shutdown` sends anything to the driver; nothing takes a lease or writes a
-shared-memory file. Point tp at a driver with --config (the driver's own file, with the
-same environment overrides) or --aeron-dir and the stream ids.";
+shared-memory file. Without --config or stream ids, tp finds the driver running in the
+Aeron directory (--aeron-dir, default /dev/shm/aeron-$USER) by the endpoints it publishes
+in the counters file; --instance-id chooses when several share a media driver. With
+--config (the driver's own file, with the same environment overrides) or stream ids, tp
+uses those.";
 
 /// Operator tool for tensorpool: live status, SHM file inspection, message decoding,
 /// remote shutdown and epoch GC preview.
@@ -37,22 +40,27 @@ struct Cli {
 #[derive(Debug, Args)]
 struct TargetArgs {
     /// The driver's configuration file (TOML); its Aeron directory, streams and SHM
-    /// location are used. Without it, the driver's defaults.
+    /// location are used. Without it (and without stream ids), the running driver's
+    /// published endpoints.
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Aeron directory of the media driver (default: the configuration's, or Aeron's
     /// /dev/shm/aeron-$USER).
     #[arg(long, value_name = "DIR")]
     aeron_dir: Option<PathBuf>,
-    /// Control stream id of the driver (default 1000).
+    /// Control stream id of the driver (default: the running driver's, else 1000).
     #[arg(long, value_name = "ID")]
     control_stream_id: Option<u32>,
-    /// Announce stream id (default: the control stream id).
+    /// Announce stream id (default: the running driver's, else the control stream id).
     #[arg(long, value_name = "ID")]
     announce_stream_id: Option<u32>,
-    /// QoS stream id (default 1200).
+    /// QoS stream id (default: the running driver's, else 1200).
     #[arg(long, value_name = "ID")]
     qos_stream_id: Option<u32>,
+    /// Which running driver, when several share the media driver (their
+    /// driver.instance_id; tp lists them).
+    #[arg(long, value_name = "ID")]
+    instance_id: Option<String>,
 }
 
 impl TargetArgs {
@@ -63,8 +71,27 @@ impl TargetArgs {
             control_stream_id: self.control_stream_id,
             announce_stream_id: self.announce_stream_id,
             qos_stream_id: self.qos_stream_id,
+            instance_id: self.instance_id.clone(),
         }
     }
+
+    /// The driver to talk to ([`Target::locate`]).
+    fn locate(&self) -> Result<tool::Located, ToolError> {
+        noted(self.target().locate()?)
+    }
+
+    /// The SHM location to read ([`Target::locate_shm`]).
+    fn locate_shm(&self) -> Result<tool::Located, ToolError> {
+        noted(self.target().locate_shm()?)
+    }
+}
+
+/// `located`, its note printed on stderr.
+fn noted(located: tool::Located) -> Result<tool::Located, ToolError> {
+    if let Some(note) = &located.note {
+        eprintln!("tp: {note}");
+    }
+    Ok(located)
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,16 +211,16 @@ fn run(command: Command) -> Result<Exit, ToolError> {
             window_ms,
             refresh_ms,
         } => {
-            let config = target.target().resolve()?;
+            let located = target.locate()?;
             if once {
-                let snapshot = status::once(config, Duration::from_millis(window_ms))?;
+                let snapshot = status::once(located, Duration::from_millis(window_ms))?;
                 if json {
                     json_out(&snapshot);
                 } else {
                     print!("{}", status::render(&snapshot));
                 }
             } else {
-                status::live(config, Duration::from_millis(refresh_ms.max(100)), json)?;
+                status::live(located, Duration::from_millis(refresh_ms.max(100)), json)?;
             }
             Ok(Exit::Ok)
         }
@@ -265,7 +292,7 @@ fn run(command: Command) -> Result<Exit, ToolError> {
             message,
             timeout_ms,
         } => {
-            let config = target.target().resolve()?;
+            let config = target.locate()?.config;
             let timeout = timeout_ms.map_or_else(
                 || config.policies.shutdown_timeout() + Duration::from_secs(5),
                 Duration::from_millis,
@@ -287,24 +314,12 @@ fn run(command: Command) -> Result<Exit, ToolError> {
             target,
             json,
         } => {
-            let config = target.target().resolve()?;
-            let verdicts = gc::dry_run(&config)?;
+            let config = target.locate_shm()?.config;
+            let plan = gc::dry_run(&config)?;
             if json {
-                let rows: Vec<serde_json::Value> = verdicts
-                    .iter()
-                    .map(|v| {
-                        serde_json::json!({
-                            "stream_id": v.stream_id,
-                            "epoch": v.epoch,
-                            "path": v.path,
-                            "remove": v.remove,
-                            "reason": v.reason,
-                        })
-                    })
-                    .collect();
-                json_out(&rows);
+                json_out(&plan);
             } else {
-                print!("{}", gc::render(&config, &verdicts));
+                print!("{}", gc::render(&config, &plan));
             }
             Ok(Exit::Ok)
         }
@@ -323,7 +338,7 @@ fn read_input(path: &PathBuf) -> Result<Vec<u8>, ToolError> {
 }
 
 fn newest_epoch_files(target: &TargetArgs, stream_id: u32) -> Result<Vec<PathBuf>, ToolError> {
-    let config = target.target().resolve()?;
+    let config = target.locate_shm()?.config;
     let layout =
         tensorpool::shm::paths::CanonicalLayout::new(&config.shm.base_dir, &config.shm.namespace)
             .map_err(|e| ToolError::new(Exit::Usage, e.to_string()))?;

@@ -1,16 +1,21 @@
 //! The driver's Aeron counters: protocol and agent counts in the media driver's counters
-//! file, so Aeron's own tools (`AeronStat`) show them.
+//! file, so Aeron's own tools (`AeronStat`) show them, and the counter publishing the
+//! driver's endpoints ([`super::endpoints`]), allocated with them on every host.
 
 use super::agent::AgentCounters;
 use super::core::{CoreCounters, DriverCore};
+use super::endpoints::{DriverEndpoints, ENDPOINTS_COUNTER_TYPE_ID};
+use crate::config::DriverConfig;
 use crate::transport::{AeronClient, Counter, PendingCounter, TransportError};
 
 /// Aeron counter type id of every tensorpool driver counter.
 pub const COUNTER_TYPE_ID: i32 = 4_100;
 
-/// One counter per figure an operator asks about.
+/// One counter per figure an operator asks about, and the driver's endpoints.
 pub struct DriverCounters {
     counters: Vec<(Counter, Reader)>,
+    /// Held for its key and label; its value is the driver's pid.
+    _endpoints: Counter,
 }
 
 /// What the counters are read from.
@@ -100,10 +105,11 @@ const COUNTERS: &[(&str, Reader)] = &[
 ];
 
 impl DriverCounters {
-    /// Allocates every counter, labelled `tp-driver[<instance>]: <name>`, pumping `client`
-    /// until the media driver has allocated them (for start-up).
-    pub fn new(client: &AeronClient, instance_id: &str) -> Result<Self, TransportError> {
-        let mut pending = Self::start(client, instance_id)?;
+    /// Allocates every counter, labelled `tp-driver[<instance>]: <name>`, and the
+    /// endpoints counter of `config`, pumping `client` until the media driver has
+    /// allocated them (for start-up).
+    pub fn new(client: &AeronClient, config: &DriverConfig) -> Result<Self, TransportError> {
+        let mut pending = Self::start(client, config)?;
         client.pump_until(|| "the driver's counters".into(), || pending.poll())
     }
 
@@ -111,8 +117,9 @@ impl DriverCounters {
     /// block (the aeronmd plugin): poll the result once per cycle while the client is pumped.
     pub fn start(
         client: &AeronClient,
-        instance_id: &str,
+        config: &DriverConfig,
     ) -> Result<PendingDriverCounters, TransportError> {
+        let instance_id = &config.driver.instance_id;
         let pending = COUNTERS
             .iter()
             .map(|(name, read)| {
@@ -121,7 +128,17 @@ impl DriverCounters {
                     .map(|pending| (pending, None, *read))
             })
             .collect::<Result<_, _>>()?;
-        Ok(PendingDriverCounters { counters: pending })
+        let endpoints = DriverEndpoints::new(config, std::process::id());
+        let registration = Counter::start_add(
+            client,
+            ENDPOINTS_COUNTER_TYPE_ID,
+            &endpoints.key(),
+            &endpoints.label(),
+        )?;
+        Ok(PendingDriverCounters {
+            counters: pending,
+            endpoints: (registration, None),
+        })
     }
 
     /// Writes the current figures.
@@ -149,6 +166,8 @@ impl DriverCounters {
 pub struct PendingDriverCounters {
     /// Each counter's registration, its counter once allocated, and its reader.
     counters: Vec<(PendingCounter, Option<Counter>, Reader)>,
+    /// The endpoints counter's registration and counter once allocated.
+    endpoints: (PendingCounter, Option<Counter>),
 }
 
 impl PendingDriverCounters {
@@ -162,14 +181,22 @@ impl PendingDriverCounters {
             }
             all &= counter.is_some();
         }
-        if !all {
-            return Ok(None);
+        let (pending, endpoints) = &mut self.endpoints;
+        if endpoints.is_none() {
+            *endpoints = pending.poll()?;
         }
+        let Some(endpoints) = endpoints.take_if(|_| all) else {
+            return Ok(None);
+        };
+        endpoints.set(u64::from(std::process::id()));
         let counters = self
             .counters
             .drain(..)
             .filter_map(|(_, counter, read)| Some((counter?, read)))
             .collect();
-        Ok(Some(DriverCounters { counters }))
+        Ok(Some(DriverCounters {
+            counters,
+            _endpoints: endpoints,
+        }))
     }
 }

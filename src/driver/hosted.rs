@@ -130,7 +130,7 @@ impl PendingAeron {
         };
         let client = AeronClient::connect_with(&options)?;
         let plane = AeronControlPlane::start(&client, config)?;
-        let counters = DriverCounters::start(&client, &config.driver.instance_id)?;
+        let counters = DriverCounters::start(&client, config)?;
         Ok(Self {
             plane,
             counters,

@@ -7,6 +7,7 @@ pub mod aeron_plane;
 pub mod agent;
 pub mod core;
 pub mod counters;
+pub mod endpoints;
 pub mod hosted;
 pub mod lease_counters;
 pub mod ownership;

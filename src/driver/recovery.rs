@@ -179,7 +179,7 @@ fn complete(
         Ok(plane) => plane,
         Err(error) => return Err(Box::new((Some(client), error))),
     };
-    match DriverCounters::new(&client, &config.driver.instance_id) {
+    match DriverCounters::new(&client, config) {
         Ok(counters) => Ok((client, plane, counters)),
         Err(error) => {
             drop(plane);

@@ -208,7 +208,7 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
     };
     let (core, provisioner) = prepare(config)?;
     let plane = AeronControlPlane::new(&client, config)?;
-    let mut counters = DriverCounters::new(&client, &config.driver.instance_id)?;
+    let mut counters = DriverCounters::new(&client, config)?;
     let mut agent = DriverAgent::new(
         core,
         provisioner,

@@ -56,7 +56,8 @@ pub struct SuperblockView {
     pub slot_bytes: u32,
     /// Stride.
     pub stride_bytes: u32,
-    /// Writer pid.
+    /// Superblock `pid`: the process that created the region, the driver (`tp-driver`, or
+    /// the media driver hosting the plugin); producers write slots but not this field.
     pub pid: u64,
     /// Whether that pid runs now.
     pub pid_running: bool,
@@ -462,7 +463,7 @@ pub fn render(report: &FileReport, all_slots: bool) -> String {
         );
         let _ = writeln!(
             out,
-            "  writer pid {} ({}), created {:.1} s ago, activity {:.1} s ago",
+            "  driver pid {} ({}), created {:.1} s ago, activity {:.1} s ago",
             sb.pid,
             if sb.pid_running {
                 "running"

@@ -8,6 +8,8 @@
 //! the media driver); only `shutdown` sends a message to the driver.
 
 pub mod decode;
+pub mod discover;
+pub mod footprint;
 pub mod gc;
 pub mod inspect;
 pub mod schema;
@@ -19,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::{DriverConfig, DriverSection, PoliciesSection, ProcessEnv, ShmSection};
+use crate::driver::endpoints::DriverEndpoints;
 
 /// Exit statuses of `tp`, documented in `tp --help` and docs/USER_GUIDE.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,9 +82,86 @@ pub struct Target {
     pub announce_stream_id: Option<u32>,
     /// QoS stream id.
     pub qos_stream_id: Option<u32>,
+    /// Which of the drivers sharing the media driver (its `driver.instance_id`), when the
+    /// streams are found rather than named ([`Target::locate`]).
+    pub instance_id: Option<String>,
+}
+
+/// The driver `tp` talks about, and how it was found.
+#[derive(Debug, Clone)]
+pub struct Located {
+    /// Its configuration as far as `tp` needs it.
+    pub config: DriverConfig,
+    /// The endpoints it publishes, when they were read from the counters file (`None`:
+    /// the user named its configuration or streams).
+    pub discovered: Option<DriverEndpoints>,
+    /// Something the user should know (printed on stderr), e.g. that defaults are used.
+    pub note: Option<String>,
 }
 
 impl Target {
+    /// Whether the user named the driver's configuration or any of its stream ids.
+    pub fn names_streams(&self) -> bool {
+        self.config.is_some()
+            || self.control_stream_id.is_some()
+            || self.announce_stream_id.is_some()
+            || self.qos_stream_id.is_some()
+    }
+
+    /// The driver to talk about: as [`Target::resolve`] says when the user named its
+    /// configuration or streams; otherwise the one driver whose endpoints the media
+    /// driver's counters file holds (`--instance-id` chooses among several), its streams,
+    /// SHM location and GC policy applied to the defaults. An error says what was found
+    /// and what to pass.
+    pub fn locate(&self) -> Result<Located, ToolError> {
+        let mut config = self.resolve()?;
+        if self.names_streams() {
+            if self.instance_id.is_some() {
+                return Err(ToolError::new(
+                    Exit::Usage,
+                    "--instance-id chooses among the drivers found in the counters file;                      drop it, or drop --config and the stream ids",
+                ));
+            }
+            return Ok(Located {
+                config,
+                discovered: None,
+                note: None,
+            });
+        }
+        let dir = aeron_dir(&config);
+        let endpoints =
+            discover::choose(discover::discover(&dir), &dir, self.instance_id.as_deref())?;
+        endpoints.apply_to(&mut config);
+        Ok(Located {
+            config,
+            discovered: Some(endpoints),
+            note: None,
+        })
+    }
+
+    /// As [`Target::locate`], for subcommands that read SHM directories only (`gc`,
+    /// `inspect`): when no driver runs to be found, the default SHM location and GC
+    /// policy, with a note saying so.
+    pub fn locate_shm(&self) -> Result<Located, ToolError> {
+        match self.locate() {
+            Err(error) if error.exit == Exit::NoDriver && self.instance_id.is_none() => {
+                let config = self.resolve()?;
+                let note = format!(
+                    "{error}\nno running driver found: using the default SHM location {} \
+                     namespace {} and the default GC policy; pass --config FILE for another",
+                    config.shm.base_dir.display(),
+                    config.shm.namespace
+                );
+                Ok(Located {
+                    config,
+                    discovered: None,
+                    note: Some(note),
+                })
+            }
+            other => other,
+        }
+    }
+
     /// The effective driver configuration.
     pub fn resolve(&self) -> Result<DriverConfig, ToolError> {
         let mut config = match &self.config {

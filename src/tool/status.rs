@@ -9,7 +9,16 @@
 //! - Frames/s and MiB/s: the highest committed sequence in the header ring and the mean
 //!   payload length of its committed slots, sampled once per refresh (read with `pread`).
 //! - Drops and consumers' progress: `QosConsumer`; the producer's sequence: `QosProducer`.
-//! - Driver counters: every counter of type 4100 (`tp-driver[<instance>]: <name>`).
+//!   The two drop fields of the wire are shown under one name each, in text and JSON:
+//!   `qos_drops_gap` (`QosConsumer.dropsGap`) and `qos_drops_late` (`QosConsumer.dropsLate`);
+//!   which of a consumer's own counters they sum is in [`QOS_DROPS_LEGEND`].
+//! - Driver counters: every counter of type 4100 (`tp-driver[<instance>]: <name>`), named
+//!   in snake_case (`active producer leases` is `active_producer_leases`).
+//! - Where to listen: the endpoints the driver publishes (type 4102, found by
+//!   [`super::Target::locate`]) unless the user named them; what was not heard is said,
+//!   with the reason and what to pass ([`StatusSnapshot::notes`]).
+//! - SHM footprint: the storage every epoch directory of the namespace holds
+//!   ([`super::footprint`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -21,10 +30,13 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use serde::Serialize;
 
-use super::{aeron_dir, connect, Exit, ToolError};
+use super::discover::{describe, endpoints_in, Discovery};
+use super::footprint::{self, human, Footprint};
+use super::{aeron_dir, connect, Exit, Located, ToolError};
 use crate::clock::monotonic_now_ns;
 use crate::config::DriverConfig;
 use crate::driver::counters::COUNTER_TYPE_ID;
+use crate::driver::endpoints::DriverEndpoints;
 use crate::driver::lease_counters::{LeaseKey, LEASE_COUNTER_TYPE_ID};
 use crate::protocol::control::{
     ClockDomain, QosConsumer, QosProducer, ShmPoolAnnounceDecoder, SCHEMA_ID,
@@ -40,6 +52,12 @@ use crate::transport::{AeronClient, Subscription};
 const POLL_LIMIT: usize = 256;
 /// Largest header ring sampled (bytes read per refresh stay bounded).
 const MAX_SAMPLED_SLOTS: u32 = 65_536;
+/// What the two QoS drop figures are: the wire's fields, and the counters of a tensorpool
+/// consumer (`ConsumerCounters`, the example consumer's JSON line, `tp_consumer_counters`)
+/// they sum (docs/DESIGN.md, "Drop counters and QoS").
+pub const QOS_DROPS_LEGEND: &str = "qos_drops_gap = QosConsumer.dropsGap = the consumer's \
+    drops_gap + drops_resync; qos_drops_late = QosConsumer.dropsLate = drops_not_committed + \
+    drops_stale + drops_late";
 
 /// One pool of a stream's current epoch.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -72,10 +90,10 @@ pub struct LeaseStatus {
     pub node_id: Option<u32>,
     /// Last sequence the client reported over QoS.
     pub qos_seq: Option<u64>,
-    /// `QosConsumer.dropsGap` (consumers).
-    pub drops_gap: Option<u64>,
-    /// `QosConsumer.dropsLate` (consumers).
-    pub drops_late: Option<u64>,
+    /// `QosConsumer.dropsGap` (consumers; see [`QOS_DROPS_LEGEND`]).
+    pub qos_drops_gap: Option<u64>,
+    /// `QosConsumer.dropsLate` (consumers; see [`QOS_DROPS_LEGEND`]).
+    pub qos_drops_late: Option<u64>,
 }
 
 /// One stream.
@@ -103,10 +121,12 @@ pub struct StreamStatus {
     pub frames_per_s: Option<f64>,
     /// Payload MiB per second (frames/s × mean payload of the committed slots).
     pub mib_per_s: Option<f64>,
-    /// Sum of the consumers' `dropsGap`.
-    pub drops_gap: u64,
-    /// Sum of the consumers' `dropsLate`.
-    pub drops_late: u64,
+    /// Sum of the consumers' `qos_drops_gap`.
+    pub qos_drops_gap: u64,
+    /// Sum of the consumers' `qos_drops_late`.
+    pub qos_drops_late: u64,
+    /// Bytes the stream's epoch directories hold ([`Footprint`]; 0 when not measured).
+    pub shm_bytes: u64,
 }
 
 /// Everything `tp status` shows.
@@ -114,6 +134,9 @@ pub struct StreamStatus {
 pub struct StatusSnapshot {
     /// The Aeron directory read.
     pub aeron_dir: PathBuf,
+    /// The driver observed, when it was found by the endpoints it publishes (`None`: the
+    /// user named its configuration or streams).
+    pub instance_id: Option<String>,
     /// The driver's control stream.
     pub control_stream_id: u32,
     /// The announce stream listened to.
@@ -124,10 +147,15 @@ pub struct StatusSnapshot {
     pub observed_s: f64,
     /// Streams by id.
     pub streams: Vec<StreamStatus>,
-    /// Every driver's counters, by instance id, in counter order.
+    /// Every driver's counters, by instance id, in counter order, named in snake_case.
     pub drivers: IndexMap<String, IndexMap<String, i64>>,
-    /// Live leases the driver could not publish (see `leases not published`).
+    /// Live leases the driver could not publish (see `leases_not_published`).
     pub leases_not_published: i64,
+    /// The storage the namespace's epoch directories hold (`None`: not measurable, a
+    /// note says why).
+    pub shm: Option<Footprint>,
+    /// What was not heard or read, why, and what to pass.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +189,7 @@ struct StreamObs {
 /// Listens to the announce and QoS streams and samples counters and rings.
 pub struct Observer {
     config: DriverConfig,
+    discovered: Option<DriverEndpoints>,
     started: Instant,
     streams: BTreeMap<u32, StreamObs>,
     announce_sub: Subscription,
@@ -170,9 +199,12 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Connects to the media driver of `config` and subscribes to its announce and QoS
-    /// streams.
-    pub fn new(config: DriverConfig) -> Result<Self, ToolError> {
+    /// Connects to the media driver of the located driver and subscribes to its announce
+    /// and QoS streams.
+    pub fn new(located: Located) -> Result<Self, ToolError> {
+        let Located {
+            config, discovered, ..
+        } = located;
         let client = connect(&config)?;
         let subscribe = |channel: &str, stream_id: u32| {
             let id = i32::try_from(stream_id).map_err(|_| {
@@ -195,6 +227,7 @@ impl Observer {
         };
         Ok(Self {
             config,
+            discovered,
             started: Instant::now(),
             streams: BTreeMap::new(),
             announce_sub,
@@ -267,37 +300,113 @@ impl Observer {
                 }
             } else if counter.type_id == COUNTER_TYPE_ID {
                 if let Some((instance, name)) = split_driver_label(&counter.label) {
-                    if name == "leases not published" {
+                    let name = snake_case(name);
+                    if name == "leases_not_published" {
                         not_published += counter.value;
                     }
                     drivers
                         .entry(instance.to_owned())
                         .or_default()
-                        .insert(name.to_owned(), counter.value);
+                        .insert(name, counter.value);
                 }
             }
         }
+        let mut notes = Vec::new();
+        let shm = footprint::measure(&self.config)
+            .map_err(|e| notes.push(format!("SHM footprint not measured: {e}")))
+            .ok();
         let ids: BTreeSet<u32> = self.streams.keys().chain(leases.keys()).copied().collect();
         let empty = StreamObs::default();
-        let streams = ids
+        let streams: Vec<StreamStatus> = ids
             .into_iter()
             .map(|id| {
                 let obs = self.streams.get(&id).unwrap_or(&empty);
-                stream_status(id, obs, leases.remove(&id).unwrap_or_default(), now_ns)
+                let mut status =
+                    stream_status(id, obs, leases.remove(&id).unwrap_or_default(), now_ns);
+                status.shm_bytes = shm.as_ref().map_or(0, |f| f.stream_bytes(id));
+                status
             })
             .collect();
+        let observed_s = self.started.elapsed().as_secs_f64();
+        if !streams.iter().any(|s| s.epoch.is_some()) {
+            notes.push(self.nothing_heard(&counters, observed_s));
+        }
         let driver = &self.config.driver;
         StatusSnapshot {
             aeron_dir: aeron_dir(&self.config),
+            instance_id: self.discovered.as_ref().map(|d| d.instance_id.clone()),
             control_stream_id,
             announce_stream_id: driver.announce_stream_id,
             qos_stream_id: driver.qos_stream_id,
-            observed_s: self.started.elapsed().as_secs_f64(),
+            observed_s,
             streams,
             drivers,
             leases_not_published: not_published,
+            shm,
+            notes,
         }
     }
+
+    /// Why no announce was heard, and what to pass: the announce stream listened to is
+    /// compared with the endpoints the running drivers publish.
+    fn nothing_heard(
+        &self,
+        counters: &[crate::transport::CounterSnapshot],
+        observed_s: f64,
+    ) -> String {
+        let driver = &self.config.driver;
+        let (channel, stream) = driver.announce_endpoint();
+        let heard = format!("no ShmPoolAnnounce on {channel} stream {stream} in {observed_s:.1}s");
+        let drivers = match endpoints_in(counters) {
+            Discovery::Found { drivers, .. } => drivers,
+            Discovery::NoMediaDriver(_) => Vec::new(),
+        };
+        // By stream id: channels are compared by Aeron on their canonical form (an IPC
+        // subscription hears every IPC publication of its stream, whatever its params).
+        let listening = |d: &&DriverEndpoints| d.announce_stream_id == stream;
+        if let Some(d) = drivers.iter().find(listening) {
+            return format!(
+                "{heard}: driver {} announces there once per policies.announce_period_ms, \
+                 only streams with a current epoch (static streams, and dynamic ones while a \
+                 producer is attached); it has none now, or the period is longer than the \
+                 listening window (--window-ms)",
+                d.instance_id
+            );
+        }
+        if drivers.is_empty() {
+            return format!(
+                "{heard}: no driver publishes its endpoints in {} (no counter \
+                 \"tp-driver[<instance>] endpoints\"); is tp-driver running with this Aeron \
+                 directory? A driver that does not publish them: pass its --config or \
+                 --announce-stream-id",
+                aeron_dir(&self.config).display()
+            );
+        }
+        let found: String = drivers
+            .iter()
+            .map(|d| format!("\n    {}", describe(d)))
+            .collect();
+        format!(
+            "{heard}: no running driver announces there; drop the stream flags (and \
+             --config) to follow the driver found, or pass its --announce-stream-id. \
+             Drivers here:{found}"
+        )
+    }
+}
+
+/// A counter name as a JSON key: lowercase words joined by `_`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for word in name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push('_');
+        }
+        out.push_str(&word.to_ascii_lowercase());
+    }
+    out
 }
 
 fn split_driver_label(label: &str) -> Option<(&str, &str)> {
@@ -402,8 +511,8 @@ fn lease_status(key: &LeaseKey, expiry_ns: i64, now_ns: u64) -> LeaseStatus {
         descriptor_stream_id: key.descriptor_stream_id,
         node_id: key.node_id,
         qos_seq: None,
-        drops_gap: None,
-        drops_late: None,
+        qos_drops_gap: None,
+        qos_drops_late: None,
     }
 }
 
@@ -416,8 +525,8 @@ fn unpublished(client_id: u32) -> LeaseStatus {
         descriptor_stream_id: None,
         node_id: None,
         qos_seq: None,
-        drops_gap: None,
-        drops_late: None,
+        qos_drops_gap: None,
+        qos_drops_late: None,
     }
 }
 
@@ -450,8 +559,8 @@ fn stream_status(
     for (id, q) in &obs.consumer_qos {
         let entry = consumers.entry(*id).or_insert_with(|| unpublished(*id));
         entry.qos_seq = Some(q.last_seq_seen);
-        entry.drops_gap = Some(q.drops_gap);
-        entry.drops_late = Some(q.drops_late);
+        entry.qos_drops_gap = Some(q.drops_gap);
+        entry.qos_drops_late = Some(q.drops_late);
     }
     let consumers: Vec<LeaseStatus> = consumers.into_values().collect();
     let (frames_per_s, mib_per_s) = match (obs.previous, obs.latest) {
@@ -481,8 +590,9 @@ fn stream_status(
             None => a.received.elapsed().as_secs_f64(),
         }),
         producer,
-        drops_gap: consumers.iter().filter_map(|c| c.drops_gap).sum(),
-        drops_late: consumers.iter().filter_map(|c| c.drops_late).sum(),
+        qos_drops_gap: consumers.iter().filter_map(|c| c.qos_drops_gap).sum(),
+        qos_drops_late: consumers.iter().filter_map(|c| c.qos_drops_late).sum(),
+        shm_bytes: 0,
         consumers,
         header_nslots: announce.map(|a| a.header_nslots),
         header_region_uri: announce.map(|a| a.header_uri.clone()),
@@ -520,16 +630,19 @@ fn lease_line(role: &str, lease: &LeaseStatus) -> String {
     if let Some(seq) = lease.qos_seq {
         let _ = write!(line, "  seq {seq}");
     }
-    if let (Some(gap), Some(late)) = (lease.drops_gap, lease.drops_late) {
-        let _ = write!(line, "  drops gap {gap} late {late}");
+    if let (Some(gap), Some(late)) = (lease.qos_drops_gap, lease.qos_drops_late) {
+        let _ = write!(line, "  qos_drops_gap {gap}  qos_drops_late {late}");
     }
     line
 }
 
 /// The snapshot as the text the live view and `--once` print.
 pub fn render(s: &StatusSnapshot) -> String {
+    let found = s.instance_id.as_ref().map_or_else(String::new, |id| {
+        format!("driver {id} (found by its published endpoints)  ")
+    });
     let mut out = format!(
-        "tp status: aeron dir {}  control stream {}  announce stream {}  qos stream {}\n\n",
+        "tp status: {found}aeron dir {}  control stream {}  announce stream {}  qos stream {}\n\n",
         s.aeron_dir.display(),
         s.control_stream_id,
         s.announce_stream_id,
@@ -537,22 +650,21 @@ pub fn render(s: &StatusSnapshot) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>8} {:>6} {:>9} {:>9} {:>10} {:>9} {:>12} {:>8}",
-        "STREAM", "EPOCH", "PRODUCER", "CONSUMERS", "FRAMES/S", "MIB/S", "DROPS G/L", "ANNOUNCE"
+        "{:>8} {:>6} {:>9} {:>9} {:>10} {:>9} {:>14} {:>10} {:>8}",
+        "STREAM",
+        "EPOCH",
+        "PRODUCER",
+        "CONSUMERS",
+        "FRAMES/S",
+        "MIB/S",
+        "QOS GAP/LATE",
+        "SHM",
+        "ANNOUNCE"
     );
-    if s.streams.is_empty() {
-        let _ = writeln!(
-            out,
-            "  (no announce on stream {} after {:.1}s: announces arrive once per announce \
-             period; is this the driver's announce stream? pass its --config or \
-             --announce-stream-id)",
-            s.announce_stream_id, s.observed_s
-        );
-    }
     for stream in &s.streams {
         let _ = writeln!(
             out,
-            "{:>8} {:>6} {:>9} {:>9} {:>10} {:>9} {:>12} {:>8}",
+            "{:>8} {:>6} {:>9} {:>9} {:>10} {:>9} {:>14} {:>10} {:>8}",
             stream.stream_id,
             opt(stream.epoch),
             opt(stream.producer.as_ref().map(|p| p.client_id)),
@@ -563,7 +675,8 @@ pub fn render(s: &StatusSnapshot) -> String {
             stream
                 .mib_per_s
                 .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
-            format!("{}/{}", stream.drops_gap, stream.drops_late),
+            format!("{}/{}", stream.qos_drops_gap, stream.qos_drops_late),
+            human(stream.shm_bytes),
             secs(stream.announce_age_s),
         );
         if let Some(nslots) = stream.header_nslots {
@@ -584,6 +697,33 @@ pub fn render(s: &StatusSnapshot) -> String {
         for c in &stream.consumers {
             let _ = writeln!(out, "{}", lease_line("consumer", c));
         }
+    }
+    if s.streams
+        .iter()
+        .any(|st| st.consumers.iter().any(|c| c.qos_drops_gap.is_some()))
+    {
+        let _ = writeln!(out, "\n  {QOS_DROPS_LEGEND}");
+    }
+    if let Some(shm) = &s.shm {
+        let _ = writeln!(
+            out,
+            "\nshm {}: {} in {} epoch directories (allocated, as du counts)",
+            shm.namespace_dir.display(),
+            human(shm.total_bytes),
+            shm.epochs.len()
+        );
+        for epoch in &shm.epochs {
+            let _ = writeln!(
+                out,
+                "  stream {} epoch {}: {}",
+                epoch.stream_id,
+                epoch.epoch,
+                human(epoch.bytes)
+            );
+        }
+    }
+    for note in &s.notes {
+        let _ = writeln!(out, "\nnote: {note}");
     }
     if s.leases_not_published > 0 {
         let _ = writeln!(
@@ -607,8 +747,8 @@ pub fn render(s: &StatusSnapshot) -> String {
 }
 
 /// `tp status --once`: listens for `window`, sampling the rings at its start and end.
-pub fn once(config: DriverConfig, window: Duration) -> Result<StatusSnapshot, ToolError> {
-    let mut observer = Observer::new(config)?;
+pub fn once(located: Located, window: Duration) -> Result<StatusSnapshot, ToolError> {
+    let mut observer = Observer::new(located)?;
     observer.poll()?;
     observer.sample_rings();
     observer.listen(window)?;
@@ -629,8 +769,8 @@ pub fn once(config: DriverConfig, window: Duration) -> Result<StatusSnapshot, To
 }
 
 /// `tp status` live: redraws every `refresh` until `q`, Ctrl-C or SIGTERM.
-pub fn live(config: DriverConfig, refresh: Duration, json: bool) -> Result<(), ToolError> {
-    let mut observer = Observer::new(config)?;
+pub fn live(located: Located, refresh: Duration, json: bool) -> Result<(), ToolError> {
+    let mut observer = Observer::new(located)?;
     let terminal = super::terminal::LiveTerminal::enter();
     let mut next = Instant::now();
     loop {
@@ -651,6 +791,98 @@ pub fn live(config: DriverConfig, refresh: Duration, json: bool) -> Result<(), T
         }
         if terminal.wait_for_quit(Duration::from_millis(20)) {
             return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(client_id: u32, gap: u64, late: u64) -> LeaseStatus {
+        LeaseStatus {
+            qos_seq: Some(1_000),
+            qos_drops_gap: Some(gap),
+            qos_drops_late: Some(late),
+            ..unpublished(client_id)
+        }
+    }
+
+    /// The case of issue 21: a consumer whose QoS carried dropsGap 83 (all resync skips)
+    /// and dropsLate 1 is shown under the same names, with the same figures, in text and
+    /// JSON, and the text says which consumer counters they sum.
+    #[test]
+    fn text_and_json_name_the_qos_drop_figures_alike() {
+        let stream = StreamStatus {
+            stream_id: 10_000,
+            epoch: Some(2),
+            announce_age_s: Some(0.5),
+            producer: None,
+            consumers: vec![consumer(21, 83, 1)],
+            header_nslots: None,
+            header_region_uri: None,
+            pools: Vec::new(),
+            last_seq: None,
+            frames_per_s: None,
+            mib_per_s: None,
+            qos_drops_gap: 83,
+            qos_drops_late: 1,
+            shm_bytes: 3 << 20,
+        };
+        let snapshot = StatusSnapshot {
+            aeron_dir: "/dev/shm/aeron".into(),
+            instance_id: Some("d".into()),
+            control_stream_id: 1_000,
+            announce_stream_id: 1_001,
+            qos_stream_id: 1_200,
+            observed_s: 2.0,
+            streams: vec![stream],
+            drivers: IndexMap::new(),
+            leases_not_published: 0,
+            shm: None,
+            notes: Vec::new(),
+        };
+        let json = serde_json::to_value(&snapshot).expect("JSON");
+        let c = &json["streams"][0]["consumers"][0];
+        assert_eq!(
+            (&c["qos_drops_gap"], &c["qos_drops_late"]),
+            (&83.into(), &1.into())
+        );
+        assert_eq!(json["streams"][0]["qos_drops_gap"], 83);
+        let text = render(&snapshot);
+        assert!(
+            text.contains(
+                "consumer 21  (lease not published)  seq 1000  qos_drops_gap 83  qos_drops_late 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("83/1"), "{text}");
+        assert!(text.contains(QOS_DROPS_LEGEND), "{text}");
+        assert!(
+            QOS_DROPS_LEGEND.contains("drops_gap + drops_resync")
+                && QOS_DROPS_LEGEND.contains("drops_not_committed + drops_stale + drops_late"),
+            "the legend says what a tensorpool consumer puts in each field"
+        );
+        assert!(!text.contains("drops gap"), "{text}");
+    }
+
+    #[test]
+    fn counter_names_become_snake_case_keys() {
+        assert_eq!(
+            snake_case("active producer leases"),
+            "active_producer_leases"
+        );
+        assert_eq!(
+            snake_case("attaches rejected INVALID_PARAMS"),
+            "attaches_rejected_invalid_params"
+        );
+        assert_eq!(snake_case("doorbell wake-ups"), "doorbell_wake_ups");
+        for name in crate::driver::counters::DriverCounters::names() {
+            let key = snake_case(name);
+            assert!(
+                key.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name} -> {key}"
+            );
         }
     }
 }

@@ -183,13 +183,14 @@ impl ConsumerCounters {
     /// What `QosConsumer.dropsGap` reports: frames the consumer never read, whether
     /// their descriptors never arrived or were skipped to catch up (Wire Spec §15.4 asks
     /// that a resync be reported in QoS, and the message has no field of its own for it).
+    /// `tp status` shows it as `qos_drops_gap`, a name of its own: it is not `drops_gap`.
     pub fn qos_drops_gap(&self) -> u64 {
         self.drops_gap + self.drops_resync
     }
 
     /// What `QosConsumer.dropsLate` reports: every failed seqlock check (not committed,
     /// stale, overwritten, changed mid-read) — Wire Spec §10.4.1 "failed sentinel
-    /// validation / overwritten mid-read".
+    /// validation / overwritten mid-read". `tp status` shows it as `qos_drops_late`.
     pub fn qos_drops_late(&self) -> u64 {
         self.drops_not_committed + self.drops_stale + self.drops_late
     }
