@@ -39,8 +39,12 @@ pub enum ConsumerEvent {
     },
     /// The driver revoked this consumer's lease; the consumer reattaches.
     Revoked(LeaseRevokeReason),
-    /// The stream's producer lease ended; frames wait for the next epoch.
-    ProducerRevoked,
+    /// The stream's producer lease ended (`DETACHED`: it left on purpose; `EXPIRED` or
+    /// `REVOKED`: it failed or was removed); frames wait for the next epoch.
+    ProducerRevoked {
+        /// Why the producer's lease ended.
+        reason: LeaseRevokeReason,
+    },
     /// The driver is shutting down; the consumer reattaches when it is back.
     DriverShutdown(ShutdownReason),
     /// The regions were unmapped.
