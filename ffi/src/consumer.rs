@@ -168,7 +168,8 @@ pub enum tp_consumer_event_kind {
     /// The driver revoked this consumer's lease (`reason`: 1 detached, 2 expired,
     /// 3 revoked); it reattaches.
     TP_CONSUMER_EVENT_REVOKED = 3,
-    /// The stream's producer lease ended; frames wait for the next epoch.
+    /// The stream's producer lease ended (`reason`: 1 detached, i.e. it finished;
+    /// 2 expired, 3 revoked); frames wait for the next epoch.
     TP_CONSUMER_EVENT_PRODUCER_REVOKED = 4,
     /// The driver is shutting down (`reason`: 0 normal, 1 admin, 2 error).
     TP_CONSUMER_EVENT_DRIVER_SHUTDOWN = 5,
@@ -587,7 +588,10 @@ fn event_of(event: Option<ConsumerEvent>) -> tp_consumer_event {
             out.reason = i32::from(reason.raw());
             K::TP_CONSUMER_EVENT_REVOKED
         }
-        ConsumerEvent::ProducerRevoked => K::TP_CONSUMER_EVENT_PRODUCER_REVOKED,
+        ConsumerEvent::ProducerRevoked { reason } => {
+            out.reason = i32::from(reason.raw());
+            K::TP_CONSUMER_EVENT_PRODUCER_REVOKED
+        }
         ConsumerEvent::DriverShutdown(reason) => {
             out.reason = i32::from(reason.raw());
             K::TP_CONSUMER_EVENT_DRIVER_SHUTDOWN
