@@ -257,6 +257,8 @@ enum tp_consumer_event_kind
   TP_CONSUMER_EVENT_UNMAPPED = 6,
   // The Aeron client lost its media driver; `tp_consumer_do_work` reconnects.
   TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST = 7,
+  // The driver refused the attach (`reason`: the response code); retried.
+  TP_CONSUMER_EVENT_ATTACH_REFUSED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -786,8 +788,9 @@ const char *tp_consumer_event_name(int32_t kind);
 const char *tp_producer_event_reason_name(int32_t kind, int32_t reason);
 
 // The name of the `reason` of a consumer event of `kind`: a lease revoke reason
-// (REVOKED, PRODUCER_REVOKED), a shutdown reason (DRIVER_SHUTDOWN) or a
-// `tp_unmap_reason` (`"TP_UNMAP_LEASE_REVOKED"`, ...; UNMAPPED); `"UNRECOGNIZED"` for a
+// (REVOKED, PRODUCER_REVOKED), a shutdown reason (DRIVER_SHUTDOWN), a
+// `tp_unmap_reason` (`"TP_UNMAP_LEASE_REVOKED"`, ...; UNMAPPED) or an attach response
+// code (`"REJECTED"`, ...; ATTACH_REFUSED); `"UNRECOGNIZED"` for a
 // value the kind does not define, and `""` for kinds without a reason. Static.
 const char *tp_consumer_event_reason_name(int32_t kind, int32_t reason);
 

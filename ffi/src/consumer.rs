@@ -177,6 +177,8 @@ pub enum tp_consumer_event_kind {
     TP_CONSUMER_EVENT_UNMAPPED = 6,
     /// The Aeron client lost its media driver; `tp_consumer_do_work` reconnects.
     TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST = 7,
+    /// The driver refused the attach (`reason`: the response code); retried.
+    TP_CONSUMER_EVENT_ATTACH_REFUSED = 8,
 }
 
 /// Why the regions were unmapped (`reason` of TP_CONSUMER_EVENT_UNMAPPED).
@@ -607,6 +609,10 @@ fn event_of(event: Option<ConsumerEvent>) -> tp_consumer_event {
             K::TP_CONSUMER_EVENT_UNMAPPED
         }
         ConsumerEvent::MediaDriverLost => K::TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST,
+        ConsumerEvent::AttachRefused { code, .. } => {
+            out.reason = code.raw();
+            K::TP_CONSUMER_EVENT_ATTACH_REFUSED
+        }
     } as i32;
     out
 }

@@ -50,6 +50,7 @@ pub extern "C" fn tp_consumer_event_name(kind: i32) -> *const c_char {
         k if k == C::TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST as i32 => {
             c"TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST"
         }
+        k if k == C::TP_CONSUMER_EVENT_ATTACH_REFUSED as i32 => c"TP_CONSUMER_EVENT_ATTACH_REFUSED",
         _ => c"TP_UNKNOWN_EVENT",
     };
     name.as_ptr()
@@ -71,8 +72,9 @@ pub extern "C" fn tp_producer_event_reason_name(kind: i32, reason: i32) -> *cons
 }
 
 /// The name of the `reason` of a consumer event of `kind`: a lease revoke reason
-/// (REVOKED, PRODUCER_REVOKED), a shutdown reason (DRIVER_SHUTDOWN) or a
-/// `tp_unmap_reason` (`"TP_UNMAP_LEASE_REVOKED"`, ...; UNMAPPED); `"UNRECOGNIZED"` for a
+/// (REVOKED, PRODUCER_REVOKED), a shutdown reason (DRIVER_SHUTDOWN), a
+/// `tp_unmap_reason` (`"TP_UNMAP_LEASE_REVOKED"`, ...; UNMAPPED) or an attach response
+/// code (`"REJECTED"`, ...; ATTACH_REFUSED); `"UNRECOGNIZED"` for a
 /// value the kind does not define, and `""` for kinds without a reason. Static.
 #[no_mangle]
 pub extern "C" fn tp_consumer_event_reason_name(kind: i32, reason: i32) -> *const c_char {
@@ -84,6 +86,7 @@ pub extern "C" fn tp_consumer_event_reason_name(kind: i32, reason: i32) -> *cons
         }
         k if k == C::TP_CONSUMER_EVENT_DRIVER_SHUTDOWN as i32 => shutdown_reason(reason),
         k if k == C::TP_CONSUMER_EVENT_UNMAPPED as i32 => unmap_reason(reason),
+        k if k == C::TP_CONSUMER_EVENT_ATTACH_REFUSED as i32 => response_code(reason),
         _ => c"",
     };
     name.as_ptr()

@@ -983,6 +983,9 @@ fn consumer_event_json(event: &ConsumerEvent, consumer: &Consumer) -> String {
             JsonWriter::event("unmapped").text("reason", &format!("{reason:?}"))
         }
         ConsumerEvent::MediaDriverLost => JsonWriter::event("media_driver_lost"),
+        ConsumerEvent::AttachRefused { code, message } => JsonWriter::event("attach_refused")
+            .text("code", code.name())
+            .text("message", message),
     };
     w.num("consumer_id", u64::from(consumer.consumer_id()))
         .finish()

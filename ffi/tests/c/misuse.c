@@ -123,6 +123,8 @@ static void config_checks(void) {
     CHECK(strcmp(tp_consumer_event_name(TP_CONSUMER_EVENT_PRODUCER_REVOKED),
                  "TP_CONSUMER_EVENT_PRODUCER_REVOKED") == 0);
     CHECK(strcmp(tp_consumer_event_name(-1), "TP_UNKNOWN_EVENT") == 0);
+    CHECK(strcmp(tp_consumer_event_reason_name(TP_CONSUMER_EVENT_ATTACH_REFUSED, 2),
+                 "INVALID_PARAMS") == 0);
     CHECK(strcmp(tp_consumer_event_reason_name(TP_CONSUMER_EVENT_PRODUCER_REVOKED, 1),
                  "DETACHED") == 0);
     CHECK(strcmp(tp_consumer_event_reason_name(TP_CONSUMER_EVENT_DRIVER_SHUTDOWN, 1), "ADMIN") == 0);

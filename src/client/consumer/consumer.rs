@@ -424,6 +424,8 @@ impl Consumer {
             SessionEvent::Attached(grant) => self.on_attached(grant, now_ns)?,
             SessionEvent::AttachRefused { code, message } => {
                 tracing::debug!(%code, %message, stream_id = self.stream_id, "attach refused; retrying");
+                self.events
+                    .push(ConsumerEvent::AttachRefused { code, message });
             }
             SessionEvent::AttachTimedOut => {
                 tracing::debug!(stream_id = self.stream_id, "attach timed out; retrying");
