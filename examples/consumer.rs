@@ -51,7 +51,7 @@ use tensorpool::client::consumer::{
     monotonic_now_ns, Consumer, ConsumerConfig, ConsumerCounters, ConsumerError, ConsumerEvent,
     Frame, FramePoll,
 };
-use tensorpool::client::{ClientStreams, LinkError};
+use tensorpool::client::{attach_refusal_fix, ClientStreams, LinkError};
 use tensorpool::protocol::control::Dtype;
 use tensorpool::protocol::driver::LeaseRevokeReason;
 use tensorpool::transport::{default_aeron_dir, BackoffIdle};
@@ -315,6 +315,8 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
         detached_at: None,
     };
     let mut producer_finished = false;
+    // The driver's last attach refusal and its fix, for the final message.
+    let mut last_refusal: Option<String> = None;
     while report.frames_received < args.frames && Instant::now() < deadline {
         if !progress.is_zero() && Instant::now() >= next_progress {
             report.counters = consumer.counters();
@@ -331,8 +333,29 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
         while let Some(event) = consumer.poll_event() {
             watch.on_event(&event, &consumer);
             match event {
-                ConsumerEvent::Attached { epoch } => tracing::info!(epoch, "attached"),
+                ConsumerEvent::Attached { epoch } => {
+                    last_refusal = None;
+                    tracing::info!(epoch, "attached");
+                }
                 ConsumerEvent::EpochChanged { epoch } => tracing::info!(epoch, "epoch changed"),
+                ConsumerEvent::AttachRefused { code, message } => {
+                    let refusal = format!("{code}: {message}");
+                    let fix = attach_refusal_fix(code, &message);
+                    // A producer attaching with --create may still make the stream.
+                    let may_appear = message == "stream not provisioned";
+                    if let Some(fix) = fix.filter(|_| !may_appear) {
+                        return Err(format!(
+                            "the driver refused stream {} ({refusal}), which waiting cannot \
+                             change; {fix}",
+                            args.stream_id
+                        ));
+                    }
+                    tracing::info!(%refusal, "attach refused; retrying");
+                    last_refusal = Some(match fix {
+                        Some(fix) => format!("{refusal}; {fix}"),
+                        None => refusal,
+                    });
+                }
                 // A producer that finishes detaches: normal, not a warning.
                 ConsumerEvent::ProducerRevoked {
                     reason: LeaseRevokeReason::Detached,
@@ -392,8 +415,12 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
                 report.frames_received, args.frames, watch.grace
             ));
         }
+        let why = match &last_refusal {
+            Some(refusal) => format!("; not attached: the driver's last refusal: {refusal}"),
+            None => String::new(),
+        };
         return Err(format!(
-            "received {} of {} frames before the timeout",
+            "received {} of {} frames before the timeout{why}",
             report.frames_received, args.frames
         ));
     }

@@ -507,3 +507,30 @@ fn without_a_media_driver_the_error_names_the_directory_the_whole_wait_and_the_f
         "{stderr}"
     );
 }
+
+#[test]
+fn a_consumer_that_never_attached_names_the_last_refusal_and_the_fix() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-examples-consumer-unknown".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_fast_lease_driver(&env, &settings);
+    // Retried to the end: a producer with --create could still make the stream.
+    let mut consumer = spawn_example(
+        &env,
+        "consumer",
+        "consumer",
+        &["--stream-id", "12345", "--frames", "10", "--timeout-s", "2"],
+    );
+    let status = wait_ended(&mut consumer, "a consumer of an unknown stream");
+    let stderr = consumer.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "received 0 of 10 frames before the timeout; not attached: the driver's last \
+             refusal: REJECTED: stream not provisioned; add a [streams.<name>] entry"
+        ),
+        "{stderr}"
+    );
+}

@@ -134,6 +134,11 @@ static void on_frame(const tp_frame *frame, void *user) {
     }
 }
 
+/* The response code of the driver's last attach refusal (NULL: none since attaching),
+ * for the final message; the consumer retries refusals, as a producer may still create
+ * the stream. */
+static const char *last_refusal = NULL;
+
 /* Drains the events (logging the unusual ones); false on a failure. Notes in
  * *producer_detached_at when the producer detached (it finished; 0: it has not). */
 static bool drain_events(tp_consumer *consumer, double *producer_detached_at) {
@@ -148,7 +153,12 @@ static bool drain_events(tp_consumer *consumer, double *producer_detached_at) {
             return true;
         }
         const char *reason = tp_consumer_event_reason_name(event.kind, event.reason);
-        if (event.kind == TP_CONSUMER_EVENT_PRODUCER_REVOKED && strcmp(reason, "DETACHED") == 0) {
+        if (event.kind == TP_CONSUMER_EVENT_ATTACH_REFUSED) {
+            last_refusal = reason;
+        } else if (event.kind == TP_CONSUMER_EVENT_ATTACHED) {
+            last_refusal = NULL;
+        } else if (event.kind == TP_CONSUMER_EVENT_PRODUCER_REVOKED &&
+                   strcmp(reason, "DETACHED") == 0) {
             /* A producer that finishes detaches: normal, noted but not a warning. */
             if (*producer_detached_at == 0.0) {
                 *producer_detached_at = example_now_s();
@@ -223,8 +233,10 @@ static bool read_frames(const options *o, tp_consumer *consumer, report *r, seen
                     (unsigned long long)r->frames_received, (unsigned long long)o->frames,
                     grace_s);
         } else {
-            fprintf(stderr, ROLE ": received %llu of %llu frames before the timeout\n",
-                    (unsigned long long)r->frames_received, (unsigned long long)o->frames);
+            fprintf(stderr, ROLE ": received %llu of %llu frames before the timeout%s%s\n",
+                    (unsigned long long)r->frames_received, (unsigned long long)o->frames,
+                    last_refusal != NULL ? "; not attached: the driver's last refusal: " : "",
+                    last_refusal != NULL ? last_refusal : "");
         }
         return false;
     }

@@ -150,12 +150,17 @@ bool run(const Options &o, Report &r) {
     const double grace_s =
         2.0 * static_cast<double>(o.announce_period_ms == 0 ? 1 : o.announce_period_ms) / 1000.0;
     double producer_detached_at = 0.0; // when the producer detached (it finished); 0: not
+    std::string last_refusal;          // response code of the last attach refusal, if any
     bool producer_finished = false;
     while (r.frames_received < o.frames && example_now_s() < deadline && !example_interrupted) {
         int work = consumer.do_work();
         while (auto event = consumer.poll_event()) {
             const std::string reason = tp_consumer_event_reason_name(event->kind, event->reason);
-            if (event->kind == TP_CONSUMER_EVENT_PRODUCER_REVOKED && reason == "DETACHED") {
+            if (event->kind == TP_CONSUMER_EVENT_ATTACH_REFUSED) {
+                last_refusal = reason; // retried: a producer may still create the stream
+            } else if (event->kind == TP_CONSUMER_EVENT_ATTACHED) {
+                last_refusal.clear();
+            } else if (event->kind == TP_CONSUMER_EVENT_PRODUCER_REVOKED && reason == "DETACHED") {
                 // A producer that finishes detaches: normal, noted but not a warning.
                 if (producer_detached_at == 0.0) {
                     producer_detached_at = example_now_s();
@@ -214,8 +219,10 @@ bool run(const Options &o, Report &r) {
                          "missed are in the drops_* figures)\n",
                          kRole, r.frames_received, o.frames, grace_s);
         } else {
-            std::fprintf(stderr, "%s: received %" PRIu64 " of %" PRIu64 " frames before the timeout\n",
-                         kRole, r.frames_received, o.frames);
+            std::fprintf(stderr, "%s: received %" PRIu64 " of %" PRIu64 " frames before the timeout%s%s\n",
+                         kRole, r.frames_received, o.frames,
+                         last_refusal.empty() ? "" : "; not attached: the driver's last refusal: ",
+                         last_refusal.c_str());
         }
         return false;
     }

@@ -179,6 +179,27 @@ fn c_producer_on_an_unknown_stream_stops_at_once_with_the_reason_and_the_fix() {
 }
 
 #[test]
+fn c_consumer_that_never_attached_names_the_last_refusal() {
+    let env = TestEnv::new();
+    let _driver = start_driver(&env, "tp-ffi-consumer-unknown");
+    let args = with_args(
+        &env,
+        &["--stream-id", "12345", "--frames", "10", "--timeout-s", "2"],
+    );
+    let mut consumer = Proc::spawn(&env, "consumer", &c_example("consumer"), &args);
+    let status = consumer.finish(RUN_TIMEOUT);
+    assert_eq!(status.code(), Some(1), "{}", consumer.describe());
+    assert!(
+        consumer.stderr().contains(
+            "received 0 of 10 frames before the timeout; not attached: the driver's last \
+             refusal: REJECTED"
+        ),
+        "{}",
+        consumer.describe()
+    );
+}
+
+#[test]
 fn c_producer_prints_the_stream_the_driver_created_for_it() {
     let env = TestEnv::new();
     let _driver = start_driver(&env, "tp-ffi-create");
