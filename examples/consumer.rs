@@ -10,10 +10,12 @@
 //! runs) and attaches as a consumer of the stream, retrying both until the driver is up
 //! (at most `--timeout-s`), then reads frames until `--frames` were delivered, the
 //! timeout passes, or the producer finished: when the stream's producer detaches and no
-//! other attaches within two announce periods, the run ends with what it got. The
-//! consumer id is random unless
-//! `--consumer-id` is given, and a new random one is picked if the driver reports a
-//! collision, so several consumers never share one.
+//! other attaches within two announce periods, the run ends with what it got. A refusal
+//! waiting cannot cure ends the run at once with the fix; one that may clear (the stream
+//! is not there yet: a producer with `--create` may still make it) is retried and named
+//! in the final message. The consumer id is random unless `--consumer-id` is given, and a
+//! new random one is picked if the driver reports a collision, so several consumers never
+//! share one.
 //!
 //! With `--verify` every delivered frame is checked against the producer example's
 //! pattern: a one-dimensional UINT8 tensor with `dims[0]` = the payload length, and byte

@@ -32,9 +32,9 @@
 //!  "elapsed_s":10.001,"frames_per_s":999.9,"mib_per_s":62.49}
 //! ```
 //!
-//! (on one line; `stream_id` is the stream granted, 0 if none was). The exit status is 0 when all frames were published, 1 otherwise, and
-//! 128 + the signal number when SIGINT or SIGTERM stopped it (it still detaches and
-//! prints the line). Logs go to stderr; set `RUST_LOG` (e.g. `RUST_LOG=info`) for more.
+//! (on one line; `stream_id` is the stream granted, 0 if none was). The exit status is 0
+//! when all frames were published, 1 otherwise, and 128 + the signal number when SIGINT
+//! or SIGTERM stopped it (it still detaches and prints the line). Logs go to stderr; set `RUST_LOG` (e.g. `RUST_LOG=info`) for more.
 
 mod common;
 
