@@ -1,15 +1,21 @@
 //! Reads frames from a tensorpool stream through a running SHM driver (`tp-driver`).
 //!
 //! ```sh
-//! cargo run --release --example consumer -- --aeron-dir /dev/shm/aeron-root \
+//! cargo run --release --example consumer -- \
 //!     --stream-id 10000 --frames 10000 --timeout-s 30 --verify
 //! ```
 //!
-//! It connects to the media driver in `--aeron-dir` and attaches as a consumer of the
-//! stream, retrying both until the driver is up (at most `--timeout-s`), then reads frames
-//! until `--frames` were delivered or the timeout passes. The consumer id is random unless
-//! `--consumer-id` is given, and a new random one is picked if the driver reports a
-//! collision, so several consumers never share one.
+//! It connects to the media driver in `--aeron-dir` (by default Aeron's own default,
+//! `AERON_DIR` or `/dev/shm/aeron-<user>`, where a driver without `driver.aeron_dir`
+//! runs) and attaches as a consumer of the stream, retrying both until the driver is up
+//! (at most `--timeout-s`), then reads frames until `--frames` were delivered, the
+//! timeout passes, or the producer finished: when the stream's producer detaches and no
+//! other attaches within two announce periods, the run ends with what it got. A refusal
+//! waiting cannot cure ends the run at once with the fix; one that may clear (the stream
+//! is not there yet: a producer with `--create` may still make it) is retried and named
+//! in the final message. The consumer id is random unless `--consumer-id` is given, and a
+//! new random one is picked if the driver reports a collision, so several consumers never
+//! share one.
 //!
 //! With `--verify` every delivered frame is checked against the producer example's
 //! pattern: a one-dimensional UINT8 tensor with `dims[0]` = the payload length, and byte
@@ -44,11 +50,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tensorpool::client::consumer::{
-    monotonic_now_ns, Consumer, ConsumerConfig, ConsumerCounters, ConsumerEvent, Frame, FramePoll,
+    monotonic_now_ns, Consumer, ConsumerConfig, ConsumerCounters, ConsumerError, ConsumerEvent,
+    Frame, FramePoll,
 };
-use tensorpool::client::ClientStreams;
+use tensorpool::client::{attach_refusal_fix, ClientStreams, LinkError};
 use tensorpool::protocol::control::Dtype;
-use tensorpool::transport::BackoffIdle;
+use tensorpool::protocol::driver::LeaseRevokeReason;
+use tensorpool::transport::{default_aeron_dir, BackoffIdle};
 
 /// Frames read per duty cycle before the next `do_work`.
 const FRAMES_PER_CYCLE: usize = 64;
@@ -63,8 +71,10 @@ const FRAMES_PER_CYCLE: usize = 64;
                   and exits 0 when --frames frames were received (and verified)."
 )]
 struct Args {
-    /// Aeron directory of the media driver (the driver's `driver.aeron_dir`).
-    #[arg(long)]
+    /// Aeron directory of the media driver (the driver's `driver.aeron_dir`); the
+    /// default is Aeron's (`AERON_DIR`, else /dev/shm/aeron-<user>), which a driver
+    /// without `driver.aeron_dir` uses.
+    #[arg(long, default_value_os_t = default_aeron_dir())]
     aeron_dir: PathBuf,
     /// Stream to consume.
     #[arg(long, default_value_t = 10000)]
@@ -104,7 +114,8 @@ struct Args {
     /// (e.g. `aeron:ipc:31000`); the shared stream is kept if the driver declines.
     #[arg(long, value_parser = parse_channel_and_id)]
     per_consumer_descriptor: Option<(String, u32)>,
-    /// The driver's announce period in ms (`policies.announce_period_ms`).
+    /// The driver's announce period in ms (`policies.announce_period_ms`). The run ends
+    /// two periods after its producer detached if no other producer attached.
     #[arg(long, default_value_t = 1000)]
     announce_period_ms: u64,
     /// Longest pause between lease keepalives, in ms. By default the lease the driver
@@ -218,7 +229,7 @@ fn config(args: &Args) -> ConsumerConfig {
         announce_stream_id: args.announce_stream_id,
         descriptor_stream_id: args.descriptor_stream_id,
         qos_stream_id: args.qos_stream_id,
-        connect_timeout: Duration::from_secs(1),
+        connect_timeout: common::CONNECT_ATTEMPT,
         ..ClientStreams::on_channel(&args.aeron_dir, &args.channel)
     };
     ConsumerConfig {
@@ -234,17 +245,49 @@ fn config(args: &Args) -> ConsumerConfig {
 
 /// Connects, retrying until the media driver answers or `deadline` passes.
 fn connect(args: &Args, deadline: Instant) -> Result<Consumer, String> {
-    loop {
-        match Consumer::connect(config(args)) {
-            Ok(consumer) => return Ok(consumer),
-            Err(error) if Instant::now() >= deadline || common::interrupted().is_some() => {
-                return Err(format!("no media driver in time: {error}"))
+    common::connect_retrying(
+        &args.aeron_dir,
+        deadline,
+        || Consumer::connect(config(args)),
+        |error| match error {
+            ConsumerError::Link(LinkError::Transport(e)) | ConsumerError::Transport(e) => {
+                common::is_no_media_driver(e)
             }
-            Err(error) => {
-                tracing::info!(%error, "media driver not reachable yet; retrying");
-                std::thread::sleep(Duration::from_millis(200));
+            _ => false,
+        },
+    )
+}
+
+/// Notices that the stream's producer finished: it detached (a revoke with reason
+/// `DETACHED`, not a crash or an expiry) and no producer attached within the grace.
+struct ProducerWatch {
+    grace: Duration,
+    detached_at: Option<Instant>,
+}
+
+impl ProducerWatch {
+    fn on_event(&mut self, event: &ConsumerEvent, consumer: &Consumer) {
+        match event {
+            ConsumerEvent::ProducerRevoked {
+                reason: LeaseRevokeReason::Detached,
+            } => {
+                tracing::info!("the producer detached");
+                self.detached_at.get_or_insert_with(Instant::now);
             }
+            // An epoch naming a producer: one (re)attached.
+            ConsumerEvent::Attached { .. } | ConsumerEvent::EpochChanged { .. }
+                if consumer.producer_id().is_some_and(|id| id != 0) =>
+            {
+                self.detached_at = None;
+            }
+            _ => {}
         }
+    }
+
+    /// Whether the producer left and the grace passed without a new one.
+    fn finished(&self, now: Instant) -> bool {
+        self.detached_at
+            .is_some_and(|at| now.duration_since(at) >= self.grace)
     }
 }
 
@@ -269,6 +312,13 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
     let mut pattern = Pattern::new(0);
     let progress = Duration::from_millis(args.progress_ms);
     let mut next_progress = Instant::now() + progress;
+    let mut watch = ProducerWatch {
+        grace: Duration::from_millis(2 * args.announce_period_ms.max(1)),
+        detached_at: None,
+    };
+    let mut producer_finished = false;
+    // The driver's last attach refusal and its fix, for the final message.
+    let mut last_refusal: Option<String> = None;
     while report.frames_received < args.frames && Instant::now() < deadline {
         if !progress.is_zero() && Instant::now() >= next_progress {
             report.counters = consumer.counters();
@@ -282,12 +332,42 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
         let mut work = consumer
             .do_work(monotonic_now_ns())
             .map_err(|e| format!("duty cycle: {e}"))?;
-        for event in consumer.events() {
+        while let Some(event) = consumer.poll_event() {
+            watch.on_event(&event, &consumer);
             match event {
-                ConsumerEvent::Attached { epoch } => tracing::info!(epoch, "attached"),
+                ConsumerEvent::Attached { epoch } => {
+                    last_refusal = None;
+                    tracing::info!(epoch, "attached");
+                }
                 ConsumerEvent::EpochChanged { epoch } => tracing::info!(epoch, "epoch changed"),
+                ConsumerEvent::AttachRefused { code, message } => {
+                    let refusal = format!("{code}: {message}");
+                    let fix = attach_refusal_fix(code, &message);
+                    // A producer attaching with --create may still make the stream.
+                    let may_appear = message == "stream not provisioned";
+                    if let Some(fix) = fix.filter(|_| !may_appear) {
+                        return Err(format!(
+                            "the driver refused stream {} ({refusal}), which waiting cannot \
+                             change; {fix}",
+                            args.stream_id
+                        ));
+                    }
+                    tracing::info!(%refusal, "attach refused; retrying");
+                    last_refusal = Some(match fix {
+                        Some(fix) => format!("{refusal}; {fix}"),
+                        None => refusal,
+                    });
+                }
+                // A producer that finishes detaches: normal, not a warning.
+                ConsumerEvent::ProducerRevoked {
+                    reason: LeaseRevokeReason::Detached,
+                } => {}
                 other => tracing::warn!(event = ?other, "consumer event"),
             }
+        }
+        if watch.finished(Instant::now()) {
+            producer_finished = true;
+            break;
         }
         for _ in 0..FRAMES_PER_CYCLE {
             let poll = consumer
@@ -329,8 +409,20 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
         return Ok(());
     }
     if report.frames_received < args.frames {
+        if producer_finished {
+            return Err(format!(
+                "received {} of {} frames: the producer detached and no other attached \
+                 within {:?} (the frames it sent and this consumer missed are in the drops_* \
+                 figures)",
+                report.frames_received, args.frames, watch.grace
+            ));
+        }
+        let why = match &last_refusal {
+            Some(refusal) => format!("; not attached: the driver's last refusal: {refusal}"),
+            None => String::new(),
+        };
         return Err(format!(
-            "received {} of {} frames before the timeout",
+            "received {} of {} frames before the timeout{why}",
             report.frames_received, args.frames
         ));
     }

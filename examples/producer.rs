@@ -1,14 +1,22 @@
 //! Publishes frames on a tensorpool stream through a running SHM driver (`tp-driver`).
 //!
 //! ```sh
-//! cargo run --release --example producer -- --aeron-dir /dev/shm/aeron-root \
+//! cargo run --release --example producer -- \
 //!     --stream-id 10000 --frames 10000 --payload-bytes 65536 --rate 1000
 //! ```
 //!
-//! It connects to the media driver in `--aeron-dir` and attaches as the stream's producer,
-//! retrying both until the driver is up (at most `--timeout-s`), then publishes `--frames`
-//! frames at `--rate` per second (`0` = as fast as possible), filling each payload slot
-//! in place (claim, fill, commit).
+//! It connects to the media driver in `--aeron-dir` (by default Aeron's own default,
+//! `AERON_DIR` or `/dev/shm/aeron-<user>`, where a driver without `driver.aeron_dir`
+//! runs) and attaches as the stream's producer, retrying both until the driver is up (at
+//! most `--timeout-s`), then publishes `--frames` frames at `--rate` per second (`0` = as
+//! fast as possible), filling each payload slot in place (claim, fill, commit).
+//!
+//! A refusal that waiting cannot cure (the stream is not configured and `--create` was
+//! not given, dynamic streams are disabled, a page-policy or layout mismatch) ends the run
+//! at once with the driver's reason and the fix; a run that times out names the last
+//! refusal. On attach it prints the stream it was granted on stderr: with `--create` the
+//! driver may create the stream under another id (dynamic streams take their ids from the
+//! driver's `driver.stream_id_range`), and consumers must read that id.
 //!
 //! Payload pattern, for consumers to verify: byte `i` of the frame with sequence number
 //! `s` is `(s + i) mod 251`. Sequence numbers restart at 0 in every epoch and the pattern
@@ -19,14 +27,14 @@
 //! before the epoch ends), detaches, and prints one JSON line on stdout:
 //!
 //! ```text
-//! {"role":"producer","frames_sent":10000,"frames_too_large":0,"descriptors_dropped":0,
-//!  "epoch_changes":0,"interrupted":false,"elapsed_s":10.001,"frames_per_s":999.9,
-//!  "mib_per_s":62.49}
+//! {"role":"producer","stream_id":10000,"requested_stream_id":10000,"frames_sent":10000,
+//!  "frames_too_large":0,"descriptors_dropped":0,"epoch_changes":0,"interrupted":false,
+//!  "elapsed_s":10.001,"frames_per_s":999.9,"mib_per_s":62.49}
 //! ```
 //!
-//! (on one line). The exit status is 0 when all frames were published, 1 otherwise, and
-//! 128 + the signal number when SIGINT or SIGTERM stopped it (it still detaches and
-//! prints the line). Logs go to stderr; set `RUST_LOG` (e.g. `RUST_LOG=info`) for more.
+//! (on one line; `stream_id` is the stream granted, 0 if none was). The exit status is 0
+//! when all frames were published, 1 otherwise, and 128 + the signal number when SIGINT
+//! or SIGTERM stopped it (it still detaches and prints the line). Logs go to stderr; set `RUST_LOG` (e.g. `RUST_LOG=info`) for more.
 
 mod common;
 
@@ -36,14 +44,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tensorpool::client::producer::{
-    monotonic_now_ns, Producer, ProducerConfig, ProducerEvent, PublishError,
+    monotonic_now_ns, Producer, ProducerConfig, ProducerError, ProducerEvent, PublishError,
     DEFAULT_ALLOWED_BASE_DIR,
 };
 use tensorpool::client::tensor::bytes_header;
-use tensorpool::client::ClientStreams;
+use tensorpool::client::{attach_refusal_fix, ClientStreams, LinkError};
 use tensorpool::protocol::control::TensorHeader;
 use tensorpool::protocol::driver::PublishMode;
-use tensorpool::transport::BackoffIdle;
+use tensorpool::transport::{default_aeron_dir, BackoffIdle};
 
 /// Most lag behind `--rate` made up by publishing faster.
 const MAX_CATCH_UP: Duration = Duration::from_millis(100);
@@ -57,8 +65,10 @@ const MAX_CATCH_UP: Duration = Duration::from_millis(100);
                   line with the results and exits 0 when every frame was published."
 )]
 struct Args {
-    /// Aeron directory of the media driver (the driver's `driver.aeron_dir`).
-    #[arg(long)]
+    /// Aeron directory of the media driver (the driver's `driver.aeron_dir`); the
+    /// default is Aeron's (`AERON_DIR`, else /dev/shm/aeron-<user>), which a driver
+    /// without `driver.aeron_dir` uses.
+    #[arg(long, default_value_os_t = default_aeron_dir())]
     aeron_dir: PathBuf,
     /// Stream to produce.
     #[arg(long, default_value_t = 10000)]
@@ -95,6 +105,8 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     client_id: u32,
     /// Let the driver create the stream if it is not configured (EXISTING_OR_CREATE).
+    /// The driver may pick another id from its `driver.stream_id_range`: the granted id
+    /// is printed on stderr and in the JSON line, and consumers must use it.
     #[arg(long)]
     create: bool,
     /// Longest pause between lease keepalives, in ms. By default the lease the driver
@@ -113,6 +125,11 @@ struct Args {
 /// What the run achieved.
 #[derive(Debug, Default)]
 struct Report {
+    requested_stream_id: u32,
+    /// The stream the driver granted (0 until it did).
+    stream_id: u32,
+    /// The driver's last attach refusal, `CODE: message`.
+    last_refusal: Option<String>,
     frames_sent: u64,
     frames_too_large: u64,
     descriptors_dropped: u64,
@@ -132,9 +149,12 @@ impl Report {
             (0.0, 0.0)
         };
         format!(
-            "{{\"role\":\"producer\",\"frames_sent\":{},\"frames_too_large\":{},\
+            "{{\"role\":\"producer\",\"stream_id\":{},\"requested_stream_id\":{},\
+             \"frames_sent\":{},\"frames_too_large\":{},\
              \"descriptors_dropped\":{},\"epoch_changes\":{},\"interrupted\":{},\
              \"elapsed_s\":{:.6},\"frames_per_s\":{:.3},\"mib_per_s\":{:.3}}}",
+            self.stream_id,
+            self.requested_stream_id,
             self.frames_sent,
             self.frames_too_large,
             self.descriptors_dropped,
@@ -151,6 +171,7 @@ fn main() -> ExitCode {
     common::init_logging();
     let args = Args::parse();
     let mut report = Report {
+        requested_stream_id: args.stream_id,
         payload_bytes: args.payload_bytes,
         ..Report::default()
     };
@@ -175,7 +196,7 @@ fn config(args: &Args) -> ProducerConfig {
         announce_stream_id: args.announce_stream_id,
         descriptor_stream_id: args.descriptor_stream_id,
         qos_stream_id: args.qos_stream_id,
-        connect_timeout: Duration::from_secs(1),
+        connect_timeout: common::CONNECT_ATTEMPT,
         ..ClientStreams::on_channel(&args.aeron_dir, &args.channel)
     };
     let config = ProducerConfig::new(args.stream_id)
@@ -195,18 +216,17 @@ fn config(args: &Args) -> ProducerConfig {
 
 /// Connects, retrying until the media driver answers or `deadline` passes.
 fn connect(args: &Args, deadline: Instant) -> Result<Producer, String> {
-    loop {
-        match Producer::new(config(args)) {
-            Ok(producer) => return Ok(producer),
-            Err(error) if Instant::now() >= deadline || common::interrupted().is_some() => {
-                return Err(format!("no media driver in time: {error}"))
+    common::connect_retrying(
+        &args.aeron_dir,
+        deadline,
+        || Producer::new(config(args)),
+        |error| match error {
+            ProducerError::Link(LinkError::Transport(e)) | ProducerError::Transport(e) => {
+                common::is_no_media_driver(e)
             }
-            Err(error) => {
-                tracing::info!(%error, "media driver not reachable yet; retrying");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    }
+            _ => false,
+        },
+    )
 }
 
 /// Runs the duty cycle, handling events, until `done` holds or `deadline` passes.
@@ -240,10 +260,34 @@ fn duty_cycle(producer: &mut Producer, report: &mut Report) -> Result<usize, Str
     for event in producer.events() {
         match event {
             ProducerEvent::Attached { stream_id, epoch } => {
-                tracing::info!(stream_id, epoch, "attached")
+                report.stream_id = stream_id;
+                report.last_refusal = None;
+                if stream_id == report.requested_stream_id {
+                    eprintln!("producer: attached to stream {stream_id} (epoch {epoch})");
+                } else {
+                    eprintln!(
+                        "producer: attached to stream {stream_id} (epoch {epoch}), not the \
+                         requested {}: the driver created it under an id of its \
+                         driver.stream_id_range; run consumers with --stream-id {stream_id}",
+                        report.requested_stream_id
+                    );
+                }
+            }
+            ProducerEvent::AttachRefused { code, message } => {
+                let refusal = format!("{code}: {message}");
+                if let Some(fix) = attach_refusal_fix(code, &message) {
+                    return Err(format!(
+                        "the driver refused stream {} ({refusal}), which waiting cannot \
+                         change; {fix}",
+                        report.requested_stream_id
+                    ));
+                }
+                tracing::info!(%refusal, "attach refused; retrying");
+                report.last_refusal = Some(refusal);
             }
             ProducerEvent::Reattached { epoch } => {
                 report.epoch_changes += 1;
+                report.last_refusal = None;
                 tracing::info!(epoch, "reattached");
             }
             other => tracing::warn!(event = ?other, "producer event"),
@@ -258,7 +302,18 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
     if !pump_until(&mut producer, report, Instant::now() + timeout, |p| {
         p.is_attached()
     })? {
-        return Err(format!("not attached to stream {} in time", args.stream_id));
+        let why = match &report.last_refusal {
+            Some(refusal) => format!("the driver's last refusal: {refusal}"),
+            None => format!(
+                "no refusal came back: does a driver serve control stream {} on {} \
+                 (`tp status` names its streams)?",
+                args.control_stream_id, args.channel
+            ),
+        };
+        return Err(format!(
+            "not attached to stream {} within {}s; {why}",
+            args.stream_id, args.timeout_s
+        ));
     }
     let tensor = bytes_header(args.payload_bytes).map_err(|e| e.to_string())?;
     let mut pattern = Pattern::new(args.payload_bytes);
@@ -321,7 +376,14 @@ fn publish_all(
             }
             Err(PublishError::NotAttached) => {
                 if now.duration_since(last_progress) >= timeout {
-                    return Err("lease lost and not regained in time".into());
+                    return Err(match &report.last_refusal {
+                        Some(refusal) => format!(
+                            "lease lost and not regained within {}s; the driver's last \
+                             refusal: {refusal}",
+                            args.timeout_s
+                        ),
+                        None => format!("lease lost and not regained within {}s", args.timeout_s),
+                    });
                 }
                 idle.idle(work);
                 continue;

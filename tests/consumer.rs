@@ -1039,7 +1039,12 @@ fn producer_reattach_changes_the_epoch_and_the_consumer_remaps() {
             c.mapped_epoch().is_some_and(|e| e > first) && c.is_ready()
         },
     );
-    assert!(seen.contains(&ConsumerEvent::ProducerRevoked), "{seen:?}");
+    assert!(
+        seen.contains(&ConsumerEvent::ProducerRevoked {
+            reason: LeaseRevokeReason::Detached
+        }),
+        "{seen:?}"
+    );
     assert_eq!(
         s.consumer.producer_id(),
         Some(0),
@@ -1093,9 +1098,11 @@ fn a_revoked_producer_makes_the_consumer_await_the_next_epoch() {
             c.mapped_epoch().is_some_and(|e| e > first)
         },
     );
-    let revoked = seen
-        .iter()
-        .position(|e| *e == ConsumerEvent::ProducerRevoked);
+    let revoked = seen.iter().position(|e| {
+        *e == ConsumerEvent::ProducerRevoked {
+            reason: LeaseRevokeReason::Expired,
+        }
+    });
     let changed = seen
         .iter()
         .position(|e| matches!(e, ConsumerEvent::EpochChanged { .. }));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use support::*;
-use system::JsonLine;
+use system::{summary, JsonLine};
 
 /// Aeron's default driver timeout: without proof of death, the restarted driver would wait
 /// this long for the old heartbeat to age out, and the clients as long again.
@@ -68,12 +68,7 @@ fn stop(process: &mut ProcessDriver, what: &str) -> JsonLine {
     process
         .wait(DEADLINE)
         .unwrap_or_else(|| panic!("{what} ignored SIGTERM; stderr:\n{}", process.stderr()));
-    let stdout = process.stdout();
-    stdout
-        .lines()
-        .last()
-        .and_then(JsonLine::parse)
-        .unwrap_or_else(|| panic!("no JSON line from {what}: {stdout:?}\n{}", process.stderr()))
+    summary(process)
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The example producer and consumer as users run them (README): separate processes
 //! against a `tp-driver` whose lease timing differs from the client defaults, their JSON
-//! lines reconciled, and SIGINT/SIGTERM stopping them cleanly (detach, report, status).
+//! lines reconciled, SIGINT/SIGTERM stopping them cleanly (detach, report, status), runs
+//! that cannot succeed ending at once with the reason and the fix, and the Aeron
+//! directory found without `--aeron-dir` or `$USER`.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -9,19 +11,16 @@ mod system;
 
 use nix::sys::signal::Signal;
 use std::path::Path;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 use support::*;
-use system::JsonLine;
+use system::{summary, JsonLine};
 
-/// The last line a process printed on stdout.
-fn summary(process: &ProcessDriver) -> JsonLine {
-    let stdout = process.stdout();
-    stdout
-        .lines()
-        .last()
-        .and_then(JsonLine::parse)
-        .unwrap_or_else(|| panic!("no JSON line in {stdout:?}; stderr:\n{}", process.stderr()))
-}
+/// The `--timeout-s` of runs expected to end by themselves long before it: a test that
+/// waits out [`ENDS_BY_ITSELF`] for them shows they did not sit out their timeout.
+const LONG_TIMEOUT_S: &str = "600";
+/// Bound of the wait for a run that must end by itself.
+const ENDS_BY_ITSELF: Duration = Duration::from_secs(60);
 
 /// A driver with 100 ms keepalives and grace 3 (300 ms leases), and a ring of 1,024
 /// slots (a second of frames at the rates used here, so a busy test machine cannot make
@@ -46,31 +45,49 @@ fn start_fast_lease_driver(env: &TestEnv, settings: &DriverSettings) -> ProcessD
     driver
 }
 
-/// The arguments every example needs for the test environment (keepalive left at its
-/// default on purpose).
-fn common_args(env: &TestEnv) -> Vec<String> {
-    [
-        "--aeron-dir",
-        &env.aeron_dir().display().to_string(),
+/// The arguments every example needs for the test environment besides `--aeron-dir`
+/// (keepalive left at its default on purpose); `extra` may override the stream and the
+/// timeout (20 s otherwise).
+fn example_args(env: &TestEnv, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--channel",
         CHANNEL,
-        "--stream-id",
-        &STATIC_STREAM.to_string(),
         "--allowed-base-dir",
         &env.shm_dir().display().to_string(),
-        "--timeout-s",
-        "20",
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    for (flag, default) in [
+        ("--stream-id", STATIC_STREAM.to_string()),
+        ("--timeout-s", "20".to_string()),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag.to_string(), default]);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 fn spawn_example(env: &TestEnv, name: &str, label: &str, extra: &[&str]) -> ProcessDriver {
-    let mut args = common_args(env);
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut args = vec![
+        "--aeron-dir".to_string(),
+        env.aeron_dir().display().to_string(),
+    ];
+    args.extend(example_args(env, extra));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ProcessDriver::spawn_program(&example_program(name), "", env, label, &args, &[])
+}
+
+/// Waits for a run that must end by itself well before its `--timeout-s`.
+fn wait_ended(process: &mut ProcessDriver, what: &str) -> ExitStatus {
+    process.wait(ENDS_BY_ITSELF).unwrap_or_else(|| {
+        panic!(
+            "{what} still runs, waiting out its timeout; stderr:\n{}",
+            process.stderr()
+        )
+    })
 }
 
 fn wait_success(process: &mut ProcessDriver, what: &str) {
@@ -213,4 +230,307 @@ fn sigterm_stops_the_producer_with_a_detach_and_a_summary() {
     assert_eq!(line.flag("interrupted"), Some(true));
     assert!(line.u64("frames_sent") > 0, "{line}");
     assert_eq!(expiries, 0);
+}
+
+/// The stream id in a producer's "attached to stream N" line on stderr, once it is there.
+fn granted_stream(producer: &ProcessDriver) -> Option<u32> {
+    let stderr = producer.stderr();
+    let rest = stderr.split("attached to stream ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_created_stream_is_reported_under_the_id_the_driver_granted_and_read_there() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-examples-create".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_fast_lease_driver(&env, &settings);
+    // 12345 is outside the driver's dynamic range, so the driver picks an id of its own.
+    let mut producer = spawn_example(
+        &env,
+        "producer",
+        "producer",
+        &[
+            "--stream-id",
+            "12345",
+            "--create",
+            "--frames",
+            "300",
+            "--payload-bytes",
+            "1000",
+            "--rate",
+            "100",
+        ],
+    );
+    let granted = wait_until("the producer's granted stream on stderr", DEADLINE, || {
+        granted_stream(&producer)
+    });
+    assert_eq!(granted, DYNAMIC_RANGE.0, "{}", producer.stderr());
+    let stderr = producer.stderr();
+    assert!(
+        stderr.contains("not the requested 12345")
+            && stderr.contains(&format!("run consumers with --stream-id {granted}")),
+        "{stderr}"
+    );
+    // A consumer finds the stream by the printed id.
+    let mut consumer = spawn_example(
+        &env,
+        "consumer",
+        "consumer",
+        &[
+            "--stream-id",
+            &granted.to_string(),
+            "--frames",
+            "20",
+            "--verify",
+        ],
+    );
+    wait_success(&mut consumer, "the consumer on the granted stream");
+    wait_success(&mut producer, "the producer");
+    let sent = summary(&producer);
+    assert_eq!(sent.u64("stream_id"), u64::from(granted), "{sent}");
+    assert_eq!(sent.u64("requested_stream_id"), 12345, "{sent}");
+    assert_eq!(sent.u64("frames_sent"), 300, "{sent}");
+    assert_eq!(summary(&consumer).u64("frames_verified"), 20);
+}
+
+#[test]
+fn a_producer_on_an_unknown_stream_stops_at_once_with_the_reason_and_the_fix() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-examples-unknown".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_fast_lease_driver(&env, &settings);
+    let mut producer = spawn_example(
+        &env,
+        "producer",
+        "producer",
+        &["--stream-id", "12345", "--timeout-s", LONG_TIMEOUT_S],
+    );
+    let status = wait_ended(&mut producer, "a producer on an unknown stream");
+    let stderr = producer.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    for expected in [
+        "the driver refused stream 12345 (REJECTED: stream not provisioned)",
+        "waiting cannot change",
+        "[streams.<name>]",
+        "--create",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
+    }
+    let line = summary(&producer);
+    assert_eq!(line.u64("frames_sent"), 0, "{line}");
+    assert_eq!(line.u64("stream_id"), 0, "no stream was granted: {line}");
+}
+
+#[test]
+fn a_consumer_ends_soon_after_its_producer_detached() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-examples-finished".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_fast_lease_driver(&env, &settings);
+    let announce_ms = ANNOUNCE_PERIOD.as_millis().to_string();
+    // Asks for far more frames than the producer sends.
+    let mut consumer = spawn_example(
+        &env,
+        "consumer",
+        "consumer",
+        &[
+            "--frames",
+            "1000000",
+            "--timeout-s",
+            LONG_TIMEOUT_S,
+            "--announce-period-ms",
+            &announce_ms,
+        ],
+    );
+    wait_for_counter(
+        &env.aeron_dir(),
+        &settings.counter_label("active consumer leases"),
+        |v| v == 1,
+    );
+    let mut producer = spawn_example(
+        &env,
+        "producer",
+        "producer",
+        &[
+            "--frames",
+            "200",
+            "--payload-bytes",
+            "1000",
+            "--rate",
+            "1000",
+        ],
+    );
+    wait_success(&mut producer, "the producer");
+    let status = wait_ended(&mut consumer, "the consumer of a finished producer");
+    let stderr = consumer.stderr();
+    assert_eq!(status.code(), Some(1), "fewer frames than asked: {stderr}");
+    assert!(
+        stderr.contains("of 1000000 frames: the producer detached and no other attached"),
+        "{stderr}"
+    );
+    // The normal detach is information, not a warning.
+    assert!(
+        !stderr
+            .lines()
+            .any(|line| line.contains("WARN") && line.contains("ProducerRevoked")),
+        "{stderr}"
+    );
+    let received = summary(&consumer);
+    let got = received.u64("frames_received");
+    assert!(got > 0 && got <= 200, "{received}");
+}
+
+#[test]
+fn examples_without_aeron_dir_or_user_find_the_driver_in_aerons_default_directory() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-examples-default-dir".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_fast_lease_driver(&env, &settings);
+    // Aeron's default directory is AERON_DIR when set (this test's own directory, so the
+    // machine's real default is never touched); USER is unset as in a bare shell.
+    let aeron_dir = env.aeron_dir().display().to_string();
+    let spawn = |name: &str, extra: &[&str]| {
+        let args = example_args(&env, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ProcessDriver::spawn_program_without(
+            &example_program(name),
+            "",
+            &env,
+            name,
+            &args,
+            &[("AERON_DIR", &aeron_dir)],
+            &["USER"],
+        )
+    };
+    let mut consumer = spawn("consumer", &["--frames", "100", "--verify"]);
+    wait_for_counter(
+        &env.aeron_dir(),
+        &settings.counter_label("active consumer leases"),
+        |v| v == 1,
+    );
+    let mut producer = spawn(
+        "producer",
+        &[
+            "--frames",
+            "100",
+            "--payload-bytes",
+            "1000",
+            "--rate",
+            "1000",
+        ],
+    );
+    wait_success(&mut consumer, "the consumer");
+    wait_success(&mut producer, "the producer");
+    assert_eq!(summary(&consumer).u64("frames_verified"), 100);
+}
+
+/// The `--aeron-dir` default an example shows in `--help`, run with `envs` set and the
+/// variables `removed` unset.
+fn default_aeron_dir_shown(name: &str, envs: &[(&str, &str)], removed: &[&str]) -> String {
+    let mut command = Command::new(example_program(name));
+    command.arg("--help");
+    for variable in removed {
+        command.env_remove(variable);
+    }
+    command.envs(envs.iter().copied());
+    let output = command.output().expect("running the example's --help");
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8(output.stdout).expect("UTF-8 help");
+    let after_flag = help
+        .split("--aeron-dir")
+        .nth(1)
+        .expect("--aeron-dir in --help");
+    let default = after_flag
+        .split("[default: ")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no default for --aeron-dir in:\n{help}"));
+    default.to_string()
+}
+
+#[test]
+fn the_default_aeron_directory_is_aerons_own_with_or_without_user() {
+    let account = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .expect("reading the password database")
+        .expect("this uid has an account")
+        .name;
+    for name in ["producer", "consumer"] {
+        // No USER: Aeron asks the password database, so the path never ends in "aeron-".
+        assert_eq!(
+            default_aeron_dir_shown(name, &[], &["USER", "AERON_DIR"]),
+            format!("/dev/shm/aeron-{account}")
+        );
+        assert_eq!(
+            default_aeron_dir_shown(name, &[("USER", "alice")], &["AERON_DIR"]),
+            "/dev/shm/aeron-alice"
+        );
+        assert_eq!(
+            default_aeron_dir_shown(name, &[("USER", "alice"), ("AERON_DIR", "/tmp/tp-x")], &[]),
+            "/tmp/tp-x"
+        );
+    }
+}
+
+#[test]
+fn without_a_media_driver_the_error_names_the_directory_the_whole_wait_and_the_fix() {
+    let env = TestEnv::new();
+    let dir = env.aeron_dir().display().to_string();
+    let mut producer = spawn_example(&env, "producer", "producer", &["--timeout-s", "2"]);
+    let status = wait_ended(&mut producer, "a producer without a media driver");
+    let stderr = producer.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    // The final message (the retries before it are logged, each after one attempt).
+    let prefix = format!("producer: no active media driver in {dir} after waiting ");
+    let waited: f64 = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("{prefix:?} and a wait in seconds in:\n{stderr}"));
+    assert!(waited >= 2.0, "the whole wait, not one attempt: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is tp-driver (or aeronmd) running with Aeron directory {dir}?"
+        )) && stderr.contains("--aeron-dir"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_consumer_that_never_attached_names_the_last_refusal_and_the_fix() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-examples-consumer-unknown".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_fast_lease_driver(&env, &settings);
+    // Retried to the end: a producer with --create could still make the stream.
+    let mut consumer = spawn_example(
+        &env,
+        "consumer",
+        "consumer",
+        &["--stream-id", "12345", "--frames", "10", "--timeout-s", "2"],
+    );
+    let status = wait_ended(&mut consumer, "a consumer of an unknown stream");
+    let stderr = consumer.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "received 0 of 10 frames before the timeout; not attached: the driver's last \
+             refusal: REJECTED: stream not provisioned; add a [streams.<name>] entry"
+        ),
+        "{stderr}"
+    );
 }

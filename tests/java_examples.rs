@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::*;
-use system::JsonLine;
+use system::{summary, JsonLine};
 use tensorpool::client::consumer::monotonic_now_ns;
 use tensorpool::client::{
     ControlLink, DriverSession, MappedEpoch, Request, SessionConfig, SessionEvent,
@@ -46,16 +46,6 @@ fn java(test: &str) -> Option<&'static JavaBuild> {
             None
         }
     }
-}
-
-/// The last line a process printed on stdout, as JSON.
-fn summary(process: &ProcessDriver) -> JsonLine {
-    let stdout = process.stdout();
-    stdout
-        .lines()
-        .last()
-        .and_then(JsonLine::parse)
-        .unwrap_or_else(|| panic!("no JSON line in {stdout:?}; stderr:\n{}", process.stderr()))
 }
 
 fn wait_success(process: &mut ProcessDriver, what: &str) {

@@ -4,7 +4,15 @@
 // Each example uses part of this module.
 #![allow(dead_code)]
 
+use std::fmt::Display;
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+use tensorpool::transport::TransportError;
+
+/// Longest single wait for a media driver; the examples retry it until their timeout,
+/// so Ctrl-C is noticed within this.
+pub const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// The pattern's period: byte `i` of frame `s` is `(s + i) mod PATTERN_PERIOD`.
 pub const PATTERN_PERIOD: usize = 251;
@@ -95,4 +103,45 @@ pub fn init_logging() {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Calls `attempt` (one connect, waiting at most [`CONNECT_ATTEMPT`]) until it succeeds,
+/// `deadline` passes or the run is interrupted. The final error says how long it really
+/// waited, and, when no media driver answered in `aeron_dir`, what to check.
+/// `no_driver` tells whether an error means that.
+pub fn connect_retrying<T, E: Display>(
+    aeron_dir: &Path,
+    deadline: Instant,
+    mut attempt: impl FnMut() -> Result<T, E>,
+    no_driver: impl Fn(&E) -> bool,
+) -> Result<T, String> {
+    let started = Instant::now();
+    loop {
+        match attempt() {
+            Ok(connected) => return Ok(connected),
+            Err(error) if Instant::now() >= deadline || interrupted().is_some() => {
+                return Err(if no_driver(&error) {
+                    TransportError::NoMediaDriver {
+                        dir: aeron_dir.to_owned(),
+                        timeout: Duration::from_millis(started.elapsed().as_millis() as u64),
+                    }
+                    .to_string()
+                } else {
+                    format!(
+                        "could not connect in {}s: {error}",
+                        started.elapsed().as_secs()
+                    )
+                });
+            }
+            Err(error) => {
+                tracing::info!(%error, "media driver not reachable yet; retrying");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Whether `error` is "no media driver answered".
+pub fn is_no_media_driver(error: &TransportError) -> bool {
+    matches!(error, TransportError::NoMediaDriver { .. })
 }

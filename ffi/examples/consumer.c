@@ -2,11 +2,13 @@
  * Reads frames from a tensorpool stream through a running tp-driver: the C counterpart
  * of examples/consumer.rs, with the same flags and JSON line.
  *
- *   consumer --aeron-dir /dev/shm/aeron-$USER --stream-id 10000 --frames 10000 \
- *            --timeout-s 60 --verify
+ *   consumer --stream-id 10000 --frames 10000 --timeout-s 60 --verify
  *
- * It connects and attaches (retrying until --timeout-s), then reads frames until
- * --frames were delivered or the timeout passes. With --verify each frame must be a
+ * Without --aeron-dir it uses Aeron's default directory (AERON_DIR, else
+ * /dev/shm/aeron-<user>), where a driver without driver.aeron_dir runs. It connects and
+ * attaches (retrying until --timeout-s), then reads frames until --frames were
+ * delivered, the timeout passes, or the producer finished (it detached and no frame came
+ * within two announce periods after). With --verify each frame must be a
  * one-dimensional UINT8 tensor with dims[0] = the payload length whose byte i is
  * (s + i) mod 251 for sequence s (one memcmp). At the end it prints one JSON line:
  *
@@ -54,7 +56,8 @@ typedef struct seen {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: consumer --aeron-dir DIR [--stream-id 10000] [--frames 1000]\n"
+            "usage: consumer [--aeron-dir DIR (default: AERON_DIR, else /dev/shm/aeron-<user>)]\n"
+            "  [--stream-id 10000] [--frames 1000]\n"
             "  [--timeout-s 30] [--verify] [--channel aeron:ipc?term-length=4m]\n"
             "  [--control-stream-id 1000] [--announce-stream-id 1001]\n"
             "  [--descriptor-stream-id 1100] [--qos-stream-id 1200]\n"
@@ -112,11 +115,6 @@ static void parse(int argc, char **argv, options *o) {
             exit(2);
         }
     }
-    if (o->client.aeron_dir == NULL) {
-        fprintf(stderr, ROLE ": --aeron-dir is required\n");
-        usage();
-        exit(2);
-    }
 }
 
 static void on_frame(const tp_frame *frame, void *user) {
@@ -136,8 +134,14 @@ static void on_frame(const tp_frame *frame, void *user) {
     }
 }
 
-/* Drains the events (logging the unusual ones); false on a failure. */
-static bool drain_events(tp_consumer *consumer) {
+/* The response code of the driver's last attach refusal (NULL: none since attaching),
+ * for the final message; the consumer retries refusals, as a producer may still create
+ * the stream. */
+static const char *last_refusal = NULL;
+
+/* Drains the events (logging the unusual ones); false on a failure. Notes in
+ * *producer_detached_at when the producer detached (it finished; 0: it has not). */
+static bool drain_events(tp_consumer *consumer, double *producer_detached_at) {
     for (;;) {
         tp_consumer_event event;
         tp_status status = tp_consumer_poll_event(consumer, &event);
@@ -148,9 +152,20 @@ static bool drain_events(tp_consumer *consumer) {
         if (event.kind == TP_CONSUMER_EVENT_NONE) {
             return true;
         }
-        if (event.kind != TP_CONSUMER_EVENT_ATTACHED &&
-            event.kind != TP_CONSUMER_EVENT_EPOCH_CHANGED) {
-            fprintf(stderr, ROLE ": event %d (reason %d)\n", (int)event.kind, (int)event.reason);
+        const char *reason = tp_consumer_event_reason_name(event.kind, event.reason);
+        if (event.kind == TP_CONSUMER_EVENT_ATTACH_REFUSED) {
+            last_refusal = reason;
+        } else if (event.kind == TP_CONSUMER_EVENT_ATTACHED) {
+            last_refusal = NULL;
+        } else if (event.kind == TP_CONSUMER_EVENT_PRODUCER_REVOKED &&
+                   strcmp(reason, "DETACHED") == 0) {
+            /* A producer that finishes detaches: normal, noted but not a warning. */
+            if (*producer_detached_at == 0.0) {
+                *producer_detached_at = example_now_s();
+            }
+        } else if (event.kind != TP_CONSUMER_EVENT_ATTACHED &&
+                   event.kind != TP_CONSUMER_EVENT_EPOCH_CHANGED) {
+            fprintf(stderr, ROLE ": %s (%s)\n", tp_consumer_event_name(event.kind), reason);
         }
     }
 }
@@ -159,6 +174,9 @@ static bool read_frames(const options *o, tp_consumer *consumer, report *r, seen
                         double deadline) {
     example_backoff idle;
     example_idle_reset(&idle);
+    double grace_s = 2.0 * (double)(o->announce_period_ms == 0 ? 1 : o->announce_period_ms) / 1000.0;
+    double producer_detached_at = 0.0;
+    bool producer_finished = false;
     while (r->frames_received < o->frames && example_now_s() < deadline && !example_interrupted) {
         int work = 0;
         tp_status status = tp_consumer_do_work(consumer, &work);
@@ -166,8 +184,12 @@ static bool read_frames(const options *o, tp_consumer *consumer, report *r, seen
             example_report(ROLE, "duty cycle", status);
             return false;
         }
-        if (!drain_events(consumer)) {
+        if (!drain_events(consumer, &producer_detached_at)) {
             return false;
+        }
+        if (producer_detached_at != 0.0 && example_now_s() - producer_detached_at >= grace_s) {
+            producer_finished = true;
+            break;
         }
         for (int k = 0; k < FRAMES_PER_CYCLE && r->frames_received < o->frames; k++) {
             tp_poll_result result;
@@ -189,6 +211,7 @@ static bool read_frames(const options *o, tp_consumer *consumer, report *r, seen
             }
             r->last_frame = now;
             r->frames_received++;
+            producer_detached_at = 0.0; /* frames flow: a producer is there */
             r->bytes_received += s->len;
             if (o->verify) {
                 if (s->matches) {
@@ -202,15 +225,27 @@ static bool read_frames(const options *o, tp_consumer *consumer, report *r, seen
         example_idle(&idle, work);
     }
     if (r->frames_received < o->frames && !example_interrupted) {
-        fprintf(stderr, ROLE ": received %llu of %llu frames before the timeout\n",
-                (unsigned long long)r->frames_received, (unsigned long long)o->frames);
+        if (producer_finished) {
+            fprintf(stderr,
+                    ROLE ": received %llu of %llu frames: the producer detached and no frame "
+                         "came within %.1f s (the frames it sent and this consumer missed are in "
+                         "the drops_* figures)\n",
+                    (unsigned long long)r->frames_received, (unsigned long long)o->frames,
+                    grace_s);
+        } else {
+            fprintf(stderr, ROLE ": received %llu of %llu frames before the timeout%s%s\n",
+                    (unsigned long long)r->frames_received, (unsigned long long)o->frames,
+                    last_refusal != NULL ? "; not attached: the driver's last refusal: " : "",
+                    last_refusal != NULL ? last_refusal : "");
+        }
         return false;
     }
     return true;
 }
 
 static bool run(const options *o, report *r) {
-    double deadline = example_now_s() + o->timeout_s;
+    double started = example_now_s();
+    double deadline = started + o->timeout_s;
     tp_config *config = example_config(ROLE, &o->client);
     if (config == NULL) {
         return false;
@@ -233,7 +268,7 @@ static bool run(const options *o, report *r) {
             break;
         }
         if (status != TP_ERROR_CONNECT || example_now_s() >= deadline || example_interrupted) {
-            example_report(ROLE, "no media driver in time", status);
+            example_report_connect(ROLE, status, example_now_s() - started);
             tp_config_close(config);
             return false;
         }

@@ -2,7 +2,11 @@
 // C++ wrapper (tensorpool.hpp). Same flags, checks and JSON line as consumer.c and the
 // Rust consumer example:
 //
-//   consumer_cpp --aeron-dir /dev/shm/aeron-$USER --stream-id 10000 --frames 10000 --verify
+//   consumer_cpp --stream-id 10000 --frames 10000 --verify
+//
+// Without --aeron-dir it uses Aeron's default directory (AERON_DIR, else
+// /dev/shm/aeron-<user>). The run also ends when the producer finished: it detached and
+// no frame came within two announce periods after.
 //
 // Exit status: 0 when --frames frames were received (and verified), 130 after
 // SIGINT/SIGTERM, 1 otherwise.
@@ -79,23 +83,21 @@ Options parse(int argc, char **argv) {
             std::exit(2);
         }
     }
-    if (o.client.aeron_dir == nullptr) {
-        std::fprintf(stderr, "%s: --aeron-dir is required\n", kRole);
-        std::exit(2);
-    }
     return o;
 }
 
 tensorpool::Config config_of(const Options &o) {
     const example_client_options &c = o.client;
     tensorpool::Config config;
-    config.aeron_dir(c.aeron_dir)
-        .channel(c.channel)
+    if (c.aeron_dir != nullptr) {
+        config.aeron_dir(c.aeron_dir);
+    }
+    config.channel(c.channel)
         .stream_ids(c.control_stream_id, c.announce_stream_id, c.descriptor_stream_id,
                     c.qos_stream_id)
         .client_id(c.client_id)
         .announce_period(std::chrono::milliseconds(o.announce_period_ms == 0 ? 1 : o.announce_period_ms))
-        .connect_timeout(std::chrono::milliseconds(1000));
+        .connect_timeout(std::chrono::milliseconds(EXAMPLE_CONNECT_ATTEMPT_MS));
     if (c.keepalive_ms != 0) {
         config.keepalive_interval(std::chrono::milliseconds(c.keepalive_ms));
     }
@@ -115,12 +117,15 @@ tensorpool::Config config_of(const Options &o) {
 // Connects, retrying while the media driver is not there yet.
 tensorpool::Consumer connect(const Options &o, double deadline) {
     tensorpool::Config config = config_of(o);
+    double started = example_now_s();
     for (;;) {
         try {
             return tensorpool::Consumer(config, o.client.stream_id);
         } catch (const tensorpool::Error &error) {
             if (error.status() != TP_ERROR_CONNECT || example_now_s() >= deadline ||
                 example_interrupted) {
+                std::fprintf(stderr, "%s: gave up connecting after %.1f s of attempts (each waits %d ms)\n",
+                             kRole, example_now_s() - started, EXAMPLE_CONNECT_ATTEMPT_MS);
                 throw;
             }
         }
@@ -142,14 +147,33 @@ bool run(const Options &o, Report &r) {
     }
     example_backoff idle;
     example_idle_reset(&idle);
+    const double grace_s =
+        2.0 * static_cast<double>(o.announce_period_ms == 0 ? 1 : o.announce_period_ms) / 1000.0;
+    double producer_detached_at = 0.0; // when the producer detached (it finished); 0: not
+    std::string last_refusal;          // response code of the last attach refusal, if any
+    bool producer_finished = false;
     while (r.frames_received < o.frames && example_now_s() < deadline && !example_interrupted) {
         int work = consumer.do_work();
         while (auto event = consumer.poll_event()) {
-            if (event->kind != TP_CONSUMER_EVENT_ATTACHED &&
-                event->kind != TP_CONSUMER_EVENT_EPOCH_CHANGED) {
-                std::fprintf(stderr, "%s: event %d (reason %d)\n", kRole, (int)event->kind,
-                             (int)event->reason);
+            const std::string reason = tp_consumer_event_reason_name(event->kind, event->reason);
+            if (event->kind == TP_CONSUMER_EVENT_ATTACH_REFUSED) {
+                last_refusal = reason; // retried: a producer may still create the stream
+            } else if (event->kind == TP_CONSUMER_EVENT_ATTACHED) {
+                last_refusal.clear();
+            } else if (event->kind == TP_CONSUMER_EVENT_PRODUCER_REVOKED && reason == "DETACHED") {
+                // A producer that finishes detaches: normal, noted but not a warning.
+                if (producer_detached_at == 0.0) {
+                    producer_detached_at = example_now_s();
+                }
+            } else if (event->kind != TP_CONSUMER_EVENT_ATTACHED &&
+                       event->kind != TP_CONSUMER_EVENT_EPOCH_CHANGED) {
+                std::fprintf(stderr, "%s: %s (%s)\n", kRole, tp_consumer_event_name(event->kind),
+                             reason.c_str());
             }
+        }
+        if (producer_detached_at != 0.0 && example_now_s() - producer_detached_at >= grace_s) {
+            producer_finished = true;
+            break;
         }
         for (int k = 0; k < kFramesPerCycle && r.frames_received < o.frames; k++) {
             std::size_t len = 0;
@@ -178,6 +202,7 @@ bool run(const Options &o, Report &r) {
             }
             r.last_frame = now;
             r.frames_received++;
+            producer_detached_at = 0.0; // frames flow: a producer is there
             r.bytes_received += len;
             if (o.verify) {
                 (matches ? r.frames_verified : r.verify_failures)++;
@@ -187,8 +212,18 @@ bool run(const Options &o, Report &r) {
         example_idle(&idle, work);
     }
     if (r.frames_received < o.frames && !example_interrupted) {
-        std::fprintf(stderr, "%s: received %" PRIu64 " of %" PRIu64 " frames before the timeout\n",
-                     kRole, r.frames_received, o.frames);
+        if (producer_finished) {
+            std::fprintf(stderr,
+                         "%s: received %" PRIu64 " of %" PRIu64 " frames: the producer detached and "
+                         "no frame came within %.1f s (the frames it sent and this consumer "
+                         "missed are in the drops_* figures)\n",
+                         kRole, r.frames_received, o.frames, grace_s);
+        } else {
+            std::fprintf(stderr, "%s: received %" PRIu64 " of %" PRIu64 " frames before the timeout%s%s\n",
+                         kRole, r.frames_received, o.frames,
+                         last_refusal.empty() ? "" : "; not attached: the driver's last refusal: ",
+                         last_refusal.c_str());
+        }
         return false;
     }
     return true;

@@ -28,6 +28,9 @@
 #include "tensorpool.h"
 
 #define EXAMPLE_PATTERN_PERIOD 251u
+/* Longest single wait for a media driver; the examples retry it until --timeout-s, so a
+ * signal is noticed within it. */
+#define EXAMPLE_CONNECT_ATTEMPT_MS 1000
 #define EXAMPLE_MAX_BASE_DIRS 8
 
 /* Set by SIGINT/SIGTERM; the examples stop, print their summary and exit 130. */
@@ -119,6 +122,13 @@ static inline tp_status example_report(const char *role, const char *what, tp_st
     fprintf(stderr, "%s: %s: %s: %s\n", role, what, tp_status_name(status),
             tp_last_error_message());
     return status;
+}
+
+/* Prints why connecting failed after retrying for waited_s seconds. */
+static inline void example_report_connect(const char *role, tp_status status, double waited_s) {
+    fprintf(stderr, "%s: gave up connecting after %.1f s of attempts (each waits %d ms): %s: %s\n",
+            role, waited_s, EXAMPLE_CONNECT_ATTEMPT_MS, tp_status_name(status),
+            tp_last_error_message());
 }
 
 /* Parses an unsigned decimal option value; exits with a message on bad input. */
@@ -239,14 +249,17 @@ static inline tp_config *example_config(const char *role, const example_client_o
         example_report(role, "tp_config_create", status);
         return NULL;
     }
-    if ((status = tp_config_set_aeron_dir(config, o->aeron_dir)) != TP_OK ||
+    /* Without --aeron-dir the library uses Aeron's default: AERON_DIR, else
+     * /dev/shm/aeron-<user> (the user from USER, else the password database), where a
+     * driver without driver.aeron_dir runs. */
+    if ((o->aeron_dir != NULL && (status = tp_config_set_aeron_dir(config, o->aeron_dir)) != TP_OK) ||
         (status = tp_config_set_channel(config, o->channel)) != TP_OK ||
         (status = tp_config_set_stream_ids(config, o->control_stream_id, o->announce_stream_id,
                                            o->descriptor_stream_id, o->qos_stream_id)) != TP_OK ||
         (status = tp_config_set_client_id(config, o->client_id)) != TP_OK ||
         (o->keepalive_ms != 0 &&
          (status = tp_config_set_keepalive_interval_ms(config, o->keepalive_ms)) != TP_OK) ||
-        (status = tp_config_set_connect_timeout_ms(config, 1000)) != TP_OK) {
+        (status = tp_config_set_connect_timeout_ms(config, EXAMPLE_CONNECT_ATTEMPT_MS)) != TP_OK) {
         example_report(role, "configuring the client", status);
         tp_config_close(config);
         return NULL;

@@ -2,16 +2,23 @@
  * Publishes test frames on a tensorpool stream through a running tp-driver: the C
  * counterpart of examples/producer.rs, with the same flags, pattern and JSON line.
  *
- *   producer --aeron-dir /dev/shm/aeron-$USER --stream-id 10000 --frames 10000 \
- *            --payload-bytes 65536 --rate 1000
+ *   producer --stream-id 10000 --frames 10000 --payload-bytes 65536 --rate 1000
  *
- * It connects and attaches (retrying for at most --timeout-s), publishes --frames frames
+ * Without --aeron-dir it uses Aeron's default directory (AERON_DIR, else
+ * /dev/shm/aeron-<user>), where a driver without driver.aeron_dir runs. It connects and
+ * attaches (retrying for at most --timeout-s; a refusal that waiting cannot cure, such as
+ * an unknown stream without --create, ends the run at once with the fix), publishes --frames frames
  * at --rate per second (0 = as fast as possible) by claiming each payload slot and
  * filling it in place (one memcpy), keeps its lease for --linger-ms, detaches and prints
  * one JSON line:
  *
- *   {"role":"producer","frames_sent":N,"frames_too_large":N,"descriptors_dropped":N,
- *    "epoch_changes":N,"interrupted":false,"elapsed_s":F,"frames_per_s":F,"mib_per_s":F}
+ *   {"role":"producer","stream_id":N,"requested_stream_id":N,"frames_sent":N,
+ *    "frames_too_large":N,"descriptors_dropped":N,"epoch_changes":N,"interrupted":false,
+ *    "elapsed_s":F,"frames_per_s":F,"mib_per_s":F}
+ *
+ * stream_id is the stream the driver granted (0 if none): with --create the driver may
+ * create the stream under another id from its driver.stream_id_range, printed on stderr
+ * too; consumers must read that id.
  *
  * Byte i of the frame with sequence s is (s + i) mod 251, a one-dimensional UINT8 tensor
  * with dims[0] = the payload length. Exit status: 0 when every frame was published,
@@ -32,6 +39,9 @@ typedef struct options {
 } options;
 
 typedef struct report {
+    uint32_t stream_id; /* granted; 0 until attached */
+    bool refused_for_good; /* a refusal waiting cannot cure ended the run */
+    char last_refusal[TP_EVENT_MESSAGE_LEN + 32]; /* "CODE: message", "" if none */
     uint64_t frames_sent;
     uint64_t frames_too_large;
     uint64_t descriptors_dropped;
@@ -41,7 +51,8 @@ typedef struct report {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: producer --aeron-dir DIR [--stream-id 10000] [--frames 1000]\n"
+            "usage: producer [--aeron-dir DIR (default: AERON_DIR, else /dev/shm/aeron-<user>)]\n"
+            "  [--stream-id 10000] [--frames 1000]\n"
             "  [--payload-bytes 4096] [--rate 0] [--channel aeron:ipc?term-length=4m]\n"
             "  [--control-stream-id 1000] [--announce-stream-id 1001]\n"
             "  [--descriptor-stream-id 1100] [--qos-stream-id 1200]\n"
@@ -92,15 +103,11 @@ static void parse(int argc, char **argv, options *o) {
             exit(2);
         }
     }
-    if (o->client.aeron_dir == NULL) {
-        fprintf(stderr, ROLE ": --aeron-dir is required\n");
-        usage();
-        exit(2);
-    }
 }
 
-/* One duty cycle and its events; returns the work done, or -1 on a failure. */
-static int duty_cycle(tp_producer *producer, report *r) {
+/* One duty cycle and its events; returns the work done, or -1 on a failure (including
+ * a refusal that waiting cannot cure). */
+static int duty_cycle(tp_producer *producer, uint32_t requested, report *r) {
     int work = 0;
     tp_status status = tp_producer_do_work(producer, &work);
     if (status != TP_OK) {
@@ -118,24 +125,53 @@ static int duty_cycle(tp_producer *producer, report *r) {
         case TP_PRODUCER_EVENT_NONE:
             return work;
         case TP_PRODUCER_EVENT_ATTACHED:
+            r->stream_id = event.stream_id;
+            r->last_refusal[0] = '\0';
+            if (event.stream_id == requested) {
+                fprintf(stderr, ROLE ": attached to stream %u (epoch %llu)\n",
+                        (unsigned)event.stream_id, (unsigned long long)event.epoch);
+            } else {
+                fprintf(stderr,
+                        ROLE ": attached to stream %u (epoch %llu), not the requested %u: the "
+                             "driver created it under an id of its driver.stream_id_range; run "
+                             "consumers with --stream-id %u\n",
+                        (unsigned)event.stream_id, (unsigned long long)event.epoch,
+                        (unsigned)requested, (unsigned)event.stream_id);
+            }
             break;
         case TP_PRODUCER_EVENT_REATTACHED:
             r->epoch_changes++;
+            r->last_refusal[0] = '\0';
             break;
+        case TP_PRODUCER_EVENT_ATTACH_REFUSED: {
+            const char *code = tp_producer_event_reason_name(event.kind, event.reason);
+            const char *fix = tp_attach_refusal_fix(event.reason, event.message);
+            snprintf(r->last_refusal, sizeof r->last_refusal, "%s: %s", code, event.message);
+            if (fix != NULL) {
+                fprintf(stderr,
+                        ROLE ": the driver refused stream %u (%s), which waiting cannot "
+                             "change; %s\n",
+                        (unsigned)requested, r->last_refusal, fix);
+                r->refused_for_good = true;
+                return -1;
+            }
+            break;
+        }
         default:
-            fprintf(stderr, ROLE ": event %d (reason %d, epoch %llu) %s\n", (int)event.kind,
-                    (int)event.reason, (unsigned long long)event.epoch, event.message);
+            fprintf(stderr, ROLE ": %s (%s, epoch %llu) %s\n", tp_producer_event_name(event.kind),
+                    tp_producer_event_reason_name(event.kind, event.reason),
+                    (unsigned long long)event.epoch, event.message);
             break;
         }
     }
 }
 
 /* Runs duty cycles until attached (true), or until the deadline or a signal (false). */
-static bool wait_attached(tp_producer *producer, report *r, double deadline) {
+static bool wait_attached(const options *o, tp_producer *producer, report *r, double deadline) {
     example_backoff idle;
     example_idle_reset(&idle);
     while (!example_interrupted && example_now_s() < deadline) {
-        int work = duty_cycle(producer, r);
+        int work = duty_cycle(producer, o->client.stream_id, r);
         if (work < 0) {
             return false;
         }
@@ -158,7 +194,7 @@ static bool publish_all(const options *o, tp_producer *producer, report *r,
     example_backoff idle;
     example_idle_reset(&idle);
     while (attempted < o->frames && !example_interrupted) {
-        int work = duty_cycle(producer, r);
+        int work = duty_cycle(producer, o->client.stream_id, r);
         if (work < 0) {
             return false;
         }
@@ -181,7 +217,10 @@ static bool publish_all(const options *o, tp_producer *producer, report *r,
             example_idle_reset(&idle);
         } else if (status == TP_ERROR_NOT_ATTACHED) {
             if (now - last_progress >= (double)o->timeout_s) {
-                fprintf(stderr, ROLE ": lease lost and not regained in time\n");
+                fprintf(stderr, ROLE ": lease lost and not regained within %llu s%s%s\n",
+                        (unsigned long long)o->timeout_s,
+                        r->last_refusal[0] != '\0' ? "; the driver's last refusal: " : "",
+                        r->last_refusal);
                 return false;
             }
             example_idle(&idle, work);
@@ -224,7 +263,8 @@ static bool run(const options *o, report *r) {
         tp_config_close(config);
         return false;
     }
-    double deadline = example_now_s() + (double)o->timeout_s;
+    double started = example_now_s();
+    double deadline = started + (double)o->timeout_s;
     tp_producer *producer = NULL;
     for (;;) {
         tp_status status = tp_producer_create(config, o->client.stream_id, &producer);
@@ -232,7 +272,7 @@ static bool run(const options *o, report *r) {
             break;
         }
         if (status != TP_ERROR_CONNECT || example_now_s() >= deadline || example_interrupted) {
-            example_report(ROLE, "no media driver in time", status);
+            example_report_connect(ROLE, status, example_now_s() - started);
             tp_config_close(config);
             return false;
         }
@@ -247,7 +287,7 @@ static bool run(const options *o, report *r) {
         fprintf(stderr, ROLE ": out of memory\n");
     } else if (tp_tensor_bytes(o->payload_bytes, &tensor) != TP_OK) {
         example_report(ROLE, "--payload-bytes", TP_ERROR_INVALID_TENSOR);
-    } else if (wait_attached(producer, r, example_now_s() + (double)o->timeout_s)) {
+    } else if (wait_attached(o, producer, r, example_now_s() + (double)o->timeout_s)) {
         double start = example_now_s();
         ok = publish_all(o, producer, r, &tensor, table);
         r->elapsed_s = example_now_s() - start;
@@ -257,7 +297,7 @@ static bool run(const options *o, report *r) {
         example_backoff idle;
         example_idle_reset(&idle);
         while (ok && !example_interrupted && example_now_s() < linger) {
-            int work = duty_cycle(producer, r);
+            int work = duty_cycle(producer, o->client.stream_id, r);
             if (work < 0) {
                 ok = false;
                 break;
@@ -265,9 +305,20 @@ static bool run(const options *o, report *r) {
             example_idle(&idle, work);
         }
         update_dropped(producer, r);
-    } else if (!example_interrupted) {
-        fprintf(stderr, ROLE ": not attached to stream %u in time\n",
-                (unsigned)o->client.stream_id);
+    } else if (!example_interrupted && !r->refused_for_good) {
+        if (r->last_refusal[0] != '\0') {
+            fprintf(stderr, ROLE ": not attached to stream %u within %llu s; the driver's last "
+                            "refusal: %s\n",
+                    (unsigned)o->client.stream_id, (unsigned long long)o->timeout_s,
+                    r->last_refusal);
+        } else {
+            fprintf(stderr,
+                    ROLE ": not attached to stream %u within %llu s; no refusal came back: does "
+                         "a driver serve control stream %u on %s (`tp status` names its "
+                         "streams)?\n",
+                    (unsigned)o->client.stream_id, (unsigned long long)o->timeout_s,
+                    (unsigned)o->client.control_stream_id, o->client.channel);
+        }
     }
     free(table);
     tp_producer_close(producer);
@@ -283,10 +334,11 @@ int main(int argc, char **argv) {
     bool ok = example_check_abi(ROLE) && run(&o, &r);
     double fps = r.elapsed_s > 0.0 ? (double)r.frames_sent / r.elapsed_s : 0.0;
     double mibps = fps * (double)o.payload_bytes / (1024.0 * 1024.0);
-    printf("{\"role\":\"producer\",\"frames_sent\":%llu,\"frames_too_large\":%llu,"
+    printf("{\"role\":\"producer\",\"stream_id\":%u,\"requested_stream_id\":%u,"
+           "\"frames_sent\":%llu,\"frames_too_large\":%llu,"
            "\"descriptors_dropped\":%llu,\"epoch_changes\":%llu,\"interrupted\":%s,"
            "\"elapsed_s\":%.6f,\"frames_per_s\":%.3f,\"mib_per_s\":%.3f}\n",
-           (unsigned long long)r.frames_sent, (unsigned long long)r.frames_too_large,
+           (unsigned)r.stream_id, (unsigned)o.client.stream_id, (unsigned long long)r.frames_sent, (unsigned long long)r.frames_too_large,
            (unsigned long long)r.descriptors_dropped, (unsigned long long)r.epoch_changes,
            example_interrupted ? "true" : "false", r.elapsed_s, fps, mibps);
     fflush(stdout);

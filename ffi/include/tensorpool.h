@@ -248,7 +248,8 @@ enum tp_consumer_event_kind
   // The driver revoked this consumer's lease (`reason`: 1 detached, 2 expired,
   // 3 revoked); it reattaches.
   TP_CONSUMER_EVENT_REVOKED = 3,
-  // The stream's producer lease ended; frames wait for the next epoch.
+  // The stream's producer lease ended (`reason`: 1 detached, i.e. it finished;
+  // 2 expired, 3 revoked); frames wait for the next epoch.
   TP_CONSUMER_EVENT_PRODUCER_REVOKED = 4,
   // The driver is shutting down (`reason`: 0 normal, 1 admin, 2 error).
   TP_CONSUMER_EVENT_DRIVER_SHUTDOWN = 5,
@@ -256,6 +257,8 @@ enum tp_consumer_event_kind
   TP_CONSUMER_EVENT_UNMAPPED = 6,
   // The Aeron client lost its media driver; `tp_consumer_do_work` reconnects.
   TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST = 7,
+  // The driver refused the attach (`reason`: the response code); retried.
+  TP_CONSUMER_EVENT_ATTACH_REFUSED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -774,6 +777,35 @@ tp_status tp_consumer_get_counters(struct tp_consumer *consumer, struct tp_consu
 
 // Stores the consumer's state in `*out`.
 tp_status tp_consumer_get_info(struct tp_consumer *consumer, struct tp_consumer_info *out);
+
+// The name of a producer event kind (`"TP_PRODUCER_EVENT_ATTACHED"`), or
+// `"TP_UNKNOWN_EVENT"`. The string is static.
+const char *tp_producer_event_name(int32_t kind);
+
+// The name of a consumer event kind (`"TP_CONSUMER_EVENT_PRODUCER_REVOKED"`), or
+// `"TP_UNKNOWN_EVENT"`. The string is static.
+const char *tp_consumer_event_name(int32_t kind);
+
+// The name of the `reason` of a producer event of `kind`: a lease revoke reason
+// (`"DETACHED"`, `"EXPIRED"`, `"REVOKED"`), a shutdown reason (`"NORMAL"`, `"ADMIN"`,
+// `"ERROR"`) or an attach response code (`"REJECTED"`, ...); `"UNRECOGNIZED"` for a
+// value the kind does not define, and `""` for kinds without a reason. Static.
+const char *tp_producer_event_reason_name(int32_t kind, int32_t reason);
+
+// The name of the `reason` of a consumer event of `kind`: a lease revoke reason
+// (REVOKED, PRODUCER_REVOKED), a shutdown reason (DRIVER_SHUTDOWN), a
+// `tp_unmap_reason` (`"TP_UNMAP_LEASE_REVOKED"`, ...; UNMAPPED) or an attach response
+// code (`"REJECTED"`, ...; ATTACH_REFUSED); `"UNRECOGNIZED"` for a
+// value the kind does not define, and `""` for kinds without a reason. Static.
+const char *tp_consumer_event_reason_name(int32_t kind, int32_t reason);
+
+// What to change when an attach was refused (`reason` and `message` of
+// TP_PRODUCER_EVENT_ATTACH_REFUSED) for a cause waiting cannot cure: e.g. for
+// `"stream not provisioned"`, add a `[streams.*]` entry or attach with
+// TP_PUBLISH_MODE_EXISTING_OR_CREATE. NULL when a retry may succeed (another producer
+// holds the stream, the driver is shutting down, ...) or `message` is NULL. The string
+// is static.
+const char *tp_attach_refusal_fix(int32_t code, const char *message);
 
 // Connects to the media driver (waiting up to the config's connect timeout) and
 // prepares a producer of `stream_id`; the attach starts on the first

@@ -169,7 +169,8 @@ pub enum tp_consumer_event_kind {
     /// The driver revoked this consumer's lease (`reason`: 1 detached, 2 expired,
     /// 3 revoked); it reattaches.
     TP_CONSUMER_EVENT_REVOKED = 3,
-    /// The stream's producer lease ended; frames wait for the next epoch.
+    /// The stream's producer lease ended (`reason`: 1 detached, i.e. it finished;
+    /// 2 expired, 3 revoked); frames wait for the next epoch.
     TP_CONSUMER_EVENT_PRODUCER_REVOKED = 4,
     /// The driver is shutting down (`reason`: 0 normal, 1 admin, 2 error).
     TP_CONSUMER_EVENT_DRIVER_SHUTDOWN = 5,
@@ -177,6 +178,8 @@ pub enum tp_consumer_event_kind {
     TP_CONSUMER_EVENT_UNMAPPED = 6,
     /// The Aeron client lost its media driver; `tp_consumer_do_work` reconnects.
     TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST = 7,
+    /// The driver refused the attach (`reason`: the response code); retried.
+    TP_CONSUMER_EVENT_ATTACH_REFUSED = 8,
 }
 
 /// Why the regions were unmapped (`reason` of TP_CONSUMER_EVENT_UNMAPPED).
@@ -593,7 +596,10 @@ fn event_of(event: Option<ConsumerEvent>) -> tp_consumer_event {
             out.reason = i32::from(reason.raw());
             K::TP_CONSUMER_EVENT_REVOKED
         }
-        ConsumerEvent::ProducerRevoked => K::TP_CONSUMER_EVENT_PRODUCER_REVOKED,
+        ConsumerEvent::ProducerRevoked { reason } => {
+            out.reason = i32::from(reason.raw());
+            K::TP_CONSUMER_EVENT_PRODUCER_REVOKED
+        }
         ConsumerEvent::DriverShutdown(reason) => {
             out.reason = i32::from(reason.raw());
             K::TP_CONSUMER_EVENT_DRIVER_SHUTDOWN
@@ -609,6 +615,10 @@ fn event_of(event: Option<ConsumerEvent>) -> tp_consumer_event {
             K::TP_CONSUMER_EVENT_UNMAPPED
         }
         ConsumerEvent::MediaDriverLost => K::TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST,
+        ConsumerEvent::AttachRefused { code, .. } => {
+            out.reason = code.raw();
+            K::TP_CONSUMER_EVENT_ATTACH_REFUSED
+        }
     } as i32;
     out
 }

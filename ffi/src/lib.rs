@@ -23,6 +23,7 @@
 mod config;
 mod consumer;
 mod handle;
+mod names;
 mod producer;
 mod status;
 mod tensor;

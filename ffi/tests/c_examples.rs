@@ -1,6 +1,7 @@
 //! The C and C++ examples interoperate with the Rust ones through a real `tp-driver`:
 //! each pair moves frames of the shared pattern and the consumer verifies every byte of
-//! every frame it accepts. Assertions are on the JSON lines the programs print.
+//! every frame it accepts. Runs that cannot succeed end by themselves, saying why.
+//! Assertions are on the JSON lines and messages the programs print.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -12,7 +13,7 @@ mod cbuild;
 use cbuild::{client_args, compile, driver_envs, Flavor, Lang, Proc};
 use std::path::Path;
 use std::time::Duration;
-use support::{DriverSettings, ProcessDriver, TestEnv, DEADLINE};
+use support::{wait_for_counter, DriverSettings, ProcessDriver, TestEnv, DEADLINE, DYNAMIC_RANGE};
 use system::JsonLine;
 
 /// Frames the producer publishes; the consumer must accept [`FRAMES_NEEDED`] of them
@@ -144,4 +145,163 @@ fn c_producer_frames_reach_the_cpp_consumer_intact() {
         &["examples/consumer.cpp"],
     );
     pair("c-to-cpp", &c_example("producer"), &consumer, 4096);
+}
+
+/// `--timeout-s` of runs that must end by themselves long before it.
+const LONG_TIMEOUT_S: &str = "600";
+
+fn with_args(env: &TestEnv, extra: &[&str]) -> Vec<String> {
+    let mut args = client_args(env);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn c_producer_on_an_unknown_stream_stops_at_once_with_the_reason_and_the_fix() {
+    let env = TestEnv::new();
+    let _driver = start_driver(&env, "tp-ffi-unknown");
+    let args = with_args(
+        &env,
+        &["--stream-id", "12345", "--timeout-s", LONG_TIMEOUT_S],
+    );
+    let mut producer = Proc::spawn(&env, "producer", &c_example("producer"), &args);
+    let status = producer.finish(RUN_TIMEOUT);
+    assert_eq!(status.code(), Some(1), "{}", producer.describe());
+    let stderr = producer.stderr();
+    for expected in [
+        "the driver refused stream 12345 (REJECTED: stream not provisioned)",
+        "[streams.<name>]",
+        "--create",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
+    }
+    assert_eq!(summary(&producer).u64("stream_id"), 0);
+}
+
+#[test]
+fn c_consumer_that_never_attached_names_the_last_refusal() {
+    let env = TestEnv::new();
+    let _driver = start_driver(&env, "tp-ffi-consumer-unknown");
+    let args = with_args(
+        &env,
+        &["--stream-id", "12345", "--frames", "10", "--timeout-s", "2"],
+    );
+    let mut consumer = Proc::spawn(&env, "consumer", &c_example("consumer"), &args);
+    let status = consumer.finish(RUN_TIMEOUT);
+    assert_eq!(status.code(), Some(1), "{}", consumer.describe());
+    assert!(
+        consumer.stderr().contains(
+            "received 0 of 10 frames before the timeout; not attached: the driver's last \
+             refusal: REJECTED"
+        ),
+        "{}",
+        consumer.describe()
+    );
+}
+
+#[test]
+fn c_producer_prints_the_stream_the_driver_created_for_it() {
+    let env = TestEnv::new();
+    let _driver = start_driver(&env, "tp-ffi-create");
+    let args = with_args(
+        &env,
+        &[
+            "--stream-id",
+            "12345",
+            "--create",
+            "--frames",
+            "20",
+            "--linger-ms",
+            "0",
+        ],
+    );
+    let mut producer = Proc::spawn(&env, "producer", &c_example("producer"), &args);
+    let status = producer.finish(RUN_TIMEOUT);
+    assert!(status.success(), "{}", producer.describe());
+    let granted = DYNAMIC_RANGE.0;
+    let line = summary(&producer);
+    assert_eq!(line.u64("stream_id"), u64::from(granted), "{line}");
+    assert_eq!(line.u64("requested_stream_id"), 12345, "{line}");
+    assert!(
+        producer
+            .stderr()
+            .contains(&format!("run consumers with --stream-id {granted}")),
+        "{}",
+        producer.describe()
+    );
+}
+
+#[test]
+fn c_and_cpp_consumers_end_soon_after_their_producer_detached() {
+    let env = TestEnv::new();
+    let instance = "tp-ffi-finished";
+    let _driver = start_driver(&env, instance);
+    let consumer_args = with_args(
+        &env,
+        &[
+            "--frames",
+            "1000000",
+            "--timeout-s",
+            LONG_TIMEOUT_S,
+            "--announce-period-ms",
+            "200",
+        ],
+    );
+    let cpp = compile(
+        "consumer-cpp",
+        Lang::Cxx,
+        Flavor::Shared,
+        &["examples/consumer.cpp"],
+    );
+    let mut consumers = [
+        Proc::spawn(&env, "consumer-c", &c_example("consumer"), &consumer_args),
+        Proc::spawn(&env, "consumer-cpp", &cpp, &consumer_args),
+    ];
+    let settings = DriverSettings {
+        instance_id: instance.into(),
+        ..DriverSettings::shared_announce()
+    };
+    wait_for_counter(
+        &env.aeron_dir(),
+        &settings.counter_label("active consumer leases"),
+        |v| v == 2,
+    );
+    let producer_args = with_args(
+        &env,
+        &[
+            "--frames",
+            "200",
+            "--payload-bytes",
+            "1000",
+            "--rate",
+            "1000",
+        ],
+    );
+    let mut producer = Proc::spawn(&env, "producer", &rust_example("producer"), &producer_args);
+    assert!(
+        producer.finish(RUN_TIMEOUT).success(),
+        "{}",
+        producer.describe()
+    );
+    for consumer in &mut consumers {
+        let status = consumer.finish(RUN_TIMEOUT);
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "fewer frames than asked: {}",
+            consumer.describe()
+        );
+        let stderr = consumer.stderr();
+        assert!(
+            stderr.contains("of 1000000 frames: the producer detached"),
+            "{}",
+            consumer.describe()
+        );
+        assert!(
+            !stderr.contains("PRODUCER_REVOKED"),
+            "a normal detach is not reported as a problem: {stderr}"
+        );
+        let got = summary(consumer).u64("frames_received");
+        assert!(got > 0 && got <= 200, "{}", consumer.describe());
+    }
 }

@@ -8,10 +8,12 @@ pub mod link;
 pub mod mapping;
 pub mod producer;
 pub mod random;
+pub mod refusal;
 pub mod session;
 pub mod tensor;
 
 pub use grant::{LeaseGrant, PoolGrant, ProtocolError};
 pub use link::{ClientStreams, ControlLink, LinkError};
 pub use mapping::{MapError, MappedEpoch, MappedPool};
+pub use refusal::attach_refusal_fix;
 pub use session::{DriverSession, Request, SessionConfig, SessionEvent};

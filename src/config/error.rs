@@ -35,10 +35,12 @@ pub enum ConfigError {
     },
 
     /// A key that is not part of the configuration surface (often a misspelling).
-    #[error("unknown key \"{key}\"")]
+    #[error("unknown key \"{key}\"{}", did_you_mean(suggestion.as_deref()))]
     UnknownKey {
         /// Full dotted path of the unknown key.
         key: String,
+        /// The full path of the known key it most likely meant, if one is close.
+        suggestion: Option<String>,
     },
 
     /// A required key is absent.
@@ -280,7 +282,7 @@ impl ConfigError {
             Io { .. } | Syntax { .. } => None,
             NoProfiles => Some("profiles"),
             DynamicStreamsWithoutRange => Some("policies.allow_dynamic_streams"),
-            UnknownKey { key }
+            UnknownKey { key, .. }
             | MissingKey { key }
             | InvalidType { key, .. }
             | InvalidValue { key, .. }
@@ -318,6 +320,11 @@ impl ConfigError {
             message: err.message().trim().replace('\n', "; "),
         }
     }
+}
+
+/// `; did you mean "KEY"?` for a suggestion, nothing without one.
+fn did_you_mean(suggestion: Option<&str>) -> String {
+    suggestion.map_or_else(String::new, |key| format!("; did you mean \"{key}\"?"))
 }
 
 /// 1-based (line, column) of byte `offset` in `text`; column counts characters.

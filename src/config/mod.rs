@@ -61,6 +61,7 @@ mod fields;
 mod model;
 mod parse;
 mod range;
+mod suggest;
 mod validate;
 mod values;
 

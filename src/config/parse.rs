@@ -17,6 +17,7 @@ use super::model::{
     DriverConfig, DriverSection, PayloadPool, PoliciesSection, Profile, ShmSection, StreamConfig,
     DEFAULT_HEADER_NSLOTS,
 };
+use super::suggest;
 use super::values::PermissionsMode;
 
 /// Keys of the `[driver]` section.
@@ -117,8 +118,12 @@ impl<'a> Section<'a> {
         env: Option<&'a dyn EnvSource>,
     ) -> Result<Self, ConfigError> {
         if let Some(k) = table.keys().find(|k| !known.contains(&k.as_str())) {
+            let suggestion = suggest::closest(k, known)
+                .map(|known| format!("{path}.{known}"))
+                .or_else(|| suggest::home_section(k, &path));
             return Err(ConfigError::UnknownKey {
                 key: format!("{path}.{}", key_segment(k)),
+                suggestion,
             });
         }
         Ok(Self { path, table, env })
@@ -211,8 +216,12 @@ pub(crate) fn parse(text: &str, env: &dyn EnvSource) -> Result<DriverConfig, Con
     let profiles_t = take_table(&mut root, "profiles", "profiles")?;
     let streams_t = take_table(&mut root, "streams", "streams")?;
     if let Some(k) = root.keys().find(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
+        let suggestion = suggest::closest(k, TOP_LEVEL_KEYS)
+            .map(str::to_string)
+            .or_else(|| suggest::home_section(k, ""));
         return Err(ConfigError::UnknownKey {
             key: key_segment(k),
+            suggestion,
         });
     }
 
@@ -462,7 +471,9 @@ mod tests {
     fn unknown_key_in_quoted_stream_name() {
         let text = "[streams.\"my cam\"]\nstream_id = 1\nprofile = \"p\"\nbogus = 1\n";
         match parse(text, &NoEnv) {
-            Err(ConfigError::UnknownKey { key }) => assert_eq!(key, "streams.\"my cam\".bogus"),
+            Err(ConfigError::UnknownKey { key, .. }) => {
+                assert_eq!(key, "streams.\"my cam\".bogus")
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -389,6 +389,29 @@ impl std::fmt::Debug for AeronClient {
     }
 }
 
+/// The Aeron directory a client or media driver uses when none is given, as Aeron's C
+/// code computes it (`aeron_context_init`, `aeron_default_path`): `AERON_DIR` if set,
+/// else `/dev/shm/aeron-<user>` with the user from `USER`, else the password database
+/// entry of the real uid, else `default`. So it does not depend on `USER` being set, and
+/// names the directory a driver started without one really uses.
+pub fn default_aeron_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("AERON_DIR") {
+        return PathBuf::from(dir);
+    }
+    let user = std::env::var_os("USER").unwrap_or_else(|| {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|user| user.name)
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "default".into())
+            .into()
+    });
+    let mut name = std::ffi::OsString::from("aeron-");
+    name.push(user);
+    Path::new("/dev/shm").join(name)
+}
+
 /// Waits until Aeron's liveness check finds a driver in `dir`, or `timeout` passes.
 fn wait_for_driver(
     dir: &Path,
@@ -426,4 +449,15 @@ pub(crate) unsafe extern "C" fn log_aeron(message: *const c_char) {
 /// directory may not exist yet).
 pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_directory_is_the_one_aerons_context_picks() {
+        let context = AeronContext::new().expect("an Aeron context");
+        assert_eq!(default_aeron_dir(), PathBuf::from(context.get_dir()));
+    }
 }

@@ -15,13 +15,17 @@ pub enum TransportError {
     },
     /// No live media driver answered in the directory within the connect timeout.
     #[error(
-        "no active media driver in {} after {timeout:?} (start one, or use the embedded driver)",
+        "no active media driver in {} after waiting {timeout:?}: is tp-driver (or aeronmd) \
+         running with Aeron directory {}? Pass the driver's directory (its driver.aeron_dir; \
+         --aeron-dir or AERON_DIR for the examples), start the driver, or use the embedded \
+         driver",
+        dir.display(),
         dir.display()
     )]
     NoMediaDriver {
         /// The Aeron directory that was probed.
         dir: PathBuf,
-        /// How long the client waited.
+        /// How long the client waited (all attempts, when the caller retried).
         timeout: Duration,
     },
     /// A registration (publication, subscription, counter) did not complete in time.

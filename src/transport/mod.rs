@@ -39,7 +39,7 @@ mod outbound;
 mod publication;
 mod subscription;
 
-pub use client::{AeronClient, ClientOptions, CNC_CHECK_INTERVAL};
+pub use client::{default_aeron_dir, AeronClient, ClientOptions, CNC_CHECK_INTERVAL};
 pub use counters::{read_counters, Counter, CounterSnapshot, PendingCounter};
 pub use duty_cycle::DutyCycle;
 pub use error::TransportError;

@@ -1129,6 +1129,20 @@ impl ProcessDriver {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_program_without(program, ready_line, env, label, args, envs, &[])
+    }
+
+    /// [`Self::spawn_program`] with the variables `removed` taken out of its environment
+    /// (e.g. `USER`, to run as a shell without it would).
+    pub fn spawn_program_without(
+        program: &Path,
+        ready_line: &'static str,
+        env: &TestEnv,
+        label: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        removed: &[&str],
+    ) -> Self {
         let stdout = env.path().join(format!("{label}.stdout"));
         let stderr = env.path().join(format!("{label}.stderr"));
         let file = |path: &Path| {
@@ -1147,6 +1161,9 @@ impl ProcessDriver {
             if OVERRIDE_PREFIXES.iter().any(|p| name.starts_with(p)) {
                 command.env_remove(name);
             }
+        }
+        for name in removed {
+            command.env_remove(name);
         }
         command.envs(envs.iter().copied());
         let child = command

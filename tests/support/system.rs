@@ -33,7 +33,18 @@ use tensorpool::client::ClientStreams;
 use tensorpool::protocol::control::{Dtype, TensorHeader};
 use tensorpool::transport::BackoffIdle;
 
-use crate::support::{TestEnv, CHANNEL, CONTROL_STREAM};
+use crate::support::{ProcessDriver, TestEnv, CHANNEL, CONTROL_STREAM};
+
+/// The summary an example (Rust, C, C++ or Java) prints last: its final stdout line, as
+/// JSON; panics with its output when there is none.
+pub fn summary(process: &ProcessDriver) -> JsonLine {
+    let stdout = process.stdout();
+    stdout
+        .lines()
+        .last()
+        .and_then(JsonLine::parse)
+        .unwrap_or_else(|| panic!("no JSON line in {stdout:?}; stderr:\n{}", process.stderr()))
+}
 
 // ---------------------------------------------------------------------------------------
 // Self-checking frames
@@ -962,7 +973,9 @@ fn consumer_event_json(event: &ConsumerEvent, consumer: &Consumer) -> String {
         ConsumerEvent::Revoked(reason) => {
             JsonWriter::event("revoked").text("reason", &format!("{reason:?}"))
         }
-        ConsumerEvent::ProducerRevoked => JsonWriter::event("producer_revoked"),
+        ConsumerEvent::ProducerRevoked { reason } => {
+            JsonWriter::event("producer_revoked").text("reason", &format!("{reason:?}"))
+        }
         ConsumerEvent::DriverShutdown(reason) => {
             JsonWriter::event("driver_shutdown").text("reason", &format!("{reason:?}"))
         }
@@ -970,6 +983,9 @@ fn consumer_event_json(event: &ConsumerEvent, consumer: &Consumer) -> String {
             JsonWriter::event("unmapped").text("reason", &format!("{reason:?}"))
         }
         ConsumerEvent::MediaDriverLost => JsonWriter::event("media_driver_lost"),
+        ConsumerEvent::AttachRefused { code, message } => JsonWriter::event("attach_refused")
+            .text("code", code.name())
+            .text("message", message),
     };
     w.num("consumer_id", u64::from(consumer.consumer_id()))
         .finish()

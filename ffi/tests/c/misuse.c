@@ -117,6 +117,28 @@ static void config_checks(void) {
 
     CHECK(strcmp(tp_status_name(TP_ERROR_NOT_ATTACHED), "TP_ERROR_NOT_ATTACHED") == 0);
     CHECK(strcmp(tp_status_name(42), "TP_UNKNOWN_STATUS") == 0);
+    CHECK(strcmp(tp_producer_event_name(TP_PRODUCER_EVENT_LEASE_LOST),
+                 "TP_PRODUCER_EVENT_LEASE_LOST") == 0);
+    CHECK(strcmp(tp_producer_event_name(99), "TP_UNKNOWN_EVENT") == 0);
+    CHECK(strcmp(tp_consumer_event_name(TP_CONSUMER_EVENT_PRODUCER_REVOKED),
+                 "TP_CONSUMER_EVENT_PRODUCER_REVOKED") == 0);
+    CHECK(strcmp(tp_consumer_event_name(-1), "TP_UNKNOWN_EVENT") == 0);
+    CHECK(strcmp(tp_consumer_event_reason_name(TP_CONSUMER_EVENT_ATTACH_REFUSED, 2),
+                 "INVALID_PARAMS") == 0);
+    CHECK(strcmp(tp_consumer_event_reason_name(TP_CONSUMER_EVENT_PRODUCER_REVOKED, 1),
+                 "DETACHED") == 0);
+    CHECK(strcmp(tp_consumer_event_reason_name(TP_CONSUMER_EVENT_DRIVER_SHUTDOWN, 1), "ADMIN") == 0);
+    CHECK(strcmp(tp_consumer_event_reason_name(TP_CONSUMER_EVENT_UNMAPPED,
+                                               TP_UNMAP_EPOCH_WAIT_TIMED_OUT),
+                 "TP_UNMAP_EPOCH_WAIT_TIMED_OUT") == 0);
+    CHECK(strcmp(tp_consumer_event_reason_name(TP_CONSUMER_EVENT_ATTACHED, 0), "") == 0);
+    CHECK(strcmp(tp_producer_event_reason_name(TP_PRODUCER_EVENT_REVOKED, 2), "EXPIRED") == 0);
+    CHECK(strcmp(tp_producer_event_reason_name(TP_PRODUCER_EVENT_REVOKED, 9), "UNRECOGNIZED") == 0);
+    CHECK(strcmp(tp_producer_event_reason_name(TP_PRODUCER_EVENT_ATTACH_REFUSED, 3), "REJECTED") == 0);
+    const char *fix = tp_attach_refusal_fix(3, "stream not provisioned");
+    CHECK(fix != NULL && strstr(fix, "[streams.") != NULL);
+    CHECK(tp_attach_refusal_fix(3, "producer already attached") == NULL);
+    CHECK(tp_attach_refusal_fix(3, NULL) == NULL);
     tp_version_info version;
     EXPECT(tp_version(NULL), TP_ERROR_NULL_POINTER);
     EXPECT(tp_version(&version), TP_OK);

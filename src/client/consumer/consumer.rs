@@ -23,7 +23,7 @@ use crate::protocol::control::{
     self, consumer_config, shm_pool_announce, Bool, ConsumerConfigDecoder, ConsumerHello, Mode,
     QosConsumer, ShmPoolAnnounceDecoder,
 };
-use crate::protocol::driver::{self, Role};
+use crate::protocol::driver::{self, LeaseRevokeReason, Role};
 use crate::shm::open::{Access, AllowedBaseDirs};
 use crate::transport::{OfferOutcome, TransportError};
 use std::time::Duration;
@@ -424,6 +424,8 @@ impl Consumer {
             SessionEvent::Attached(grant) => self.on_attached(grant, now_ns)?,
             SessionEvent::AttachRefused { code, message } => {
                 tracing::debug!(%code, %message, stream_id = self.stream_id, "attach refused; retrying");
+                self.events
+                    .push(ConsumerEvent::AttachRefused { code, message });
             }
             SessionEvent::AttachTimedOut { waited, unanswered } => {
                 tracing::info!(
@@ -459,8 +461,9 @@ impl Consumer {
             SessionEvent::OtherLeaseRevoked {
                 stream_id,
                 role: Role::Producer,
+                reason,
                 ..
-            } if stream_id == self.stream_id => self.on_producer_revoked(now_ns),
+            } if stream_id == self.stream_id => self.on_producer_revoked(reason, now_ns),
             SessionEvent::OtherLeaseRevoked { .. } | SessionEvent::Closed => {}
         }
         Ok(())
@@ -558,13 +561,16 @@ impl Consumer {
 
     /// Driver Model §4.9: the producer's lease ended; keep the mapping but accept nothing
     /// until an announce with a higher epoch arrives (or 3× the announce period passes).
-    fn on_producer_revoked(&mut self, now_ns: u64) {
+    /// The application hears of every revoke of the stream's producer (it may be how it
+    /// learns that its producer finished), whether or not the consumer has to wait.
+    fn on_producer_revoked(&mut self, reason: LeaseRevokeReason, now_ns: u64) {
         let Some(mapped_epoch) = self.mapped_epoch() else {
             return;
         };
         if self.awaiting_epoch_until.is_some() {
             return;
         }
+        self.events.push(ConsumerEvent::ProducerRevoked { reason });
         // The epoch-bumped announce (which names no producer) may have overtaken the
         // revoke on its own stream: then the consumer already sits on the new epoch.
         if self
@@ -577,10 +583,10 @@ impl Consumer {
         tracing::info!(
             stream_id = self.stream_id,
             epoch = mapped_epoch,
+            %reason,
             "producer revoked; awaiting a new epoch"
         );
         self.awaiting_epoch_until = Some(now_ns.saturating_add(self.config.three_periods_ns()));
-        self.events.push(ConsumerEvent::ProducerRevoked);
     }
 
     fn check_epoch_wait(&mut self, now_ns: u64) -> Result<usize, ConsumerError> {

@@ -1,7 +1,7 @@
 //! What happened to the consumer's lease and mapping (Driver Model §4.9, §4.12.3,
 //! §4.13), queued for the application to drain.
 
-use crate::protocol::driver::{LeaseRevokeReason, ShutdownReason};
+use crate::protocol::driver::{LeaseRevokeReason, ResponseCode, ShutdownReason};
 use std::collections::VecDeque;
 
 /// How many events wait before the oldest is discarded.
@@ -25,7 +25,7 @@ pub enum UnmapReason {
 }
 
 /// A change of the consumer's lease or mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsumerEvent {
     /// A lease was granted and its regions mapped.
     Attached {
@@ -39,14 +39,26 @@ pub enum ConsumerEvent {
     },
     /// The driver revoked this consumer's lease; the consumer reattaches.
     Revoked(LeaseRevokeReason),
-    /// The stream's producer lease ended; frames wait for the next epoch.
-    ProducerRevoked,
+    /// The stream's producer lease ended (`DETACHED`: it left on purpose; `EXPIRED` or
+    /// `REVOKED`: it failed or was removed); frames wait for the next epoch.
+    ProducerRevoked {
+        /// Why the producer's lease ended.
+        reason: LeaseRevokeReason,
+    },
     /// The driver is shutting down; the consumer reattaches when it is back.
     DriverShutdown(ShutdownReason),
     /// The regions were unmapped.
     Unmapped {
         /// Why.
         reason: UnmapReason,
+    },
+    /// The driver refused the attach (Driver Model §4.2); the consumer retries after a
+    /// backoff. [`crate::client::attach_refusal_fix`] tells whether waiting can help.
+    AttachRefused {
+        /// Response code.
+        code: ResponseCode,
+        /// The driver's diagnostic.
+        message: String,
     },
     /// The Aeron client lost its media driver (e.g. the driver process died): the
     /// mapping and the lease are dropped, and the consumer reconnects from `do_work`,

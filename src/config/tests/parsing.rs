@@ -3,34 +3,61 @@
 use super::*;
 
 #[test]
-fn unknown_keys_name_the_full_path() {
+fn unknown_keys_name_the_full_path_and_the_key_meant() {
     let cases = [
-        ("bridge = 1\n", "bridge"),
-        ("[bridge]\nx = 1\n", "bridge"),
-        ("[driver]\ncontrol_stream = 1\n", "driver.control_stream"),
-        ("[shm]\nbasedir = \"/x\"\n", "shm.basedir"),
+        ("bridge = 1\n", "bridge", None),
+        ("[bridge]\nx = 1\n", "bridge", None),
+        ("[polices]\nx = 1\n", "polices", Some("policies")),
+        (
+            "[driver]\ncontrol_stream = 1\n",
+            "driver.control_stream",
+            Some("driver.control_stream_id"),
+        ),
+        (
+            "[shm]\nbasedir = \"/x\"\n",
+            "shm.basedir",
+            Some("shm.base_dir"),
+        ),
         (
             "[policies]\nanounce_period_ms = 5\n",
             "policies.anounce_period_ms",
+            Some("policies.announce_period_ms"),
         ),
-        ("[profiles.q]\nnslots = 8\n", "profiles.q.nslots"),
+        (
+            "[driver]\nallow_dynamic_streams = true\n",
+            "driver.allow_dynamic_streams",
+            Some("policies.allow_dynamic_streams"),
+        ),
+        ("base_dir = \"/x\"\n", "base_dir", Some("shm.base_dir")),
+        ("[profiles.q]\nnslots = 8\n", "profiles.q.nslots", None),
+        (
+            "[profiles.q]\nheader_nslot = 8\n",
+            "profiles.q.header_nslot",
+            Some("profiles.q.header_nslots"),
+        ),
         (
             "[profiles.q]\npayload_pools = [{ pool_id = 1, stride_bytes = 64, slots = 2 }]\n",
             "profiles.q.payload_pools[0].slots",
+            None,
         ),
         (
             "[streams.cam]\nstream_id = 5\nprofile = \"p\"\nid = 3\n",
             "streams.cam.id",
+            None,
         ),
     ];
-    for (extra, key) in cases {
+    for (extra, key, meant) in cases {
         let e = err(&with(extra));
         assert!(
-            matches!(e, ConfigError::UnknownKey { .. }),
+            matches!(&e, ConfigError::UnknownKey { suggestion, .. } if suggestion.as_deref() == meant),
             "{extra}: {e:?}"
         );
         assert_names_key(&e, key);
-        assert_eq!(e.to_string(), format!("unknown key \"{key}\""));
+        let expected = match meant {
+            Some(meant) => format!("unknown key \"{key}\"; did you mean \"{meant}\"?"),
+            None => format!("unknown key \"{key}\""),
+        };
+        assert_eq!(e.to_string(), expected);
     }
 }
 
