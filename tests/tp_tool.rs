@@ -437,8 +437,9 @@ fn shutdown_without_a_driver_is_no_driver_and_unanswered_is_a_timeout() {
 }
 
 /// A `tp-driver` on control, announce and QoS streams none of tp's defaults names, with
-/// prefaulted epochs: `tp status`, `gc`, `inspect` and `shutdown` given only the Aeron
-/// directory find it; named streams that hear nothing say why and what to pass.
+/// prefault on: `tp status`, `gc`, `inspect` and `shutdown` given only the Aeron
+/// directory (or nothing but `AERON_DIR`, without `$USER`) find it and its footprint;
+/// named streams that hear nothing say why and what to pass.
 #[test]
 fn a_driver_on_stream_ids_of_its_own_is_found_with_no_flags_and_its_footprint_shown() {
     let env = TestEnv::new();
@@ -485,7 +486,7 @@ fn a_driver_on_stream_ids_of_its_own_is_found_with_no_flags_and_its_footprint_sh
     assert_eq!(stream["stream_id"], STATIC_STREAM, "{out}");
     assert_eq!(stream["epoch"], 1, "{out}");
     assert_eq!(stream["header_nslots"], HEADER_NSLOTS, "{out}");
-    // The footprint of a prefaulted epoch: every byte of its regions, as du counts.
+    // The footprint of the start-up epoch (no producer yet), as du counts.
     let shm = &status["shm"];
     let epochs = shm["epochs"].as_array().expect("epochs");
     assert_eq!(epochs.len(), 1, "{out}");
@@ -499,9 +500,28 @@ fn a_driver_on_stream_ids_of_its_own_is_found_with_no_flags_and_its_footprint_sh
         .map(|(_, stride)| u64::from(*stride) * u64::from(HEADER_NSLOTS))
         .sum();
     assert!(
-        du >= regions,
-        "prefaulted: {du} bytes allocated for {regions} of slots"
+        du < regions,
+        "an epoch without a producer stays sparse even with prefault on: {du} bytes \
+         allocated for {regions} of slots"
     );
+
+    // No --aeron-dir and no $USER: tp looks where Aeron itself would (AERON_DIR here, so
+    // the machine's real default directory is never touched).
+    let out = Command::new(env!("CARGO_BIN_EXE_tp"))
+        .args(["status", "--once", "--json"])
+        .env_remove("USER")
+        .env("AERON_DIR", &dir)
+        .output()
+        .expect("running tp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(found["instance_id"], "elsewhere", "{text}");
 
     let (code, out, err) = tp(&["status", "--aeron-dir", &dir, "--once"]);
     assert_eq!(code, 0, "{err}");

@@ -202,10 +202,13 @@ impl Target {
 
 /// The Aeron directory a configuration names, or Aeron's default.
 pub fn aeron_dir(config: &DriverConfig) -> PathBuf {
-    config.driver.aeron_dir.clone().unwrap_or_else(|| {
-        let user = std::env::var("USER").unwrap_or_else(|_| "default".into());
-        PathBuf::from(format!("/dev/shm/aeron-{user}"))
-    })
+    // Aeron's own default (AERON_DIR, else /dev/shm/aeron-<user> with the user from
+    // $USER or the password database), the directory tp-driver's media driver uses.
+    config
+        .driver
+        .aeron_dir
+        .clone()
+        .unwrap_or_else(crate::transport::default_aeron_dir)
 }
 
 /// Connects an Aeron client to the media driver of `config` (waits up to 2 s).
