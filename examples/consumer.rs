@@ -26,8 +26,8 @@
 //! ```text
 //! {"role":"consumer","frames_received":10000,"frames_verified":10000,"verify_failures":0,
 //!  "drops_gap":0,"drops_late":0,"drops_resync":0,"drops_invalid":0,"drops_other":0,
-//!  "epoch_changes":0,"interrupted":false,"elapsed_s":10.001,"frames_per_s":999.9,
-//!  "mib_per_s":62.49}
+//!  "qos_drops_gap":0,"qos_drops_late":0,"epoch_changes":0,"interrupted":false,
+//!  "elapsed_s":10.001,"frames_per_s":999.9,"mib_per_s":62.49}
 //! ```
 //!
 //! (on one line). Every frame the producer sent is either received or in exactly one
@@ -35,7 +35,9 @@
 //! overwrote it before or while it was read), `drops_resync` (skipped to catch up with a
 //! producer that lapped the ring), `drops_invalid` (the slot contradicted the descriptor
 //! or failed validation), `drops_other` (not mapped, waiting for a new epoch, another
-//! epoch, duplicate). `elapsed_s` runs from the first delivered frame to the last; the
+//! epoch, duplicate). `qos_drops_gap` and `qos_drops_late` are the two figures the
+//! consumer reports in `QosConsumer` and `tp status` shows under the same names
+//! (docs/DESIGN.md, "Drop counters and QoS"). `elapsed_s` runs from the first delivered frame to the last; the
 //! rates are over that window. The exit status is 0 when `--frames` frames were received
 //! and, with `--verify`, every one verified; 1 otherwise; 128 + the signal number when
 //! SIGINT or SIGTERM stopped it (it still detaches and prints the line). With
@@ -183,7 +185,8 @@ impl Report {
         format!(
             "{{\"role\":\"consumer\",\"frames_received\":{},\"frames_verified\":{},\
              \"verify_failures\":{},\"drops_gap\":{},\"drops_late\":{},\"drops_resync\":{},\
-             \"drops_invalid\":{},\"drops_other\":{},\"epoch_changes\":{},\"interrupted\":{},\
+             \"drops_invalid\":{},\"drops_other\":{},\"qos_drops_gap\":{},\
+             \"qos_drops_late\":{},\"epoch_changes\":{},\"interrupted\":{},\
              \"elapsed_s\":{:.6},\"frames_per_s\":{:.3},\"mib_per_s\":{:.3}}}",
             self.frames_received,
             self.frames_verified,
@@ -193,6 +196,8 @@ impl Report {
             c.drops_resync,
             invalid,
             other,
+            c.qos_drops_gap(),
+            c.qos_drops_late(),
             c.epoch_changes,
             self.interrupted,
             secs,

@@ -156,6 +156,8 @@ fn examples_at_their_defaults_move_verified_frames_through_a_fast_lease_driver()
         "drops_resync",
         "drops_invalid",
         "drops_other",
+        "qos_drops_gap",
+        "qos_drops_late",
     ] {
         assert_eq!(received.u64(key), 0, "{key}: {received}");
     }
