@@ -82,6 +82,13 @@ fn after_kill_9_the_driver_serves_again_at_once_and_the_examples_reattach() {
     let mut first = ProcessDriver::start(&env, "first", &config, &[]);
     first.wait_running(DEADLINE);
     let mut consumer = example(&env, "consumer", &["--frames", "100000000", "--verify"]);
+    // The consumer first, so it maps the start-up epoch and then sees the producer's: the
+    // epoch count below does not depend on which process the machine started sooner.
+    wait_for_counter(
+        &env.aeron_dir(),
+        &settings.counter_label("active consumer leases"),
+        |v| v == 1,
+    );
     let mut producer = example(
         &env,
         "producer",
@@ -139,6 +146,12 @@ fn after_kill_9_the_driver_serves_again_at_once_and_the_examples_reattach() {
     std::thread::sleep(Duration::from_secs(1));
     let sent = stop(&mut producer, "the producer");
     let received = stop(&mut consumer, "the consumer");
+    let logs = format!(
+        "consumer:\n{}\nfirst driver:\n{}\nsecond driver:\n{}",
+        consumer.stderr(),
+        first.stderr(),
+        second.stderr()
+    );
     assert!(sent.u64("frames_sent") > 0, "{sent}");
     assert!(received.u64("frames_verified") > 0, "{received}");
     assert_eq!(
@@ -151,7 +164,7 @@ fn after_kill_9_the_driver_serves_again_at_once_and_the_examples_reattach() {
     }
     assert!(
         received.u64("epoch_changes") >= 2,
-        "the consumer saw the new driver's epoch: {received}"
+        "the consumer saw the new driver's epoch: {received}\n{logs}"
     );
     second.signal(Signal::SIGTERM);
     assert!(
