@@ -49,9 +49,11 @@ fn first_driver_with_a_live_epoch(
 /// The first driver still serves: its producer's epoch is there, its lease alive, and a
 /// new consumer is granted that same epoch.
 fn assert_first_unharmed(client: &mut TestClient, lease: &LeaseRef, dir: &Path) {
+    static NEXT_CONSUMER_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(8);
     client.pump_for(Duration::from_millis(200));
     assert!(dir.is_dir(), "{} was removed", dir.display());
-    let consumer = client.attach_ok(STATIC_STREAM, 8, Role::Consumer);
+    let consumer_id = NEXT_CONSUMER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let consumer = client.attach_ok(STATIC_STREAM, consumer_id, Role::Consumer);
     assert_eq!(
         consumer.epoch, lease.epoch,
         "the producer's epoch is current"
@@ -72,7 +74,7 @@ fn assert_refused_naming(stderr: &str, first_pid: u32, what: &str, fix: &str) {
 }
 
 #[test]
-fn a_second_driver_on_the_same_media_driver_is_refused_and_the_first_keeps_its_epochs() {
+fn second_drivers_on_the_same_media_driver_are_refused_and_the_first_keeps_its_epochs() {
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
     let (mut first, mut client, lease, dir) = first_driver_with_a_live_epoch(&env, &settings);
@@ -91,8 +93,31 @@ fn a_second_driver_on_the_same_media_driver_is_refused_and_the_first_keeps_its_e
     );
     let status = second.expect_exit(REFUSAL_DEADLINE);
     assert_eq!(status.code(), Some(1), "stderr:\n{}", second.stderr());
+    // The SHM side is claimed first, before any media driver is started or joined.
     assert_refused_naming(
         &second.stderr(),
+        first.pid(),
+        "SHM namespace",
+        "shm.namespace",
+    );
+    assert_first_unharmed(&mut client, &lease, &dir);
+
+    // Its own namespace, the same control stream of the same media driver: it would
+    // answer the first driver's clients.
+    let mut third = ProcessDriver::spawn(
+        &env,
+        "third",
+        &["--config", config],
+        &[
+            ("DRIVER_MEDIA_DRIVER", "external"),
+            ("DRIVER_INSTANCE_ID", "third"),
+            ("SHM_NAMESPACE", "elsewhere"),
+        ],
+    );
+    let status = third.expect_exit(REFUSAL_DEADLINE);
+    assert_eq!(status.code(), Some(1), "stderr:\n{}", third.stderr());
+    assert_refused_naming(
+        &third.stderr(),
         first.pid(),
         &format!("control stream {CONTROL_STREAM}"),
         "driver.control_stream_id",

@@ -188,6 +188,8 @@ pub fn run(config: &DriverConfig) -> Result<(), RunError> {
 /// `ShmDriverShutdown(NORMAL)`) or an accepted shutdown request completes. This is what
 /// `run` does without installing signal handlers, for hosts that embed the driver.
 pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunError> {
+    // The SHM side first: a driver refused its namespace starts no media driver.
+    let (core, provisioner) = prepare(config)?;
     let mut client = start_aeron(config)?;
     let _control_stream = claim_control_stream(client.dir(), config)?;
     // Before the control subscription exists, so a client that sees the driver listening
@@ -206,7 +208,6 @@ pub fn run_until(config: &DriverConfig, stop: &AtomicBool) -> Result<(), RunErro
             None
         }
     };
-    let (core, provisioner) = prepare(config)?;
     let plane = AeronControlPlane::new(&client, config)?;
     let mut counters = DriverCounters::new(&client, config)?;
     let mut agent = DriverAgent::new(
