@@ -129,6 +129,11 @@ impl AheadWorker {
     pub fn try_done(&mut self) -> Option<Finished> {
         self.done.try_recv().ok()
     }
+
+    /// A finished task, waiting for one at most `timeout`.
+    pub fn done_within(&mut self, timeout: std::time::Duration) -> Option<Finished> {
+        self.done.recv_timeout(timeout).ok()
+    }
 }
 
 impl Drop for AheadWorker {

@@ -766,6 +766,10 @@ enum Spare {
     Failed { retry_at_ns: u64 },
 }
 
+/// Longest a producer attach waits for its stream's spare epoch to be finished by the
+/// provisioning thread before the epoch is made on the duty cycle instead.
+const SPARE_WAIT: Duration = Duration::from_millis(20);
+
 /// Wait after a failed spare before trying again (the failure was logged).
 const AHEAD_RETRY_NS: u64 = 5_000_000_000;
 
@@ -1196,12 +1200,20 @@ impl ShmProvisioner {
         layout_version: u32,
         profile: &Profile,
     ) -> Result<Option<EpochLayout>, ProvisionFailure> {
-        if matches!(self.spares.get(&stream_id), Some(Spare::Building { .. })) {
-            // Still being made: never wait for it on the duty cycle (making an epoch here
-            // is quick; prefaulting it happens off the duty cycle). Forgotten here, it is
-            // removed when the thread hands it back.
-            self.spares.remove(&stream_id);
-            return Ok(None);
+        // A spare the thread is about to finish is worth a moment; one that is far from
+        // done is not: making an epoch here is quick, and its prefault happens off the
+        // duty cycle anyway. Forgotten here, it is removed when the thread hands it back.
+        let deadline = std::time::Instant::now() + SPARE_WAIT;
+        while matches!(self.spares.get(&stream_id), Some(Spare::Building { .. })) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.ahead.as_mut().and_then(|w| w.done_within(left)) {
+                Some(Finished::Spare(done)) => self.accept_spare(done, monotonic_now_ns()),
+                Some(Finished::Prefault(done)) => self.accept_prefault(done),
+                None => {
+                    self.spares.remove(&stream_id);
+                    return Ok(None);
+                }
+            }
         }
         let Some(Spare::Ready {
             epoch: spare_epoch,
