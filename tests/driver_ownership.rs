@@ -60,6 +60,17 @@ fn assert_first_unharmed(client: &mut TestClient, lease: &LeaseRef, dir: &Path) 
     );
 }
 
+/// Runs a second `tp-driver` on the test's configuration with `envs` and returns its
+/// stderr once it has exited with status 1, as a refused driver must.
+fn refused_driver(env: &TestEnv, label: &str, envs: &[(&str, &str)]) -> String {
+    let config = env.path().join("driver.toml");
+    let config = config.to_str().expect("UTF-8 path");
+    let mut driver = ProcessDriver::spawn(env, label, &["--config", config], envs);
+    let status = driver.expect_exit(REFUSAL_DEADLINE);
+    assert_eq!(status.code(), Some(1), "stderr:\n{}", driver.stderr());
+    driver.stderr()
+}
+
 fn assert_refused_naming(stderr: &str, first_pid: u32, what: &str, fix: &str) {
     assert!(stderr.contains(what), "names what is taken: {stderr}");
     assert!(
@@ -78,12 +89,9 @@ fn second_drivers_on_the_same_media_driver_are_refused_and_the_first_keeps_its_e
     let env = TestEnv::new();
     let settings = DriverSettings::shared_announce();
     let (mut first, mut client, lease, dir) = first_driver_with_a_live_epoch(&env, &settings);
-    let config = env.path().join("driver.toml");
-    let config = config.to_str().expect("UTF-8 path");
-    let mut second = ProcessDriver::spawn(
+    let stderr = refused_driver(
         &env,
         "second",
-        &["--config", config],
         &[
             ("DRIVER_MEDIA_DRIVER", "external"),
             ("DRIVER_INSTANCE_ID", "second"),
@@ -91,33 +99,23 @@ fn second_drivers_on_the_same_media_driver_are_refused_and_the_first_keeps_its_e
             ("POLICIES_EPOCH_GC_ON_STARTUP", "true"),
         ],
     );
-    let status = second.expect_exit(REFUSAL_DEADLINE);
-    assert_eq!(status.code(), Some(1), "stderr:\n{}", second.stderr());
     // The SHM side is claimed first, before any media driver is started or joined.
-    assert_refused_naming(
-        &second.stderr(),
-        first.pid(),
-        "SHM namespace",
-        "shm.namespace",
-    );
+    assert_refused_naming(&stderr, first.pid(), "SHM namespace", "shm.namespace");
     assert_first_unharmed(&mut client, &lease, &dir);
 
     // Its own namespace, the same control stream of the same media driver: it would
     // answer the first driver's clients.
-    let mut third = ProcessDriver::spawn(
+    let stderr = refused_driver(
         &env,
         "third",
-        &["--config", config],
         &[
             ("DRIVER_MEDIA_DRIVER", "external"),
             ("DRIVER_INSTANCE_ID", "third"),
             ("SHM_NAMESPACE", "elsewhere"),
         ],
     );
-    let status = third.expect_exit(REFUSAL_DEADLINE);
-    assert_eq!(status.code(), Some(1), "stderr:\n{}", third.stderr());
     assert_refused_naming(
-        &third.stderr(),
+        &stderr,
         first.pid(),
         &format!("control stream {CONTROL_STREAM}"),
         "driver.control_stream_id",
@@ -135,12 +133,10 @@ fn a_second_driver_with_its_own_media_driver_but_the_same_namespace_is_refused()
     let settings = DriverSettings::shared_announce();
     let (first, mut client, lease, dir) = first_driver_with_a_live_epoch(&env, &settings);
     let other = TestEnv::new();
-    let config = env.path().join("driver.toml");
     let other_aeron = other.aeron_dir();
-    let mut second = ProcessDriver::spawn(
+    let stderr = refused_driver(
         &env,
         "second",
-        &["--config", config.to_str().expect("UTF-8 path")],
         &[
             (
                 "DRIVER_AERON_DIR",
@@ -151,14 +147,7 @@ fn a_second_driver_with_its_own_media_driver_but_the_same_namespace_is_refused()
             ("POLICIES_EPOCH_GC_ON_STARTUP", "true"),
         ],
     );
-    let status = second.expect_exit(REFUSAL_DEADLINE);
-    assert_eq!(status.code(), Some(1), "stderr:\n{}", second.stderr());
-    assert_refused_naming(
-        &second.stderr(),
-        first.pid(),
-        "SHM namespace",
-        "shm.namespace",
-    );
+    assert_refused_naming(&stderr, first.pid(), "SHM namespace", "shm.namespace");
     assert_first_unharmed(&mut client, &lease, &dir);
 }
 
