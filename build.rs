@@ -10,6 +10,7 @@ use std::path::PathBuf;
 const SCHEMAS: &[(&str, &str)] = &[
     ("schemas/driver.xml", "driver_codec.rs"),
     ("schemas/control.xml", "control_codec.rs"),
+    ("schemas/bridge.xml", "bridge_codec.rs"),
 ];
 
 fn main() {

@@ -10,6 +10,7 @@
 //! - [`clock`]: the monotonic and wall clocks the driver and clients share.
 //! - [`tool`]: the `tp` operator tool's subcommands (status, inspect, decode, shutdown, gc).
 
+pub mod bridge;
 pub mod client;
 pub mod clock;
 pub mod config;

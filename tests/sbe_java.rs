@@ -41,6 +41,7 @@ fn schemas_are_valid_against_sbe_xsd() {
         .arg(repo.join("tests/java/SchemaCheck.java"))
         .arg(repo.join("schemas/driver.xml"))
         .arg(repo.join("schemas/control.xml"))
+        .arg(repo.join("schemas/bridge.xml"))
         .output()
         .expect("running java");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -54,7 +55,7 @@ fn schemas_are_valid_against_sbe_xsd() {
             .lines()
             .filter(|l| l.starts_with("SCHEMA_OK"))
             .count(),
-        2,
+        3,
         "{stdout}"
     );
 }

@@ -467,6 +467,38 @@ fn every_control_message_round_trips() {
     );
 }
 
+#[test]
+fn the_bridge_chunk_round_trips() {
+    use tensorpool::protocol::bridge::{Bool, BridgeFrameChunk};
+    let header = [7u8; 256];
+    round_trip(
+        "BridgeFrameChunk",
+        |b| {
+            BridgeFrameChunk {
+                stream_id: 10000,
+                epoch: 2,
+                seq: 3,
+                trace_id: Some(4),
+                chunk_index: 0,
+                chunk_count: 2,
+                chunk_offset: 0,
+                chunk_length: 3,
+                payload_length: 6,
+                payload_crc32c: 0,
+                header_included: Bool::True,
+                header_bytes: &header,
+                payload_bytes: &[1, 2, 3],
+            }
+            .encode(b)
+            .unwrap()
+        },
+        json!({"streamId": 10000, "epoch": 2, "seq": 3, "traceId": 4, "chunkIndex": 0,
+               "chunkCount": 2, "chunkOffset": 0, "chunkLength": 3, "payloadLength": 6,
+               "payloadCrc32c": 0, "headerIncluded": "TRUE",
+               "headerBytes": "07".repeat(256), "payloadBytes": "010203"}),
+    );
+}
+
 /// Runs the `tp` binary.
 fn tp(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tp"))

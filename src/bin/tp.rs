@@ -133,7 +133,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Decode one schema 900/901 message from hex (or a binary file): every field named,
+    /// Decode one schema 900/901/902 message from hex (or a binary file): every field named,
     /// with its byte offset.
     Decode {
         /// The message as hex (spaces, ':' and '-' allowed; optional 0x).

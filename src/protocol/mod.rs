@@ -31,3 +31,9 @@ pub mod driver {
 pub mod control {
     include!(concat!(env!("OUT_DIR"), "/control_codec.rs"));
 }
+
+/// Aeron-UDP bridge codec (SBE schema id 902, Bridge Spec v1.1 §11).
+#[allow(clippy::all)]
+pub mod bridge {
+    include!(concat!(env!("OUT_DIR"), "/bridge_codec.rs"));
+}

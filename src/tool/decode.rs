@@ -1,4 +1,4 @@
-//! `tp decode`: any schema 900/901 message, every field named with its byte offset.
+//! `tp decode`: any schema 900/901/902 message, every field named with its byte offset.
 //! Dispatch is on the message header's (schema id, template id); malformed input gets an
 //! error naming the byte and the reason.
 

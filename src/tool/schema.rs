@@ -1,4 +1,5 @@
-//! The two wire schemas (`schemas/control.xml`, id 900; `schemas/driver.xml`, id 901) read
+//! The wire schemas (`schemas/control.xml`, id 900; `schemas/driver.xml`, id 901;
+//! `schemas/bridge.xml`, id 902) read
 //! at run time into field tables, so `tp decode` names every field of every message, with
 //! its byte offset, straight from the XML the codecs are generated from (it cannot drift
 //! from the wire contract). Only the subset of SBE the schemas use is understood:
@@ -13,6 +14,8 @@ use roxmltree::{Document, Node};
 const CONTROL_XML: &str = include_str!("../../schemas/control.xml");
 /// The driver schema's XML (schema 901).
 const DRIVER_XML: &str = include_str!("../../schemas/driver.xml");
+/// The bridge schema's XML (schema 902).
+const BRIDGE_XML: &str = include_str!("../../schemas/bridge.xml");
 
 /// An SBE primitive type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,9 +200,9 @@ impl Schema {
     }
 }
 
-/// Both wire schemas, parsed from the XML compiled into the binary.
+/// Every wire schema, parsed from the XML compiled into the binary.
 pub fn wire_schemas() -> Result<Vec<Schema>, String> {
-    [CONTROL_XML, DRIVER_XML]
+    [CONTROL_XML, DRIVER_XML, BRIDGE_XML]
         .iter()
         .map(|xml| parse_schema(xml))
         .collect()
