@@ -3,7 +3,9 @@
 //!
 //! - [`assembly`]: the receiver's sans-IO frame assembly (chunks in, frames or counted
 //!   drops out, fed time).
+//! - [`chunking`]: the sender's sans-IO cutting of frames into chunk messages.
 //! - [`crc32c`]: the optional chunk integrity check (§5.4).
 
 pub mod assembly;
+pub mod chunking;
 pub mod crc32c;
