@@ -43,6 +43,7 @@ impl DriverCore {
                     epoch = grant.layout.epoch,
                     "attach ok"
                 );
+                let stream_id = grant.layout.stream_id;
                 // The response goes before the announce of an epoch the attach started.
                 let announce_at = self
                     .outputs
@@ -56,7 +57,15 @@ impl DriverCore {
                 });
                 match announce_at {
                     Some(index) => self.outputs.insert(index, response),
-                    None => self.outputs.push(response),
+                    None => {
+                        self.outputs.push(response);
+                        // Every grant is followed by an announce of its epoch, not only
+                        // the periodic one (Wire Spec §10.1.1 allows announcing on
+                        // change at any time): a consumer that ignores the first announce
+                        // it sees (tensor_pool_c sets its join time on it) would otherwise
+                        // wait a whole period and miss a fresh producer's first frames.
+                        self.announce(stream_id, now_ns);
+                    }
                 }
             }
             Err(refusal) => {
