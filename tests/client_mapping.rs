@@ -192,7 +192,10 @@ fn pool_files_with_null_slot_bytes_map_as_tensor_pool_c_writes_them() {
     let consumer = MappedEpoch::map(&grant, &allowed, Access::ReadOnly)
         .expect("null slotBytes in pool superblocks is accepted");
     assert_eq!(consumer.pools().len(), 2);
-    assert!(consumer.pool(2).and_then(|p| p.slot_bytes(7, 65536)).is_some());
+    assert!(consumer
+        .pool(2)
+        .and_then(|p| p.slot_bytes(7, 65536))
+        .is_some());
 
     // Everything else is still checked: a stride the grant disagrees with is refused.
     let mut grant = grant_of(&layout);
@@ -220,7 +223,10 @@ fn pool_files_with_null_slot_bytes_map_as_tensor_pool_c_writes_them() {
                 },
             ..
         }) => assert_eq!(actual, u64::from(SLOT_BYTES_NULL)),
-        other => panic!("expected a header-ring slotBytes mismatch, got {:?}", other.err()),
+        other => panic!(
+            "expected a header-ring slotBytes mismatch, got {:?}",
+            other.err()
+        ),
     }
 }
 

@@ -219,7 +219,11 @@ impl ExpectedRegion {
             ),
             ("poolId", self.pool_id.into(), sb.pool_id.into()),
             ("nslots", self.nslots.into(), sb.nslots.into()),
-            ("slotBytes", self.slot_bytes.into(), self.announced_slot_bytes(sb)),
+            (
+                "slotBytes",
+                self.slot_bytes.into(),
+                self.announced_slot_bytes(sb),
+            ),
             (
                 "strideBytes",
                 self.stride_bytes.into(),

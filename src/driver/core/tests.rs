@@ -1036,7 +1036,11 @@ fn consumer_attach_is_answered_then_announced_at_once() {
         }] => {
             assert_eq!(r.code, ResponseCode::Ok);
             let granted = r.grant.as_ref().map(|g| g.layout.epoch);
-            assert_eq!(granted, Some(layout.epoch), "the announce names the granted epoch");
+            assert_eq!(
+                granted,
+                Some(layout.epoch),
+                "the announce names the granted epoch"
+            );
             assert_eq!(layout.epoch, 2, "a consumer attach does not bump the epoch");
             assert_eq!(*producer_id, 11);
             assert_eq!(*timestamp_ns, 300 * MS);
