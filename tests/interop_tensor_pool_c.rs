@@ -15,7 +15,7 @@ mod system;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::*;
@@ -30,6 +30,8 @@ use tensorpool::protocol::control::Dtype;
 const TPC_CHANNEL: &str = "aeron:ipc?term-length=4m";
 /// Bound of the wait for a run that ends by itself.
 const ENDS_BY_ITSELF: Duration = Duration::from_secs(60);
+/// Starts of a tensor_pool_c example whose client failed to initialise before giving up.
+const CLIENT_INIT_ATTEMPTS: u32 = 5;
 
 /// Where tensor_pool_c's binaries are; `None` when they cannot be built, after saying why
 /// on the test process's stderr itself (the test harness does not capture it, so the
@@ -125,16 +127,21 @@ fn start_our_driver(env: &TestEnv, instance: &str, announce_period_ms: u64) -> P
     driver
 }
 
-/// A tensor_pool_c example (`tp_example_*_driver`) against the media driver of `env`.
-fn spawn_tpc_example(
+/// Starts a tensor_pool_c example (`tp_example_*_driver`) against the media driver of
+/// `env` and waits until its stderr says `ready`. Its client sometimes fails to start
+/// ("Client init failed": an Aeron subscription it adds asynchronously is refused while
+/// the machine is loaded); as tensor_pool_c's own tools/run_driver_examples.sh does, such
+/// a run is started again, up to [`CLIENT_INIT_ATTEMPTS`] times.
+fn start_tpc_example(
     build: &Path,
     env: &TestEnv,
     name: &str,
-    client_id: u32,
-    frames: u32,
+    args: (u32, u32),
     envs: &[(&str, &str)],
+    ready: &str,
 ) -> ProcessDriver {
     let aeron = env.aeron_dir().display().to_string();
+    let (client_id, frames) = args;
     let (stream, id, count) = (
         STATIC_STREAM.to_string(),
         client_id.to_string(),
@@ -152,7 +159,21 @@ fn spawn_tpc_example(
         "-n",
         &count,
     ];
-    ProcessDriver::spawn_program(&build.join(name), "", env, name, &args, envs)
+    for attempt in 1..=CLIENT_INIT_ATTEMPTS {
+        let label = format!("{name}-{attempt}");
+        let mut process =
+            ProcessDriver::spawn_program(&build.join(name), "", env, &label, &args, envs);
+        match wait_for_stderr(&mut process, ready) {
+            Ok(()) => return process,
+            Err(_) if process.stderr().contains("Client init failed") => continue,
+            Err(status) => panic!(
+                "{name} exited with {status} before {ready:?}; stdout:\n{}\nstderr:\n{}",
+                process.stdout(),
+                process.stderr()
+            ),
+        }
+    }
+    panic!("{name}: its client failed to start {CLIENT_INIT_ATTEMPTS} times (see {name}-*.stderr)")
 }
 
 /// One of our examples against the media driver of `env`, on [`TPC_CHANNEL`].
@@ -191,6 +212,24 @@ fn wait_success(process: &mut ProcessDriver, what: &str) {
         process.stdout(),
         process.stderr()
     );
+}
+
+/// Waits until `process` writes `needle` on stderr; `Err` with its exit status if it
+/// exits first. Panics, with its output, after [`ENDS_BY_ITSELF`].
+fn wait_for_stderr(process: &mut ProcessDriver, needle: &str) -> Result<(), ExitStatus> {
+    let deadline = Instant::now() + ENDS_BY_ITSELF;
+    while !process.stderr().contains(needle) {
+        if let Some(status) = process.wait(Duration::from_millis(10)) {
+            return Err(status);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} after {ENDS_BY_ITSELF:?}; stdout:\n{}\nstderr:\n{}",
+            process.stdout(),
+            process.stderr()
+        );
+    }
+    Ok(())
 }
 
 /// `key=value` of a tensor_pool_c example's output line, as a number.
@@ -247,18 +286,21 @@ fn tensor_pool_c_consumer_reads_our_producer_through_our_driver() {
     let instance = "interop-c-consumer";
     let _driver = start_our_driver(&env, instance, 60_000);
     let wanted = 50;
-    let mut consumer = spawn_tpc_example(
+    // Its join time is the local time it handles its first announce, and it drops every
+    // announce stamped before that: the producer must attach after the consumer handled
+    // the announce that followed its own attach. It prints "Control subscription
+    // connected" once attached and its read loop has run a duty cycle; that announce went
+    // out before its attach response, so the cycle handled it.
+    let mut consumer = start_tpc_example(
         build,
         &env,
         "tp_example_consumer_driver",
-        77,
-        wanted,
-        &[("TP_EXAMPLE_MAX_WAIT_MS", "30000")],
-    );
-    wait_for_counter(
-        &env.aeron_dir(),
-        &format!("tp-driver[{instance}]: active consumer leases"),
-        |v| v == 1,
+        (77, wanted),
+        &[
+            ("TP_EXAMPLE_MAX_WAIT_MS", "30000"),
+            ("TP_EXAMPLE_ATTACH_TIMEOUT_MS", "30000"),
+        ],
+        "Control subscription connected",
     );
     // 5,000 bytes: pool 2 (64 KiB stride), not the first pool, must be the one read.
     let mut producer = spawn_our_example(
@@ -277,7 +319,8 @@ fn tensor_pool_c_consumer_reads_our_producer_through_our_driver() {
     wait_success(&mut producer, "our producer");
 
     let read = frames_read_by_tpc(&consumer.stdout());
-    assert_eq!(read.len(), wanted as usize, "{}", consumer.stdout());
+    // It stops after the poll that reached `wanted`, which may have read a few more.
+    assert!(read.len() >= wanted as usize, "{}", consumer.stdout());
     assert!(
         read.iter()
             .all(|&(seq, pool, len)| seq < 600 && pool == 2 && len == 5000),
@@ -303,12 +346,11 @@ fn our_consumer_reads_tensor_pool_c_producer_through_our_driver() {
     let env = TestEnv::new();
     let _driver = start_our_driver(&env, "interop-c-producer", 1000);
     let frames = 64u32;
-    let mut producer = spawn_tpc_example(
+    let mut producer = start_tpc_example(
         build,
         &env,
         "tp_example_producer_driver",
-        88,
-        frames,
+        (88, frames),
         &[
             ("TP_PATTERN", "interop"),
             ("TP_EXAMPLE_PRINT_ATTACH", "1"),
@@ -316,11 +358,10 @@ fn our_consumer_reads_tensor_pool_c_producer_through_our_driver() {
             // that has long been mapped, so the checks below hold either way).
             ("TP_EXAMPLE_WAIT_CONSUMER_MS", "20000"),
             ("TP_EXAMPLE_KEEPALIVE_MS", "500"),
+            ("TP_EXAMPLE_ATTACH_TIMEOUT_MS", "30000"),
         ],
+        "Attach info",
     );
-    wait_until("tensor_pool_c's producer to attach", DEADLINE, || {
-        producer.stderr().contains("Attach info").then_some(())
-    });
 
     let streams = ClientStreams {
         control_stream_id: 1000,
@@ -458,9 +499,13 @@ profile = "small"
         &[("AERON_DIR", &aeron)],
     );
 
-    // Our clients retry until the driver answers; the consumer asks for 200 of the
-    // producer's 400 frames (the first ones may go by while it maps the new epoch).
+    // Our clients retry until the driver answers. The consumer attaches first and asks
+    // for 200 of the producer's 400 frames (the first ones may go by while it remaps to
+    // the producer's epoch).
     let mut consumer = spawn_our_example(&env, "consumer", &["--frames", "200", "--verify"]);
+    if let Err(status) = wait_for_stderr(&mut consumer, "consumer attached") {
+        panic!("our consumer exited with {status}:\n{}", consumer.stderr());
+    }
     let mut producer = spawn_our_example(
         &env,
         "producer",
