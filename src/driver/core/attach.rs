@@ -59,11 +59,12 @@ impl DriverCore {
                     Some(index) => self.outputs.insert(index, response),
                     None => {
                         self.outputs.push(response);
-                        // Every grant is followed by an announce of its epoch, not only
-                        // the periodic one (Wire Spec §10.1.1 allows announcing on
-                        // change at any time): a consumer that ignores the first announce
-                        // it sees (tensor_pool_c sets its join time on it) would otherwise
-                        // wait a whole period and miss a fresh producer's first frames.
+                        // Every grant is followed by an announce of its epoch (Wire Spec
+                        // §10.1.1: periodically and on change). tensor_pool_c's consumer
+                        // sets its join time when it handles its first announce and drops
+                        // every announce stamped before it; without this one, a producer
+                        // attaching within a period would start an epoch whose announce
+                        // that consumer drops, losing frames until the next period.
                         self.announce(stream_id, now_ns);
                     }
                 }
