@@ -9,7 +9,7 @@ use tensorpool::driver::core::{EpochLayout, Provisioner};
 use tensorpool::driver::provision::ShmProvisioner;
 use tensorpool::protocol::control::{Dtype, MajorOrder, ProgressUnit, TensorHeader};
 use tensorpool::shm::layout::{
-    decode_slot, encode_slot, SlotContents, SuperblockError, LAYOUT_VERSION,
+    decode_slot, encode_slot, SlotContents, SuperblockError, LAYOUT_VERSION, SLOT_BYTES_NULL,
 };
 use tensorpool::shm::open::{Access, AllowedBaseDirs, OpenError};
 use tensorpool::shm::uri::RegionUri;
@@ -165,6 +165,89 @@ fn a_grant_that_disagrees_with_the_superblock_is_refused() {
         MappedEpoch::map(&grant, &allowed, Access::ReadOnly),
         Err(MapError::TooSmall { .. })
     ));
+}
+
+/// Overwrites the superblock's `slotBytes` (bytes 32..36) of the region behind `uri`.
+fn forge_slot_bytes(uri: &str, slot_bytes: u32) {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = RegionUri::parse(uri).expect("uri").path().to_path_buf();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open region for forging");
+    file.seek(SeekFrom::Start(32)).expect("seek to slotBytes");
+    file.write_all(&slot_bytes.to_le_bytes())
+        .expect("write slotBytes");
+}
+
+#[test]
+fn pool_files_with_null_slot_bytes_map_as_tensor_pool_c_writes_them() {
+    let dir = base();
+    let layout = provisioned(dir.path());
+    let allowed = AllowedBaseDirs::new([dir.path()]).expect("allowed");
+    for pool in &layout.pools {
+        forge_slot_bytes(&pool.region_uri, SLOT_BYTES_NULL);
+    }
+    let grant = grant_of(&layout);
+    let consumer = MappedEpoch::map(&grant, &allowed, Access::ReadOnly)
+        .expect("null slotBytes in pool superblocks is accepted");
+    assert_eq!(consumer.pools().len(), 2);
+    assert!(consumer
+        .pool(2)
+        .and_then(|p| p.slot_bytes(7, 65536))
+        .is_some());
+
+    // Everything else is still checked: a stride the grant disagrees with is refused.
+    let mut grant = grant_of(&layout);
+    grant.pools[0].stride_bytes = 2048;
+    assert!(matches!(
+        MappedEpoch::map(&grant, &allowed, Access::ReadOnly),
+        Err(MapError::Superblock {
+            source: SuperblockError::Mismatch {
+                field: "slotBytes" | "strideBytes",
+                ..
+            },
+            ..
+        })
+    ));
+
+    // A header ring has a defined slot size (256): its null value is refused.
+    forge_slot_bytes(&layout.header_region_uri, SLOT_BYTES_NULL);
+    match MappedEpoch::map(&grant_of(&layout), &allowed, Access::ReadOnly) {
+        Err(MapError::Superblock {
+            source:
+                SuperblockError::Mismatch {
+                    field: "slotBytes",
+                    expected: 256,
+                    actual,
+                },
+            ..
+        }) => assert_eq!(actual, u64::from(SLOT_BYTES_NULL)),
+        other => panic!(
+            "expected a header-ring slotBytes mismatch, got {:?}",
+            other.err()
+        ),
+    }
+}
+
+#[test]
+fn pool_files_with_a_wrong_non_null_slot_bytes_are_refused() {
+    let dir = base();
+    let layout = provisioned(dir.path());
+    let allowed = AllowedBaseDirs::new([dir.path()]).expect("allowed");
+    forge_slot_bytes(&layout.pools[1].region_uri, 0);
+    match MappedEpoch::map(&grant_of(&layout), &allowed, Access::ReadOnly) {
+        Err(MapError::Superblock {
+            source:
+                SuperblockError::Mismatch {
+                    field: "slotBytes",
+                    expected: 65536,
+                    actual: 0,
+                },
+            ..
+        }) => {}
+        other => panic!("expected a pool slotBytes mismatch, got {:?}", other.err()),
+    }
 }
 
 #[test]

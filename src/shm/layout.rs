@@ -75,6 +75,14 @@ pub const fn header_index(seq: u64, nslots: u32) -> u32 {
     (seq & (nslots as u64).wrapping_sub(1)) as u32
 }
 
+/// The SBE null value of the superblock's `slotBytes` (uint32 `0xFFFFFFFF`).
+///
+/// Wire Spec §7.1 lists `slot_bytes` but gives it no meaning for payload pools, whose
+/// slot size is `stride_bytes`. Another implementation (the spec author's C driver) writes
+/// the null value there, so a reader accepts it for `PAYLOAD_POOL` regions; this driver
+/// keeps writing the stride.
+pub const SLOT_BYTES_NULL: u32 = u32::MAX;
+
 /// Whether `stride` is a valid payload stride: a power-of-two multiple of 64 (§15.22).
 pub const fn is_valid_stride(stride: u32) -> bool {
     stride >= 64 && stride.is_power_of_two()
@@ -211,7 +219,11 @@ impl ExpectedRegion {
             ),
             ("poolId", self.pool_id.into(), sb.pool_id.into()),
             ("nslots", self.nslots.into(), sb.nslots.into()),
-            ("slotBytes", self.slot_bytes.into(), sb.slot_bytes.into()),
+            (
+                "slotBytes",
+                self.slot_bytes.into(),
+                self.announced_slot_bytes(sb),
+            ),
             (
                 "strideBytes",
                 self.stride_bytes.into(),
@@ -228,6 +240,19 @@ impl ExpectedRegion {
             }
         }
         Ok(())
+    }
+
+    /// The superblock's `slotBytes` as it is compared: a payload pool's null value
+    /// ([`SLOT_BYTES_NULL`]) stands for "not given" and so for the expected stride; any
+    /// other value, and every value in a header ring, is taken as written.
+    fn announced_slot_bytes(&self, sb: &ShmRegionSuperblock) -> u64 {
+        let pool_without_slot_bytes =
+            self.region_type == RegionType::PayloadPool && sb.slot_bytes == SLOT_BYTES_NULL;
+        if pool_without_slot_bytes {
+            self.slot_bytes.into()
+        } else {
+            sb.slot_bytes.into()
+        }
     }
 }
 
@@ -508,6 +533,69 @@ mod tests {
         assert_eq!(&bytes[56..64], &99u64.to_le_bytes());
         let sb = decode_superblock(&bytes).expect("64 bytes decode");
         assert_eq!(exp.validate(&sb), Ok(()));
+    }
+
+    #[test]
+    fn payload_pool_accepts_null_slot_bytes_and_still_checks_the_rest() {
+        let exp = ExpectedRegion::payload_pool(LAYOUT_VERSION, 3, 10000, 1, 64, 4096);
+        let mut sb = exp.superblock(1, 1);
+        sb.slot_bytes = SLOT_BYTES_NULL;
+        assert_eq!(exp.validate(&sb), Ok(()));
+
+        // Only the null value stands for "not given": another value must be the stride.
+        sb.slot_bytes = 2048;
+        assert_eq!(
+            exp.validate(&sb),
+            Err(SuperblockError::Mismatch {
+                field: "slotBytes",
+                expected: 4096,
+                actual: 2048
+            })
+        );
+
+        // The null slotBytes does not excuse any other field.
+        let mut sb = exp.superblock(1, 1);
+        sb.slot_bytes = SLOT_BYTES_NULL;
+        sb.stride_bytes = 8192;
+        assert_eq!(
+            exp.validate(&sb),
+            Err(SuperblockError::Mismatch {
+                field: "strideBytes",
+                expected: 4096,
+                actual: 8192
+            })
+        );
+        let mut sb = exp.superblock(1, 1);
+        sb.slot_bytes = SLOT_BYTES_NULL;
+        sb.nslots = 32;
+        assert!(matches!(
+            exp.validate(&sb),
+            Err(SuperblockError::Mismatch {
+                field: "nslots",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn header_ring_rejects_null_slot_bytes() {
+        let exp = ExpectedRegion::header_ring(LAYOUT_VERSION, 3, 10000, 64);
+        let mut sb = exp.superblock(1, 1);
+        sb.slot_bytes = SLOT_BYTES_NULL;
+        assert_eq!(
+            exp.validate(&sb),
+            Err(SuperblockError::Mismatch {
+                field: "slotBytes",
+                expected: HEADER_SLOT_BYTES as u64,
+                actual: u32::MAX.into()
+            })
+        );
+    }
+
+    #[test]
+    fn this_driver_writes_the_stride_as_pool_slot_bytes() {
+        let exp = ExpectedRegion::payload_pool(LAYOUT_VERSION, 3, 10000, 1, 64, 4096);
+        assert_eq!(exp.superblock(1, 1).slot_bytes, 4096);
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl DriverCore {
                     epoch = grant.layout.epoch,
                     "attach ok"
                 );
+                let stream_id = grant.layout.stream_id;
                 // The response goes before the announce of an epoch the attach started.
                 let announce_at = self
                     .outputs
@@ -56,7 +57,16 @@ impl DriverCore {
                 });
                 match announce_at {
                     Some(index) => self.outputs.insert(index, response),
-                    None => self.outputs.push(response),
+                    None => {
+                        self.outputs.push(response);
+                        // Every grant is followed by an announce of its epoch (Wire Spec
+                        // §10.1.1: periodically and on change). tensor_pool_c's consumer
+                        // sets its join time when it handles its first announce and drops
+                        // every announce stamped before it; without this one, a producer
+                        // attaching within a period would start an epoch whose announce
+                        // that consumer drops, losing frames until the next period.
+                        self.announce(stream_id, now_ns);
+                    }
                 }
             }
             Err(refusal) => {

@@ -1017,6 +1017,83 @@ fn shutdown_now_sends_the_notice_once() {
 }
 
 #[test]
+fn consumer_attach_is_answered_then_announced_at_once() {
+    let (mut core, mut prov) = started();
+    attach(
+        &mut core,
+        &mut prov,
+        request(1, 10000, 11, Role::Producer),
+        0,
+    );
+    let announces_before = core.counters().announces;
+    core.on_attach(&request(2, 10000, 21, Role::Consumer), 300 * MS, &mut prov);
+    let outputs: Vec<Output> = core.drain_outputs().collect();
+    match &outputs[..] {
+        [Output::AttachResponse(r), Output::Announce {
+            producer_id,
+            layout,
+            timestamp_ns,
+        }] => {
+            assert_eq!(r.code, ResponseCode::Ok);
+            let granted = r.grant.as_ref().map(|g| g.layout.epoch);
+            assert_eq!(
+                granted,
+                Some(layout.epoch),
+                "the announce names the granted epoch"
+            );
+            assert_eq!(layout.epoch, 2, "a consumer attach does not bump the epoch");
+            assert_eq!(*producer_id, 11);
+            assert_eq!(*timestamp_ns, 300 * MS);
+        }
+        other => panic!("expected the response, then one announce: {other:?}"),
+    }
+    assert_eq!(core.counters().announces, announces_before + 1);
+}
+
+#[test]
+fn every_consumer_attach_gets_its_own_announce_and_refusals_none() {
+    let (mut core, mut prov) = started();
+    for (correlation_id, client_id) in [(1, 21), (2, 22), (3, 23)] {
+        core.on_attach(
+            &request(correlation_id, 10000, client_id, Role::Consumer),
+            correlation_id as u64 * MS,
+            &mut prov,
+        );
+        let outputs: Vec<Output> = core.drain_outputs().collect();
+        assert!(
+            matches!(&outputs[..], [Output::AttachResponse(r), Output::Announce { producer_id: 0, .. }] if r.correlation_id == correlation_id),
+            "{outputs:?}"
+        );
+    }
+    // A refused attach (same client id again) changes nothing, so announces nothing.
+    core.on_attach(&request(4, 10000, 23, Role::Consumer), 4 * MS, &mut prov);
+    let outputs: Vec<Output> = core.drain_outputs().collect();
+    assert!(
+        matches!(&outputs[..], [Output::AttachResponse(r)] if r.grant.is_none()),
+        "{outputs:?}"
+    );
+}
+
+#[test]
+fn consumer_attach_announce_leaves_the_periodic_schedule_alone() {
+    let (mut core, mut prov) = started();
+    attach(
+        &mut core,
+        &mut prov,
+        request(1, 10000, 21, Role::Consumer),
+        400 * MS,
+    );
+    core.on_tick(999 * MS, &mut prov);
+    assert_eq!(core.drain_outputs().count(), 0);
+    core.on_tick(1000 * MS, &mut prov);
+    let outputs: Vec<Output> = core.drain_outputs().collect();
+    assert!(
+        matches!(&outputs[..], [Output::Announce { timestamp_ns, .. }] if *timestamp_ns == 1000 * MS),
+        "{outputs:?}"
+    );
+}
+
+#[test]
 fn announces_repeat_every_period_with_the_producer_id() {
     let (mut core, mut prov) = started();
     attach(
