@@ -70,6 +70,10 @@ pub struct tp_frame_info {
     pub pool_id: u16,
     /// The validated tensor description.
     pub tensor: tp_tensor,
+    /// The descriptor's trace id (Wire Spec §10.2.1); 0 = absent.
+    pub trace_id: u64,
+    /// The descriptor's publish timestamp (Wire Spec §10.2.1); 0 = absent.
+    pub descriptor_timestamp_ns: u64,
 }
 
 impl Default for tp_frame_info {
@@ -85,6 +89,8 @@ impl Default for tp_frame_info {
             meta_version: 0,
             pool_id: 0,
             tensor: tp_tensor::default(),
+            trace_id: 0,
+            descriptor_timestamp_ns: 0,
         }
     }
 }
@@ -423,6 +429,8 @@ unsafe fn deliver(
         meta_version: frame.meta_version(),
         pool_id: frame.pool_id(),
         tensor: tp_tensor::from_header(frame.tensor()),
+        trace_id: frame.trace_id().unwrap_or(0),
+        descriptor_timestamp_ns: frame.descriptor_timestamp_ns().unwrap_or(0),
     };
     // SAFETY: no reference to the slot is held across the callback, which reads it
     // through `tp_frame_get` (its own checks and busy flag).

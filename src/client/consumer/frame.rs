@@ -28,6 +28,7 @@ pub struct Frame<'a> {
     stream_id: u32,
     header_index: u32,
     descriptor_timestamp_ns: Option<u64>,
+    trace_id: Option<u64>,
     fields: SlotFields,
     tensor: &'a TensorHeader,
     payload: &'a [u8],
@@ -68,6 +69,12 @@ impl<'a> Frame<'a> {
     /// Publish timestamp from the descriptor, when the producer set one.
     pub fn descriptor_timestamp_ns(&self) -> Option<u64> {
         self.descriptor_timestamp_ns
+    }
+
+    /// The descriptor's trace id (`FrameDescriptor.traceId`, Wire Spec §10.2.1), when the
+    /// producer set one (0 on the wire = absent).
+    pub fn trace_id(&self) -> Option<u64> {
+        self.trace_id
     }
 
     /// Metadata version the frame refers to.
@@ -378,6 +385,7 @@ pub(crate) fn read_frame<R>(
         stream_id: descriptor.stream_id,
         header_index: index,
         descriptor_timestamp_ns: descriptor.timestamp_ns,
+        trace_id: descriptor.trace_id,
         fields,
         tensor,
         payload,
