@@ -180,6 +180,14 @@ fn with(
     unsafe { handle::with(producer.cast::<ProducerShell>(), Kind::Producer, body) }
 }
 
+/// Runs `body` on the producer behind `producer` (no claim may be open).
+pub(crate) fn with_producer(
+    producer: *mut tp_producer,
+    body: impl FnOnce(&mut Producer) -> Result<(), Failure>,
+) -> tp_status {
+    with(producer, |inner| body(inner.producer()?))
+}
+
 fn publish_failure(error: PublishError) -> Failure {
     let status = match error {
         PublishError::NotAttached => tp_status::TP_ERROR_NOT_ATTACHED,

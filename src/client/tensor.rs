@@ -241,6 +241,21 @@ pub fn validate_tensor_header(header: &TensorHeader, values_len: usize) -> Resul
     check_extent(tensor_layout(header)?.extent_bytes, values_len)
 }
 
+/// Zero-fills `dims[i]` and `strides[i]` for every `i >= ndims` (Wire Spec §8.2:
+/// producers MUST, consumers ignore those entries); returns whether any was non-zero.
+/// An `ndims` beyond [`MAX_DIMS`] leaves the header as it is (it fails validation).
+pub fn zero_fill_beyond_ndims(header: &mut TensorHeader) -> bool {
+    let ndims = header.ndims as usize;
+    if ndims > MAX_DIMS {
+        return false;
+    }
+    let dirty = header.dims[ndims..].iter().any(|d| *d != 0)
+        || header.strides[ndims..].iter().any(|s| *s != 0);
+    header.dims[ndims..].fill(0);
+    header.strides[ndims..].fill(0);
+    dirty
+}
+
 /// The fit check of §8.2 on its own: a tensor spanning `extent_bytes` (its
 /// [`TensorLayout::extent_bytes`]) must fit in a payload of `values_len` bytes. For
 /// callers that resolved the layout once and check many payloads against it.

@@ -53,12 +53,18 @@ pub struct ConsumerConfig {
     /// hand-off per frame (the consumer reads the line it is about to write) and the
     /// consumer a load per empty poll; off by default. docs/BENCHMARKS.md has the A/B.
     pub watch_next_slot: bool,
+    /// Liveness timeout of the mapped regions (Wire Spec §15.14): when the header ring's
+    /// `activity_timestamp_ns`, which the driver refreshes once per announce period, is
+    /// older than this, the consumer unmaps and reattaches. Checked once per
+    /// `announce_period`; `None` disables the check. Default: 5× `announce_period` (the
+    /// spec suggests 3–5×), so it must agree with the driver's announce period.
+    pub activity_timeout: Option<Duration>,
 }
 
 impl ConsumerConfig {
     /// Defaults for consuming `stream_id` over `streams`: auto consumer id, the default
     /// SHM base directory, shared descriptor stream, 1 s announce period, keepalive and
-    /// QoS interval, resync beyond 256 outstanding frames.
+    /// QoS interval, resync beyond 256 outstanding frames, 5 s activity timeout.
     pub fn new(streams: ClientStreams, stream_id: u32) -> Self {
         Self {
             streams,
@@ -73,6 +79,7 @@ impl ConsumerConfig {
             max_outstanding_seq_gap: Some(256),
             client_name: "tensorpool-consumer".into(),
             watch_next_slot: false,
+            activity_timeout: Some(Duration::from_secs(5)),
         }
     }
 
@@ -86,6 +93,12 @@ impl ConsumerConfig {
         }
         if self.keepalive_interval.is_some_and(|d| d.is_zero()) {
             return Err("keepalive_interval is zero");
+        }
+        if self
+            .activity_timeout
+            .is_some_and(|d| d < self.announce_period)
+        {
+            return Err("activity_timeout is shorter than announce_period");
         }
         if self.qos_interval.is_zero() {
             return Err("qos_interval is zero");
