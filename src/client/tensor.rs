@@ -606,4 +606,25 @@ mod tests {
         assert_eq!(dtype_size_bytes(Dtype::Uint64), Some(8));
         assert_eq!(dtype_size_bytes(Dtype::Unknown), None);
     }
+
+    #[test]
+    fn entries_beyond_ndims_are_zero_filled_and_reported() {
+        let mut h = tensor_header(Dtype::Uint8, MajorOrder::Row, &[4, 5], &[]).expect("valid");
+        assert!(!zero_fill_beyond_ndims(&mut h), "a built header is clean");
+        h.dims[2] = 7;
+        h.strides[7] = -1;
+        assert!(zero_fill_beyond_ndims(&mut h));
+        assert_eq!(
+            (h.dims[..2].to_vec(), h.dims[2..].to_vec()),
+            (vec![4, 5], vec![0; 6])
+        );
+        assert_eq!(h.strides[2..], [0; 6]);
+        h.ndims = 9;
+        h.dims[7] = 3;
+        assert!(
+            !zero_fill_beyond_ndims(&mut h),
+            "an invalid rank is left to validation"
+        );
+        assert_eq!(h.dims[7], 3);
+    }
 }

@@ -62,3 +62,111 @@ pub(crate) fn sequence_regressed(mapped: &MappedEpoch, last: u64, seq: u64) -> b
     let index = header_index(last, mapped.header_nslots());
     logical_sequence(mapped.seq_commit(index).load()) < last
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::grant::{LeaseGrant, PoolGrant};
+    use crate::config::{DriverConfig, NoEnv};
+    use crate::driver::core::Provisioner;
+    use crate::driver::provision::ShmProvisioner;
+    use crate::shm::layout::LAYOUT_VERSION;
+    use crate::shm::open::{Access, AllowedBaseDirs};
+    use crate::shm::uri::RegionUri;
+
+    /// A provisioned epoch (a ring of 4) in `dir`, with the provisioner that refreshes it.
+    fn provisioned(dir: &std::path::Path) -> (ShmProvisioner, LeaseGrant) {
+        let config = DriverConfig::from_toml_str(
+            &format!(
+                "[shm]\nbase_dir = \"{}\"\n[policies]\nprefault_shm = false\n[profiles.p]\nheader_nslots = 4\npayload_pools = [{{ pool_id = 1, stride_bytes = 64 }}]\n",
+                dir.display()
+            ),
+            &NoEnv,
+        )
+        .expect("config");
+        let mut prov = ShmProvisioner::with_user(&config, "tester").expect("provisioner");
+        let profile = config.profile("p").expect("profile").clone();
+        let layout = prov
+            .provision(10000, 1, LAYOUT_VERSION, &profile)
+            .expect("provision");
+        let grant = LeaseGrant {
+            lease_id: 1,
+            stream_id: layout.stream_id,
+            epoch: layout.epoch,
+            layout_version: layout.layout_version,
+            header_nslots: layout.header_nslots,
+            header_uri: RegionUri::parse(&layout.header_region_uri).expect("uri"),
+            pools: layout
+                .pools
+                .iter()
+                .map(|p| PoolGrant {
+                    pool_id: p.pool_id,
+                    nslots: p.nslots,
+                    stride_bytes: p.stride_bytes,
+                    uri: RegionUri::parse(&p.region_uri).expect("uri"),
+                })
+                .collect(),
+            lease_expiry_ns: None,
+            node_id: None,
+        };
+        (prov, grant)
+    }
+
+    fn map(dir: &std::path::Path, grant: &LeaseGrant, access: Access) -> MappedEpoch {
+        let allowed = AllowedBaseDirs::new([dir]).expect("allowed");
+        MappedEpoch::map(grant, &allowed, access).expect("maps")
+    }
+
+    #[test]
+    fn an_activity_timestamp_older_than_the_timeout_is_stale_once_per_period() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut prov, grant) = provisioned(dir.path());
+        let mapped = map(dir.path(), &grant, Access::ReadOnly);
+        prov.refresh_activity(1_000);
+        assert_eq!(mapped.activity_timestamp_ns(), 1_000);
+        let mut watch = ActivityWatch::new(Some(500), 1_000);
+        assert_eq!(watch.stale_age(&mapped, 1_400), None, "400 ns old: live");
+        assert_eq!(
+            watch.stale_age(&mapped, 1_600),
+            None,
+            "not due before 2_400"
+        );
+        assert_eq!(watch.stale_age(&mapped, 2_400), Some(1_400));
+        prov.refresh_activity(2_300);
+        watch.restart();
+        assert_eq!(watch.stale_age(&mapped, 2_400), None, "refreshed");
+        // A timestamp from another clock, ahead of ours, is never judged stale.
+        prov.refresh_activity(u64::MAX / 2);
+        watch.restart();
+        assert_eq!(watch.stale_age(&mapped, 10_000), None);
+        let mut off = ActivityWatch::new(None, 100);
+        prov.refresh_activity(0);
+        assert_eq!(off.stale_age(&mapped, u64::MAX), None, "disabled");
+    }
+
+    #[test]
+    fn only_a_slot_that_went_back_proves_a_sequence_regression() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_prov, grant) = provisioned(dir.path());
+        let writer = map(dir.path(), &grant, Access::ReadWrite);
+        let reader = map(dir.path(), &grant, Access::ReadOnly);
+        for seq in 0..6 {
+            writer.seq_commit(header_index(seq, 4)).store_committed(seq);
+        }
+        // A stale or forged descriptor for 3 while the ring holds 2..=5: no regression.
+        assert!(!sequence_regressed(&reader, 5, 3));
+        assert!(
+            !sequence_regressed(&reader, 5, 5),
+            "a duplicate is not a regression"
+        );
+        assert!(!sequence_regressed(&reader, 5, 9));
+        // The writer starts over at 0 in the same epoch: slot of 5 now holds 1.
+        writer.seq_commit(header_index(1, 4)).store_committed(1);
+        assert!(sequence_regressed(&reader, 5, 1));
+        writer.seq_commit(header_index(5, 4)).store_in_progress(1);
+        assert!(
+            sequence_regressed(&reader, 5, 0),
+            "an in-progress lower sequence too"
+        );
+    }
+}
