@@ -371,3 +371,103 @@ fn a_consumer_told_not_to_use_shm_reports_fallback_and_reads_nothing_until_told_
     });
     assert!(p.events().all(|e| !matches!(e, ProducerEvent::Revoked(_))));
 }
+
+#[test]
+fn a_stale_activity_timestamp_unmaps_the_consumer_and_a_clean_producer_zero_fills_beyond_ndims() {
+    let env = TestEnv::new();
+    // The driver refreshes activity once per announce period: a long one leaves the
+    // forged value below in place for the whole test.
+    let mut config = DriverSettings {
+        instance_id: "tp-qos-test".into(),
+        ..DriverSettings::separate_announce()
+    }
+    .config(&env);
+    config.policies.announce_period_ms = 60_000;
+    let _driver = InThreadDriver::start_with_config(&env, config);
+    let mut p = producer(&env);
+    let mut c = Consumer::connect(ConsumerConfig {
+        activity_timeout: Some(Duration::from_secs(30)),
+        ..consumer_config_for(&env)
+    })
+    .expect("consumer connects");
+    pump_until("attach", &mut p, &mut [&mut c], |p, cs| {
+        attached(p, cs).then_some(())
+    });
+
+    // §8.2 on both publish paths: whatever the caller left beyond ndims goes out as 0.
+    let mut dirty = bytes_header(16).expect("tensor");
+    dirty.dims[4] = 9;
+    dirty.strides[6] = 3;
+    let first = p.publish(&[1; 16], &dirty, 1).expect("publish");
+    let mut claim = p.claim(16).expect("claim");
+    claim.payload_mut().fill(2);
+    let second = claim.commit(&dirty, 2).expect("commit");
+    let grant = p.grant().expect("attached").clone();
+    let allowed = tensorpool::shm::open::AllowedBaseDirs::new([env.shm_dir()]).expect("dirs");
+    let ring = tensorpool::client::MappedEpoch::map(
+        &grant,
+        &allowed,
+        tensorpool::shm::open::Access::ReadOnly,
+    )
+    .expect("maps");
+    for seq in [first, second] {
+        let mut image = [0u8; tensorpool::shm::layout::HEADER_SLOT_BYTES];
+        ring.read_slot(
+            tensorpool::shm::layout::header_index(seq, grant.header_nslots),
+            &mut image,
+        );
+        let (_, slot) = tensorpool::shm::layout::decode_slot(&image).expect("slot");
+        assert_eq!(
+            (slot.tensor.dims, slot.tensor.strides),
+            ([16, 0, 0, 0, 0, 0, 0, 0], [0; 8]),
+            "seq {seq}"
+        );
+    }
+    pump_until("both frames", &mut p, &mut [&mut c], |_, cs| {
+        (cs[0].poll_frame(|_| ()).expect("poll") == FramePoll::Empty
+            && cs[0].counters().frames_delivered == 2)
+            .then_some(())
+    });
+    assert_eq!(
+        c.counters().tensors_beyond_ndims,
+        0,
+        "nothing forged reached the consumer"
+    );
+
+    // A hostile activity timestamp: ancient. The consumer gives the regions up (§15.14).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(grant.header_uri.path())
+        .expect("header ring file");
+    std::os::unix::fs::FileExt::write_all_at(&file, &1u64.to_le_bytes(), 56)
+        .expect("forged activity timestamp");
+    c.events().for_each(drop);
+    pump_until(
+        "the stale regions unmapped",
+        &mut p,
+        &mut [&mut c],
+        |_, cs| {
+            cs[0]
+                .events()
+                .any(|e| {
+                    e == ConsumerEvent::Unmapped {
+                        reason: tensorpool::client::consumer::UnmapReason::ActivityStale,
+                    }
+                })
+                .then_some(())
+        },
+    );
+    assert_eq!(c.counters().activity_stale, 1);
+    assert_eq!(c.state(), ConsumerState::Unmapped);
+}
+
+fn consumer_config_for(env: &TestEnv) -> ConsumerConfig {
+    ConsumerConfig {
+        allowed_base_dirs: vec![env.shm_dir()],
+        announce_period: support::ANNOUNCE_PERIOD,
+        keepalive_interval: Some(KEEPALIVE),
+        attach_timeout: Duration::from_millis(500),
+        qos_interval: Duration::from_millis(50),
+        ..ConsumerConfig::new(client_streams(env, ANNOUNCE_STREAM), STREAM)
+    }
+}

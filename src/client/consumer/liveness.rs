@@ -53,14 +53,19 @@ impl ActivityWatch {
 }
 
 /// Whether a descriptor for `seq`, below the last confirmed sequence `last`, shows that
-/// the writer's sequence went back: the slot of `last` holds a lower sequence now.
+/// the writer's sequence went back. Slot values only grow while the writer counts up, so
+/// either slot proves it:
+/// - the slot of `last` holds a lower sequence now;
+/// - `seq` is a full ring or more behind `last`, so its slot was already reused for a
+///   later lap when `last` was written, yet it holds `seq` or less now.
 #[inline]
 pub(crate) fn sequence_regressed(mapped: &MappedEpoch, last: u64, seq: u64) -> bool {
     if seq >= last {
         return false;
     }
-    let index = header_index(last, mapped.header_nslots());
-    logical_sequence(mapped.seq_commit(index).load()) < last
+    let nslots = mapped.header_nslots();
+    let at = |s: u64| logical_sequence(mapped.seq_commit(header_index(s, nslots)).load());
+    at(last) < last || (last - seq >= u64::from(nslots) && at(seq) <= seq)
 }
 
 #[cfg(test)]
@@ -167,6 +172,20 @@ mod tests {
         assert!(
             sequence_regressed(&reader, 5, 0),
             "an in-progress lower sequence too"
+        );
+        // Restarted after the ring wrapped: its first frame is already proof.
+        for seq in 0..11 {
+            writer.seq_commit(header_index(seq, 4)).store_committed(seq);
+        }
+        assert!(
+            !sequence_regressed(&reader, 10, 0),
+            "slot 0 holds 8: a stale descriptor"
+        );
+        writer.seq_commit(header_index(0, 4)).store_committed(0);
+        assert!(sequence_regressed(&reader, 10, 0));
+        assert!(
+            !sequence_regressed(&reader, 10, 7),
+            "less than a ring behind: unproven"
         );
     }
 }
