@@ -36,6 +36,7 @@ typedef struct options {
     bool create;
     uint64_t timeout_s;
     uint64_t linger_ms;
+    uint64_t trace_id; /* 0: frames carry no trace id */
 } options;
 
 typedef struct report {
@@ -57,11 +58,13 @@ static void usage(void) {
             "  [--control-stream-id 1000] [--announce-stream-id 1001]\n"
             "  [--descriptor-stream-id 1100] [--qos-stream-id 1200]\n"
             "  [--allowed-base-dir /dev/shm/tensorpool]... [--client-id 0] [--create]\n"
-            "  [--keepalive-ms BOUND] [--timeout-s 30] [--linger-ms 500]\n");
+            "  [--keepalive-ms BOUND] [--timeout-s 30] [--linger-ms 500]\n"
+            "  [--trace-id BASE (frame s carries trace id BASE + s; 0 = none)]\n");
 }
 
 static void parse(int argc, char **argv, options *o) {
     example_client_defaults(&o->client);
+    o->trace_id = 0;
     o->frames = 1000;
     o->payload_bytes = 4096;
     o->rate = 0.0;
@@ -97,6 +100,8 @@ static void parse(int argc, char **argv, options *o) {
             o->timeout_s = example_parse_u64(ROLE, flag, value);
         } else if (strcmp(flag, "--linger-ms") == 0) {
             o->linger_ms = example_parse_u64(ROLE, flag, value);
+        } else if (strcmp(flag, "--trace-id") == 0) {
+            o->trace_id = example_parse_u64(ROLE, flag, value);
         } else {
             fprintf(stderr, ROLE ": unknown option %s\n", flag);
             usage();
@@ -207,6 +212,11 @@ static bool publish_all(const options *o, tp_producer *producer, report *r,
         tp_status status = tp_producer_claim(producer, o->payload_bytes, &claim);
         if (status == TP_OK) {
             memcpy(claim.data, example_pattern(table, claim.seq), claim.len);
+            if (o->trace_id != 0) {
+                /* Descriptor fields of this frame only (Wire Spec 10.2.1): trace id and
+                 * publish time. */
+                tp_producer_set_frame_stamp(producer, o->trace_id + claim.seq, tp_monotonic_now_ns());
+            }
             status = tp_producer_commit(producer, tensor, tp_monotonic_now_ns(), NULL);
             if (status != TP_OK) {
                 example_report(ROLE, "commit", status);
