@@ -45,8 +45,10 @@
 
 // Version of this C ABI. It changes only when a function, struct or enum changes in a
 // way that breaks programs built against an older header; compare
-// `tp_version_info.abi_version` with it at start-up.
-#define TP_ABI_VERSION 1
+// `tp_version_info.abi_version` with it at start-up. 2: `tp_frame_info` and
+// `tp_consumer_counters` grew (trace id, publish time; FALLBACK, sequence regression,
+// activity and beyond-ndims counters).
+#define TP_ABI_VERSION 2
 
 // The result of every `tp_*` call that can fail: `TP_OK` (0) or a negative error.
 // After an error, `tp_last_error_message()` names the cause. Functions return it as an
@@ -380,6 +382,49 @@ enum tp_unmap_reason
 typedef enum tp_unmap_reason tp_unmap_reason;
 #else
 typedef int32_t tp_unmap_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Where a consumer stands in the Wire Spec §15.12 state machine
+// (`tp_consumer_get_state`).
+enum tp_consumer_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No regions mapped (attaching, or between epochs).
+  TP_CONSUMER_STATE_UNMAPPED = 0,
+  // Regions mapped; frames are read.
+  TP_CONSUMER_STATE_MAPPED = 1,
+  // Told not to use shared memory; nothing is read.
+  TP_CONSUMER_STATE_FALLBACK = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tp_consumer_state tp_consumer_state;
+#else
+typedef int32_t tp_consumer_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Kinds of QoS report (`tp_qos_report.kind`).
+enum tp_qos_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A producer's `QosProducer` (`client_id` is the producer id, `seq` its current
+  // sequence).
+  TP_QOS_PRODUCER = 1,
+  // A consumer's `QosConsumer` (`client_id` is the consumer id, `seq` the last
+  // sequence it saw).
+  TP_QOS_CONSUMER = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tp_qos_kind tp_qos_kind;
+#else
+typedef int32_t tp_qos_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -948,7 +993,8 @@ tp_status tp_producer_publish(struct tp_producer *producer,
 // Sets the trace id and publish timestamp the next frame's descriptor carries (Wire
 // Spec §10.2.1; 0 = absent): the next `tp_producer_publish` or `tp_producer_commit`
 // takes them, whether or not it succeeds, and later frames carry none until this is
-// called again. Setting them costs nothing per frame. The capture
+// called again. It may be called while a claim is open (stamping the frame being
+// filled). Setting them costs nothing per frame. The capture
 // timestamp (`SlotHeader.timestamp_ns`) stays the `timestamp_ns` argument of those calls.
 tp_status tp_producer_set_frame_stamp(struct tp_producer *producer,
                                       uint64_t trace_id,

@@ -383,7 +383,8 @@ pub extern "C" fn tp_producer_publish(
 /// Sets the trace id and publish timestamp the next frame's descriptor carries (Wire
 /// Spec §10.2.1; 0 = absent): the next `tp_producer_publish` or `tp_producer_commit`
 /// takes them, whether or not it succeeds, and later frames carry none until this is
-/// called again. Setting them costs nothing per frame. The capture
+/// called again. It may be called while a claim is open (stamping the frame being
+/// filled). Setting them costs nothing per frame. The capture
 /// timestamp (`SlotHeader.timestamp_ns`) stays the `timestamp_ns` argument of those calls.
 #[no_mangle]
 pub extern "C" fn tp_producer_set_frame_stamp(
