@@ -263,6 +263,28 @@ static void update_dropped(tp_producer *producer, report *r) {
     }
 }
 
+/* What each consumer last reported over QoS (Wire Spec 10.4.1): how far it trails the
+ * newest frame and what it dropped. */
+static void report_consumer_qos(tp_producer *producer) {
+    tp_consumer_qos rows[16];
+    size_t count = 0;
+    if (tp_producer_get_consumer_qos(producer, rows, 16, &count) != TP_OK) {
+        return;
+    }
+    for (size_t i = 0; i < count && i < 16; i++) {
+        const tp_consumer_qos *q = &rows[i];
+        if (q->lag == TP_QOS_LAG_UNKNOWN) {
+            fprintf(stderr, ROLE ": consumer %u: last seq %llu (lag unknown)\n",
+                    (unsigned)q->consumer_id, (unsigned long long)q->last_seq_seen);
+        } else {
+            fprintf(stderr, ROLE ": consumer %u: last seq %llu, lag %llu, drops gap %llu late %llu\n",
+                    (unsigned)q->consumer_id, (unsigned long long)q->last_seq_seen,
+                    (unsigned long long)q->lag, (unsigned long long)q->drops_gap,
+                    (unsigned long long)q->drops_late);
+        }
+    }
+}
+
 static bool run(const options *o, report *r) {
     tp_config *config = example_config(ROLE, &o->client);
     if (config == NULL) {
@@ -315,6 +337,7 @@ static bool run(const options *o, report *r) {
             example_idle(&idle, work);
         }
         update_dropped(producer, r);
+        report_consumer_qos(producer);
     } else if (!example_interrupted && !r->refused_for_good) {
         if (r->last_refusal[0] != '\0') {
             fprintf(stderr, ROLE ": not attached to stream %u within %llu s; the driver's last "

@@ -10,6 +10,24 @@
 //! - A [`Producer`](crate::client::producer::Producer) keeps a board of its own stream
 //!   ([`Producer::consumer_qos`](crate::client::producer::Producer::consumer_qos)); an
 //!   observer without a lease runs a [`QosMonitor`] and sees every stream.
+//!
+//! ```no_run
+//! use tensorpool::client::qos::{QosMonitor, QosReport};
+//! use tensorpool::client::{producer::monotonic_now_ns, ClientStreams};
+//!
+//! let mut monitor = QosMonitor::connect(&ClientStreams::default())?;
+//! loop {
+//!     monitor.poll(monotonic_now_ns(), |report| {
+//!         if let QosReport::Consumer(q) = report {
+//!             println!("stream {} consumer {} saw {}", q.stream_id, q.consumer_id, q.last_seq_seen);
+//!         }
+//!     })?;
+//!     if let Some(lag) = monitor.board().stream(10000).and_then(|s| s.lag(42)) {
+//!         println!("consumer 42 is {lag} frames behind");
+//!     }
+//! }
+//! # Ok::<(), tensorpool::client::qos::QosMonitorError>(())
+//! ```
 
 mod board;
 mod monitor;
