@@ -56,8 +56,9 @@ pub struct ConsumerConfig {
     /// Liveness timeout of the mapped regions (Wire Spec §15.14): when the header ring's
     /// `activity_timestamp_ns`, which the driver refreshes once per announce period, is
     /// older than this, the consumer unmaps and reattaches. Checked once per
-    /// `announce_period`; `None` disables the check. Default: 5× `announce_period` (the
-    /// spec suggests 3–5×), so it must agree with the driver's announce period.
+    /// `announce_period`; never less than 3× `announce_period` is used (the freshness
+    /// window of §15.1: a shorter one would fire between two refreshes); `None` disables
+    /// the check. Default: 5 s, 5× the default announce period (the spec suggests 3–5×).
     pub activity_timeout: Option<Duration>,
 }
 
@@ -94,12 +95,6 @@ impl ConsumerConfig {
         if self.keepalive_interval.is_some_and(|d| d.is_zero()) {
             return Err("keepalive_interval is zero");
         }
-        if self
-            .activity_timeout
-            .is_some_and(|d| d < self.announce_period)
-        {
-            return Err("activity_timeout is shorter than announce_period");
-        }
         if self.qos_interval.is_zero() {
             return Err("qos_interval is zero");
         }
@@ -117,6 +112,13 @@ impl ConsumerConfig {
         Ok(())
     }
 
+    /// The liveness timeout of the mapped regions in nanoseconds, if checked: the
+    /// configured one, and never less than the freshness window.
+    pub(crate) fn activity_timeout_ns(&self) -> Option<u64> {
+        self.activity_timeout
+            .map(|t| duration_ns(t).max(self.three_periods_ns()))
+    }
+
     /// The freshness window of announces and the producer-revoke wait: 3× the period.
     pub(crate) fn three_periods_ns(&self) -> u64 {
         duration_ns(self.announce_period).saturating_mul(3)
@@ -126,4 +128,20 @@ impl ConsumerConfig {
 /// A duration in nanoseconds, saturating.
 pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_activity_timeout_is_never_shorter_than_the_freshness_window() {
+        let mut config = ConsumerConfig::new(ClientStreams::default(), 1);
+        assert_eq!(config.activity_timeout_ns(), Some(5_000_000_000));
+        config.announce_period = Duration::from_secs(10);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.activity_timeout_ns(), Some(30_000_000_000));
+        config.activity_timeout = None;
+        assert_eq!(config.activity_timeout_ns(), None);
+    }
 }

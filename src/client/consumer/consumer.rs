@@ -132,7 +132,7 @@ impl Consumer {
             reconnect_backoff: RECONNECT_BACKOFF_INITIAL,
             conn: Some(conn),
             activity: ActivityWatch::new(
-                config.activity_timeout.map(duration_ns),
+                config.activity_timeout_ns(),
                 duration_ns(config.announce_period),
             ),
             remap_due: false,
