@@ -26,9 +26,14 @@
 //! ```text
 //! {"role":"consumer","frames_received":10000,"frames_verified":10000,"verify_failures":0,
 //!  "drops_gap":0,"drops_late":0,"drops_resync":0,"drops_invalid":0,"drops_other":0,
-//!  "qos_drops_gap":0,"qos_drops_late":0,"epoch_changes":0,"interrupted":false,
-//!  "elapsed_s":10.001,"frames_per_s":999.9,"mib_per_s":62.49}
+//!  "qos_drops_gap":0,"qos_drops_late":0,"epoch_changes":0,"trace_ids_verified":0,
+//!  "trace_failures":0,"interrupted":false,"elapsed_s":10.001,"frames_per_s":999.9,
+//!  "mib_per_s":62.49}
 //! ```
+//!
+//! With `--expect-trace-id BASE` every delivered frame's descriptor must carry the trace
+//! id `BASE + s` (what `producer --trace-id BASE` sends): `trace_ids_verified` counts those
+//! that do, `trace_failures` the others (any makes the exit status 1).
 //!
 //! (on one line). Every frame the producer sent is either received or in exactly one
 //! drop figure: `drops_gap` (its descriptor never arrived), `drops_late` (the producer
@@ -129,6 +134,10 @@ struct Args {
     /// (scripts/soak.sh).
     #[arg(long, default_value_t = 0)]
     progress_ms: u64,
+    /// Check trace ids: the frame with sequence s must carry `FrameDescriptor.traceId`
+    /// BASE + s (what the producers' `--trace-id BASE` sends); 0 does not check.
+    #[arg(long, default_value_t = 0)]
+    expect_trace_id: u64,
 }
 
 /// Splits `CHANNEL:ID` at the last colon (channels contain colons themselves).
@@ -151,6 +160,8 @@ struct Report {
     frames_received: u64,
     frames_verified: u64,
     verify_failures: u64,
+    trace_ids_verified: u64,
+    trace_failures: u64,
     counters: ConsumerCounters,
     interrupted: bool,
     bytes_received: u64,
@@ -181,12 +192,18 @@ impl Report {
             + c.drops_length
             + c.drops_payload_offset
             + c.drops_tensor;
-        let other = c.drops_unmapped + c.drops_awaiting_epoch + c.drops_epoch + c.drops_duplicate;
+        let other = c.drops_unmapped
+            + c.drops_awaiting_epoch
+            + c.drops_epoch
+            + c.drops_duplicate
+            + c.drops_fallback
+            + c.drops_seq_regression;
         format!(
             "{{\"role\":\"consumer\",\"frames_received\":{},\"frames_verified\":{},\
              \"verify_failures\":{},\"drops_gap\":{},\"drops_late\":{},\"drops_resync\":{},\
              \"drops_invalid\":{},\"drops_other\":{},\"qos_drops_gap\":{},\
-             \"qos_drops_late\":{},\"epoch_changes\":{},\"interrupted\":{},\
+             \"qos_drops_late\":{},\"epoch_changes\":{},\"trace_ids_verified\":{},\
+             \"trace_failures\":{},\"interrupted\":{},\
              \"elapsed_s\":{:.6},\"frames_per_s\":{:.3},\"mib_per_s\":{:.3}}}",
             self.frames_received,
             self.frames_verified,
@@ -199,6 +216,8 @@ impl Report {
             c.qos_drops_gap(),
             c.qos_drops_late(),
             c.epoch_changes,
+            self.trace_ids_verified,
+            self.trace_failures,
             self.interrupted,
             secs,
             fps,
@@ -219,8 +238,9 @@ fn main() -> ExitCode {
     if let Some(signal) = common::interrupted() {
         return ExitCode::from(common::interrupted_status(signal));
     }
-    let verified = !args.verify
-        || (report.verify_failures == 0 && report.frames_verified == report.frames_received);
+    let verified = (!args.verify
+        || (report.verify_failures == 0 && report.frames_verified == report.frames_received))
+        && report.trace_failures == 0;
     if report.frames_received >= args.frames && verified {
         ExitCode::SUCCESS
     } else {
@@ -378,12 +398,14 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
             let poll = consumer
                 .poll_frame(|frame| {
                     let ok = verify && matches_pattern(&mut pattern, frame);
-                    (frame.payload().len(), ok)
+                    let traced =
+                        frame.trace_id() == Some(args.expect_trace_id.wrapping_add(frame.seq()));
+                    (frame.payload().len(), ok, traced)
                 })
                 .map_err(|e| format!("reading frames: {e}"))?;
             match poll {
                 FramePoll::Empty => break,
-                FramePoll::Delivered((len, ok)) => {
+                FramePoll::Delivered((len, ok, traced)) => {
                     let now = Instant::now();
                     report.first_frame.get_or_insert(now);
                     report.last_frame = Some(now);
@@ -394,6 +416,13 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
                             report.frames_verified += 1;
                         } else {
                             report.verify_failures += 1;
+                        }
+                    }
+                    if args.expect_trace_id != 0 {
+                        if traced {
+                            report.trace_ids_verified += 1;
+                        } else {
+                            report.trace_failures += 1;
                         }
                     }
                     if report.frames_received >= args.frames {

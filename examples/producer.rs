@@ -44,8 +44,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tensorpool::client::producer::{
-    monotonic_now_ns, Producer, ProducerConfig, ProducerError, ProducerEvent, PublishError,
-    DEFAULT_ALLOWED_BASE_DIR,
+    monotonic_now_ns, DescriptorStamp, Producer, ProducerConfig, ProducerError, ProducerEvent,
+    PublishError, DEFAULT_ALLOWED_BASE_DIR,
 };
 use tensorpool::client::tensor::bytes_header;
 use tensorpool::client::{attach_refusal_fix, ClientStreams, LinkError};
@@ -120,6 +120,10 @@ struct Args {
     /// How long to keep the lease after the last frame, in ms.
     #[arg(long, default_value_t = 500)]
     linger_ms: u64,
+    /// Trace ids: the frame with sequence s carries `FrameDescriptor.traceId` BASE + s
+    /// (and the publish time); 0 sends none.
+    #[arg(long, default_value_t = 0)]
+    trace_id: u64,
 }
 
 /// What the run achieved.
@@ -367,8 +371,15 @@ fn publish_all(
                 let payload = claim.payload_mut();
                 let len = payload.len();
                 payload.copy_from_slice(pattern.frame(seq, len));
+                let stamp = match args.trace_id {
+                    0 => DescriptorStamp::NONE,
+                    base => DescriptorStamp {
+                        trace_id: base.wrapping_add(seq),
+                        timestamp_ns: monotonic_now_ns(),
+                    },
+                };
                 claim
-                    .commit(tensor, monotonic_now_ns())
+                    .commit_stamped(tensor, monotonic_now_ns(), stamp)
                     .map_err(|e| format!("commit: {e}"))?;
                 report.frames_sent += 1;
                 last_progress = now;

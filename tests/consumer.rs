@@ -1536,3 +1536,81 @@ fn client_attaches_ring_the_idle_drivers_doorbell() {
         std::thread::sleep(Duration::from_millis(150));
     }
 }
+
+#[test]
+fn dims_and_strides_beyond_ndims_from_a_forged_producer_read_as_zero_and_are_counted() {
+    let mut s = Setup::start();
+    let forged = |seq| {
+        let mut slot = valid_slot(seq, 64);
+        slot.contents.tensor.dims[3] = 77;
+        slot.contents.tensor.strides[7] = 9;
+        slot
+    };
+    s.producer.write(0, &forged(0));
+    s.producer.publish(0);
+    let outcome = next_frame(&mut s.consumer, &mut s.producer, |f| {
+        let t = f.tensor();
+        (frame_is_intact(f), t.dims, t.strides)
+    });
+    let mut dims = [0; 8];
+    dims[0] = 64;
+    assert_eq!(outcome, FramePoll::Delivered((true, dims, [0; 8])));
+    // The same description again: still counted, per frame.
+    s.producer.write(1, &forged(1));
+    s.producer.publish(1);
+    assert!(matches!(
+        next_frame(&mut s.consumer, &mut s.producer, |_| ()),
+        FramePoll::Delivered(())
+    ));
+    assert_eq!(s.consumer.counters().tensors_beyond_ndims, 2);
+    assert_eq!(s.send(2, &valid_slot(2, 64)), FramePoll::Delivered(true));
+    assert_eq!(
+        s.consumer.counters().tensors_beyond_ndims,
+        2,
+        "a clean header is not"
+    );
+}
+
+#[test]
+fn a_sequence_that_goes_back_within_the_epoch_is_dropped_and_the_consumer_remaps() {
+    let mut s = Setup::start();
+    let epoch = s.producer.epoch().expect("mapped");
+    for seq in 0..=10 {
+        assert_eq!(
+            s.send(seq, &valid_slot(seq, 64)),
+            FramePoll::Delivered(true)
+        );
+    }
+    // A stale descriptor (its slot was reused for a later lap): an old frame, no remap.
+    s.producer.publish(1);
+    assert_eq!(
+        next_frame(&mut s.consumer, &mut s.producer, frame_is_intact),
+        FramePoll::Dropped(DropReason::Duplicate)
+    );
+    // The writer starts over at 0 in the same epoch (§15.2): the slot of 0, reused for 8,
+    // holds 0 again.
+    s.consumer.events().for_each(drop);
+    assert_eq!(
+        s.send(0, &valid_slot(0, 64)),
+        FramePoll::Dropped(DropReason::SeqRegression)
+    );
+    let consumer = &mut s.consumer;
+    let mut events = Vec::new();
+    pump_until(consumer, &mut s.producer, "the remap", |c, _| {
+        events.extend(c.events());
+        events.contains(&ConsumerEvent::Attached { epoch })
+    });
+    assert!(
+        events.contains(&ConsumerEvent::Unmapped {
+            reason: UnmapReason::SeqRegression
+        }),
+        "{events:?}"
+    );
+    assert_eq!(s.consumer.counters().drops_seq_regression, 1);
+    pump_until(&mut s.consumer, &mut s.producer, "ready", |c, _| {
+        c.is_ready()
+    });
+    // Mapped afresh, the restarted numbering is read.
+    assert_eq!(s.send(1, &valid_slot(1, 64)), FramePoll::Delivered(true));
+    assert_eq!(s.consumer.last_seq_seen(), Some(1));
+}

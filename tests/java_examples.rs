@@ -177,29 +177,45 @@ fn pair(
     consumer: impl FnOnce(&TestEnv, &[&str]) -> ProcessDriver,
     producer: impl FnOnce(&TestEnv, &[&str]) -> ProcessDriver,
 ) -> (JsonLine, JsonLine) {
+    pair_with(test, consumer, producer, &[], &[])
+}
+
+/// [`pair`] with extra flags for the consumer and the producer.
+fn pair_with(
+    test: &str,
+    consumer: impl FnOnce(&TestEnv, &[&str]) -> ProcessDriver,
+    producer: impl FnOnce(&TestEnv, &[&str]) -> ProcessDriver,
+    consumer_extra: &[&str],
+    producer_extra: &[&str],
+) -> (JsonLine, JsonLine) {
     let env = TestEnv::new();
     let settings = DriverSettings {
         instance_id: format!("tp-java-{test}"),
         ..DriverSettings::shared_announce()
     };
     let _driver = start_driver(&env, &settings, 1024);
-    let mut consumer = consumer(&env, &["--frames", "1000", "--verify"]);
+    let consumer_args: Vec<&str> = ["--frames", "1000", "--verify"]
+        .into_iter()
+        .chain(consumer_extra.iter().copied())
+        .collect();
+    let mut consumer = consumer(&env, &consumer_args);
     wait_for_counter(
         &env.aeron_dir(),
         &settings.counter_label("active consumer leases"),
         |v| v == 1,
     );
-    let mut producer = producer(
-        &env,
-        &[
-            "--frames",
-            "1000",
-            "--payload-bytes",
-            "4000",
-            "--rate",
-            "1000",
-        ],
-    );
+    let producer_args: Vec<&str> = [
+        "--frames",
+        "1000",
+        "--payload-bytes",
+        "4000",
+        "--rate",
+        "1000",
+    ]
+    .into_iter()
+    .chain(producer_extra.iter().copied())
+    .collect();
+    let mut producer = producer(&env, &producer_args);
     wait_success(&mut consumer, "the consumer");
     wait_success(&mut producer, "the producer");
     (summary(&producer), summary(&consumer))
@@ -529,4 +545,42 @@ fn the_java_consumer_fails_closed_on_forged_descriptors_and_torn_slots() {
     assert_eq!(line.u64("drops_late"), 0, "{line}");
     // Every sequence arrived (dropped ones included): no gap.
     assert_eq!(line.u64("drops_gap"), 0, "{line}");
+}
+
+/// Trace ids (Wire Spec §10.2.1) set per frame by the producer: frame `s` carries
+/// `TRACE_BASE + s`, and the consumer checks every one.
+const TRACE_BASE: &str = "77000000000";
+
+fn assert_all_traced(received: &JsonLine, frames: u64) {
+    assert_all_verified(received, frames);
+    assert_eq!(received.u64("trace_ids_verified"), frames, "{received}");
+    assert_eq!(received.u64("trace_failures"), 0, "{received}");
+}
+
+#[test]
+fn trace_ids_from_the_rust_producer_reach_the_java_consumer() {
+    let test = "trace_ids_from_the_rust_producer_reach_the_java_consumer";
+    let Some(build) = java(test) else { return };
+    let (_, received) = pair_with(
+        "trace-rust-to-java",
+        |env, extra| spawn_java(build, env, "Consumer", extra),
+        |env, extra| spawn_rust(env, "producer", extra),
+        &["--expect-trace-id", TRACE_BASE],
+        &["--trace-id", TRACE_BASE],
+    );
+    assert_all_traced(&received, 1000);
+}
+
+#[test]
+fn trace_ids_from_the_java_producer_reach_the_rust_consumer() {
+    let test = "trace_ids_from_the_java_producer_reach_the_rust_consumer";
+    let Some(build) = java(test) else { return };
+    let (_, received) = pair_with(
+        "trace-java-to-rust",
+        |env, extra| spawn_rust(env, "consumer", extra),
+        |env, extra| spawn_java(build, env, "Producer", extra),
+        &["--expect-trace-id", TRACE_BASE],
+        &["--trace-id", TRACE_BASE],
+    );
+    assert_all_traced(&received, 1000);
 }

@@ -17,7 +17,7 @@ use support::{
     client_streams, DriverSettings, InThreadDriver, TestEnv, CONTROL_STREAM, DEADLINE,
     DESCRIPTOR_STREAM, KEEPALIVE_INTERVAL, STATIC_STREAM,
 };
-use tensorpool::client::producer::{monotonic_now_ns, Producer, ProducerConfig};
+use tensorpool::client::producer::{monotonic_now_ns, DescriptorStamp, Producer, ProducerConfig};
 use tensorpool::client::tensor::bytes_header;
 use tensorpool::client::ClientStreams;
 use tensorpool::transport::{AeronClient, Subscription};
@@ -184,15 +184,26 @@ fn publish_and_claim_commit_of_valid_frames_allocate_nothing() {
     let mut publish_allocations = 0;
     let mut claim_allocations = 0;
     for round in 0..MEASURED {
+        // Every other round carries a trace id and publish time (Wire Spec §10.2.1): a
+        // stamped frame must cost what a plain one does.
+        let stamp = if round % 2 == 1 {
+            DescriptorStamp {
+                trace_id: round,
+                timestamp_ns: round,
+            }
+        } else {
+            DescriptorStamp::NONE
+        };
         for (payload, tensor) in payloads.iter().zip(&tensors) {
-            let (n, seq) = allocations_in(|| producer.publish(payload, tensor, round));
+            let (n, seq) =
+                allocations_in(|| producer.publish_stamped(payload, tensor, round, stamp));
             seq.expect("publish");
             publish_allocations += n;
 
             let (n, seq) = allocations_in(|| {
                 let mut claim = producer.claim(payload.len())?;
                 claim.payload_mut().copy_from_slice(payload);
-                claim.commit(tensor, round)
+                claim.commit_stamped(tensor, round, stamp)
             });
             seq.expect("claim + commit");
             claim_allocations += n;

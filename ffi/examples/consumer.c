@@ -14,7 +14,11 @@
  *
  *   {"role":"consumer","frames_received":N,"frames_verified":N,"verify_failures":N,
  *    "drops_gap":N,"drops_late":N,"drops_resync":N,"drops_invalid":N,"drops_other":N,
- *    "epoch_changes":N,"interrupted":false,"elapsed_s":F,"frames_per_s":F,"mib_per_s":F}
+ *    "epoch_changes":N,"trace_ids_verified":N,"trace_failures":N,"interrupted":false,
+ *    "elapsed_s":F,"frames_per_s":F,"mib_per_s":F}
+ *
+ * With --expect-trace-id BASE each frame's descriptor must carry trace id BASE + s (what
+ * the producers' --trace-id BASE sends); a frame that does not is a trace failure.
  *
  * elapsed_s runs from the first delivered frame to the last. Exit status: 0 when
  * --frames frames were received (and verified), 130 after SIGINT/SIGTERM, 1 otherwise.
@@ -34,12 +38,15 @@ typedef struct options {
     const char *per_consumer_channel;
     uint32_t per_consumer_stream_id;
     uint64_t announce_period_ms;
+    uint64_t expect_trace_id; /* 0: trace ids are not checked */
 } options;
 
 typedef struct report {
     uint64_t frames_received;
     uint64_t frames_verified;
     uint64_t verify_failures;
+    uint64_t trace_ids_verified;
+    uint64_t trace_failures;
     uint64_t bytes_received;
     double first_frame;
     double last_frame;
@@ -52,6 +59,8 @@ typedef struct seen {
     bool verify;
     size_t len;
     bool matches;
+    uint64_t expect_trace_id;
+    bool trace_matches;
 } seen;
 
 static void usage(void) {
@@ -63,7 +72,7 @@ static void usage(void) {
             "  [--descriptor-stream-id 1100] [--qos-stream-id 1200]\n"
             "  [--allowed-base-dir /dev/shm/tensorpool]... [--consumer-id 0]\n"
             "  [--per-consumer-descriptor CHANNEL:STREAM_ID] [--announce-period-ms 1000]\n"
-            "  [--keepalive-ms BOUND]\n");
+            "  [--keepalive-ms BOUND] [--expect-trace-id BASE (frame s must carry BASE + s)]\n");
 }
 
 static void parse(int argc, char **argv, options *o) {
@@ -71,6 +80,7 @@ static void parse(int argc, char **argv, options *o) {
     o->frames = 1000;
     o->timeout_s = 30.0;
     o->verify = false;
+    o->expect_trace_id = 0;
     o->per_consumer_channel = NULL;
     o->per_consumer_stream_id = 0;
     o->announce_period_ms = 1000;
@@ -95,6 +105,8 @@ static void parse(int argc, char **argv, options *o) {
         char *value = argv[++i];
         if (strcmp(flag, "--frames") == 0) {
             o->frames = example_parse_u64(ROLE, flag, value);
+        } else if (strcmp(flag, "--expect-trace-id") == 0) {
+            o->expect_trace_id = example_parse_u64(ROLE, flag, value);
         } else if (strcmp(flag, "--timeout-s") == 0) {
             o->timeout_s = example_parse_f64(ROLE, flag, value);
         } else if (strcmp(flag, "--announce-period-ms") == 0) {
@@ -126,6 +138,8 @@ static void on_frame(const tp_frame *frame, void *user) {
         return;
     }
     s->len = info.payload_len;
+    /* The descriptor's trace id (0: none) travels beside the payload, not in it. */
+    s->trace_matches = info.trace_id == s->expect_trace_id + info.seq;
     if (s->verify) {
         s->matches = info.tensor.dtype == TP_DTYPE_UINT8 && info.tensor.ndims == 1 &&
                      info.tensor.dims[0] >= 0 && (size_t)info.tensor.dims[0] == info.payload_len &&
@@ -213,6 +227,13 @@ static bool read_frames(const options *o, tp_consumer *consumer, report *r, seen
             r->frames_received++;
             producer_detached_at = 0.0; /* frames flow: a producer is there */
             r->bytes_received += s->len;
+            if (o->expect_trace_id != 0) {
+                if (s->trace_matches) {
+                    r->trace_ids_verified++;
+                } else {
+                    r->trace_failures++;
+                }
+            }
             if (o->verify) {
                 if (s->matches) {
                     r->frames_verified++;
@@ -278,6 +299,7 @@ static bool run(const options *o, report *r) {
     seen s;
     memset(&s, 0, sizeof s);
     s.verify = o->verify;
+    s.expect_trace_id = o->expect_trace_id;
     bool ok = false;
     if (o->verify && (s.table = example_pattern_table(MAX_VERIFIED_LEN)) == NULL) {
         fprintf(stderr, ROLE ": out of memory\n");
@@ -307,22 +329,25 @@ int main(int argc, char **argv) {
     uint64_t invalid = c->drops_not_committed + c->drops_stale + c->drops_header_format + c->drops_payload_slot + c->drops_pool +
                        c->drops_length + c->drops_payload_offset + c->drops_tensor;
     uint64_t other = c->drops_unmapped + c->drops_awaiting_epoch + c->drops_epoch +
-                     c->drops_duplicate;
+                     c->drops_duplicate + c->drops_fallback + c->drops_seq_regression;
     printf("{\"role\":\"consumer\",\"frames_received\":%llu,\"frames_verified\":%llu,"
            "\"verify_failures\":%llu,\"drops_gap\":%llu,\"drops_late\":%llu,"
            "\"drops_resync\":%llu,\"drops_invalid\":%llu,\"drops_other\":%llu,"
-           "\"epoch_changes\":%llu,\"interrupted\":%s,\"elapsed_s\":%.6f,"
+           "\"epoch_changes\":%llu,\"trace_ids_verified\":%llu,\"trace_failures\":%llu,"
+           "\"interrupted\":%s,\"elapsed_s\":%.6f,"
            "\"frames_per_s\":%.3f,\"mib_per_s\":%.3f}\n",
            (unsigned long long)r.frames_received, (unsigned long long)r.frames_verified,
            (unsigned long long)r.verify_failures, (unsigned long long)c->drops_gap,
            (unsigned long long)late, (unsigned long long)c->drops_resync,
            (unsigned long long)invalid, (unsigned long long)other,
-           (unsigned long long)c->epoch_changes, example_interrupted ? "true" : "false", secs,
+           (unsigned long long)c->epoch_changes, (unsigned long long)r.trace_ids_verified,
+           (unsigned long long)r.trace_failures, example_interrupted ? "true" : "false", secs,
            fps, mibps);
     fflush(stdout);
     if (example_interrupted) {
         return 130;
     }
     bool verified = !o.verify || (r.verify_failures == 0 && r.frames_verified == r.frames_received);
+    verified = verified && r.trace_failures == 0;
     return ok && r.frames_received >= o.frames && verified ? 0 : 1;
 }

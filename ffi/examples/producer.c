@@ -36,6 +36,7 @@ typedef struct options {
     bool create;
     uint64_t timeout_s;
     uint64_t linger_ms;
+    uint64_t trace_id; /* 0: frames carry no trace id */
 } options;
 
 typedef struct report {
@@ -57,11 +58,13 @@ static void usage(void) {
             "  [--control-stream-id 1000] [--announce-stream-id 1001]\n"
             "  [--descriptor-stream-id 1100] [--qos-stream-id 1200]\n"
             "  [--allowed-base-dir /dev/shm/tensorpool]... [--client-id 0] [--create]\n"
-            "  [--keepalive-ms BOUND] [--timeout-s 30] [--linger-ms 500]\n");
+            "  [--keepalive-ms BOUND] [--timeout-s 30] [--linger-ms 500]\n"
+            "  [--trace-id BASE (frame s carries trace id BASE + s; 0 = none)]\n");
 }
 
 static void parse(int argc, char **argv, options *o) {
     example_client_defaults(&o->client);
+    o->trace_id = 0;
     o->frames = 1000;
     o->payload_bytes = 4096;
     o->rate = 0.0;
@@ -97,6 +100,8 @@ static void parse(int argc, char **argv, options *o) {
             o->timeout_s = example_parse_u64(ROLE, flag, value);
         } else if (strcmp(flag, "--linger-ms") == 0) {
             o->linger_ms = example_parse_u64(ROLE, flag, value);
+        } else if (strcmp(flag, "--trace-id") == 0) {
+            o->trace_id = example_parse_u64(ROLE, flag, value);
         } else {
             fprintf(stderr, ROLE ": unknown option %s\n", flag);
             usage();
@@ -207,6 +212,11 @@ static bool publish_all(const options *o, tp_producer *producer, report *r,
         tp_status status = tp_producer_claim(producer, o->payload_bytes, &claim);
         if (status == TP_OK) {
             memcpy(claim.data, example_pattern(table, claim.seq), claim.len);
+            if (o->trace_id != 0) {
+                /* Descriptor fields of this frame only (Wire Spec 10.2.1): trace id and
+                 * publish time. */
+                tp_producer_set_frame_stamp(producer, o->trace_id + claim.seq, tp_monotonic_now_ns());
+            }
             status = tp_producer_commit(producer, tensor, tp_monotonic_now_ns(), NULL);
             if (status != TP_OK) {
                 example_report(ROLE, "commit", status);
@@ -250,6 +260,28 @@ static void update_dropped(tp_producer *producer, report *r) {
     tp_producer_counters counters;
     if (tp_producer_get_counters(producer, &counters) == TP_OK) {
         r->descriptors_dropped = counters.descriptors_dropped;
+    }
+}
+
+/* What each consumer last reported over QoS (Wire Spec 10.4.1): how far it trails the
+ * newest frame and what it dropped. */
+static void report_consumer_qos(tp_producer *producer) {
+    tp_consumer_qos rows[16];
+    size_t count = 0;
+    if (tp_producer_get_consumer_qos(producer, rows, 16, &count) != TP_OK) {
+        return;
+    }
+    for (size_t i = 0; i < count && i < 16; i++) {
+        const tp_consumer_qos *q = &rows[i];
+        if (q->lag == TP_QOS_LAG_UNKNOWN) {
+            fprintf(stderr, ROLE ": consumer %u: last seq %llu (lag unknown)\n",
+                    (unsigned)q->consumer_id, (unsigned long long)q->last_seq_seen);
+        } else {
+            fprintf(stderr, ROLE ": consumer %u: last seq %llu, lag %llu, drops gap %llu late %llu\n",
+                    (unsigned)q->consumer_id, (unsigned long long)q->last_seq_seen,
+                    (unsigned long long)q->lag, (unsigned long long)q->drops_gap,
+                    (unsigned long long)q->drops_late);
+        }
     }
 }
 
@@ -305,6 +337,7 @@ static bool run(const options *o, report *r) {
             example_idle(&idle, work);
         }
         update_dropped(producer, r);
+        report_consumer_qos(producer);
     } else if (!example_interrupted && !r->refused_for_good) {
         if (r->last_refusal[0] != '\0') {
             fprintf(stderr, ROLE ": not attached to stream %u within %llu s; the driver's last "

@@ -36,13 +36,19 @@
 // Length of the message buffer of events, terminating NUL included.
 #define TP_EVENT_MESSAGE_LEN 256
 
+// `tp_consumer_qos.lag` when it is not known (no frame published yet, or no report of
+// the consumer in the current epoch).
+#define TP_QOS_LAG_UNKNOWN UINT64_MAX
+
 // Most dimensions a tensor has.
 #define TP_MAX_DIMS 8
 
 // Version of this C ABI. It changes only when a function, struct or enum changes in a
 // way that breaks programs built against an older header; compare
-// `tp_version_info.abi_version` with it at start-up.
-#define TP_ABI_VERSION 1
+// `tp_version_info.abi_version` with it at start-up. 2: `tp_frame_info` and
+// `tp_consumer_counters` grew (trace id, publish time; FALLBACK, sequence regression,
+// activity and beyond-ndims counters).
+#define TP_ABI_VERSION 2
 
 // The result of every `tp_*` call that can fail: `TP_OK` (0) or a negative error.
 // After an error, `tp_last_error_message()` names the cause. Functions return it as an
@@ -259,6 +265,12 @@ enum tp_consumer_event_kind
   TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST = 7,
   // The driver refused the attach (`reason`: the response code); retried.
   TP_CONSUMER_EVENT_ATTACH_REFUSED = 8,
+  // A ConsumerConfig said `use_shm = FALSE` (Wire Spec §15.12): the consumer is in
+  // FALLBACK and reads no shared memory (`reason`: 1 when the fallback URI's scheme is
+  // `aeron:` or `bridge://`, else 0; the URI: `tp_consumer_get_fallback_uri`).
+  TP_CONSUMER_EVENT_FALLBACK = 9,
+  // A ConsumerConfig with `use_shm = TRUE` ended FALLBACK; the consumer reattaches.
+  TP_CONSUMER_EVENT_SHM_RESUMED = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -328,6 +340,11 @@ enum tp_drop_reason
   TP_DROP_PAYLOAD_OFFSET = 13,
   // The tensor description breaks a Wire Spec §8.2 rule.
   TP_DROP_TENSOR = 14,
+  // The consumer is in FALLBACK (Wire Spec §15.12): it reads no shared memory.
+  TP_DROP_FALLBACK = 15,
+  // The writer's sequence went back within the epoch (Wire Spec §15.2); the
+  // consumer remaps.
+  TP_DROP_SEQ_REGRESSION = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -353,12 +370,61 @@ enum tp_unmap_reason
   TP_UNMAP_EPOCH_WAIT_TIMED_OUT = 4,
   // The regions failed the containment or superblock checks.
   TP_UNMAP_MAP_FAILED = 5,
+  // The header ring's activity timestamp went stale (Wire Spec §15.14).
+  TP_UNMAP_ACTIVITY_STALE = 6,
+  // The writer's sequence went back within the epoch (Wire Spec §15.2).
+  TP_UNMAP_SEQ_REGRESSION = 7,
+  // The consumer entered FALLBACK (Wire Spec §15.12).
+  TP_UNMAP_FALLBACK = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
 typedef enum tp_unmap_reason tp_unmap_reason;
 #else
 typedef int32_t tp_unmap_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Where a consumer stands in the Wire Spec §15.12 state machine
+// (`tp_consumer_get_state`).
+enum tp_consumer_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No regions mapped (attaching, or between epochs).
+  TP_CONSUMER_STATE_UNMAPPED = 0,
+  // Regions mapped; frames are read.
+  TP_CONSUMER_STATE_MAPPED = 1,
+  // Told not to use shared memory; nothing is read.
+  TP_CONSUMER_STATE_FALLBACK = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tp_consumer_state tp_consumer_state;
+#else
+typedef int32_t tp_consumer_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Kinds of QoS report (`tp_qos_report.kind`).
+enum tp_qos_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A producer's `QosProducer` (`client_id` is the producer id, `seq` its current
+  // sequence).
+  TP_QOS_PRODUCER = 1,
+  // A consumer's `QosConsumer` (`client_id` is the consumer id, `seq` the last
+  // sequence it saw).
+  TP_QOS_CONSUMER = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tp_qos_kind tp_qos_kind;
+#else
+typedef int32_t tp_qos_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -382,6 +448,11 @@ typedef struct tp_frame tp_frame;
 // A stream's producer (opaque). Create with `tp_producer_create`, drive with
 // `tp_producer_do_work` from the thread that created it, free with `tp_producer_close`.
 typedef struct tp_producer tp_producer;
+
+// An observer of the QoS stream that holds no lease (opaque). Create with
+// `tp_qos_monitor_create`, poll with `tp_qos_monitor_poll` from the creating thread,
+// free with `tp_qos_monitor_close`.
+typedef struct tp_qos_monitor tp_qos_monitor;
 
 // Called once per frame that passed every check; `frame` is valid until it returns.
 // It must not unwind (no C++ exception may leave it) and must not call functions of
@@ -450,6 +521,10 @@ typedef struct tp_frame_info {
   uint16_t pool_id;
   // The validated tensor description.
   struct tp_tensor tensor;
+  // The descriptor's trace id (Wire Spec §10.2.1); 0 = absent.
+  uint64_t trace_id;
+  // The descriptor's publish timestamp (Wire Spec §10.2.1); 0 = absent.
+  uint64_t descriptor_timestamp_ns;
 } tp_frame_info;
 
 // One consumer event; fields a kind does not use are 0.
@@ -542,6 +617,16 @@ typedef struct tp_consumer_counters {
   uint64_t events_dropped;
   // Times the Aeron connection was rebuilt after losing the media driver.
   uint64_t reconnects;
+  // Descriptors dropped: the consumer is in FALLBACK.
+  uint64_t drops_fallback;
+  // Descriptors dropped: the writer's sequence went back within the epoch.
+  uint64_t drops_seq_regression;
+  // Frames whose tensor header had non-zero dims/strides beyond ndims (shown as 0).
+  uint64_t tensors_beyond_ndims;
+  // Times the header ring's activity timestamp was found stale (each reattached).
+  uint64_t activity_stale;
+  // Times a ConsumerConfig put the consumer in FALLBACK.
+  uint64_t fallbacks;
 } tp_consumer_counters;
 
 // The consumer's state.
@@ -636,6 +721,48 @@ typedef struct tp_producer_info {
   // The largest payload the pools hold (0 when not attached).
   size_t max_payload_len;
 } tp_producer_info;
+
+// A consumer's latest `QosConsumer` report, as its producer sees it.
+typedef struct tp_consumer_qos {
+  // Consumer id.
+  uint32_t consumer_id;
+  // Consumer mode (1 STREAM, 2 RATE_LIMITED).
+  int32_t mode;
+  // Epoch the report is about.
+  uint64_t epoch;
+  // The last sequence the consumer saw.
+  uint64_t last_seq_seen;
+  // `QosConsumer.dropsGap`.
+  uint64_t drops_gap;
+  // `QosConsumer.dropsLate`.
+  uint64_t drops_late;
+  // Frames the consumer trails the newest frame published (0: caught up), or
+  // TP_QOS_LAG_UNKNOWN.
+  uint64_t lag;
+} tp_consumer_qos;
+
+// One QoS report heard by a `tp_qos_monitor`; fields a kind does not use are 0.
+typedef struct tp_qos_report {
+  // A `tp_qos_kind` value.
+  int32_t kind;
+  // Consumer mode (consumers: 1 STREAM, 2 RATE_LIMITED).
+  int32_t mode;
+  // Stream id.
+  uint32_t stream_id;
+  // Producer or consumer id.
+  uint32_t client_id;
+  // Epoch.
+  uint64_t epoch;
+  // Producer: `currentSeq`; consumer: `lastSeqSeen`.
+  uint64_t seq;
+  // `dropsGap` (consumers).
+  uint64_t drops_gap;
+  // `dropsLate` (consumers).
+  uint64_t drops_late;
+} tp_qos_report;
+
+// Called once per report a `tp_qos_monitor` heard; `report` is valid until it returns.
+typedef void (*tp_qos_handler)(const struct tp_qos_report *report, void *user);
 
 // Versions of the library and of the formats it speaks.
 typedef struct tp_version_info {
@@ -778,6 +905,18 @@ tp_status tp_consumer_get_counters(struct tp_consumer *consumer, struct tp_consu
 // Stores the consumer's state in `*out`.
 tp_status tp_consumer_get_info(struct tp_consumer *consumer, struct tp_consumer_info *out);
 
+// Stores the consumer's Wire Spec §15.12 state (a `tp_consumer_state` value) in `*out`.
+tp_status tp_consumer_get_state(struct tp_consumer *consumer, int32_t *out);
+
+// While the consumer is in FALLBACK, copies the `payload_fallback_uri` it was given
+// (NUL-terminated, cut to `capacity - 1` bytes) into `buf` and its full length into
+// `*len_out`; outside FALLBACK answers TP_ERROR_WRONG_STATE. `buf` may be NULL when
+// `capacity` is 0 (to ask for the length).
+tp_status tp_consumer_get_fallback_uri(struct tp_consumer *consumer,
+                                       char *buf,
+                                       size_t capacity,
+                                       size_t *len_out);
+
 // The name of a producer event kind (`"TP_PRODUCER_EVENT_ATTACHED"`), or
 // `"TP_UNKNOWN_EVENT"`. The string is static.
 const char *tp_producer_event_name(int32_t kind);
@@ -851,6 +990,16 @@ tp_status tp_producer_publish(struct tp_producer *producer,
                               uint64_t timestamp_ns,
                               uint64_t *seq_out);
 
+// Sets the trace id and publish timestamp the next frame's descriptor carries (Wire
+// Spec §10.2.1; 0 = absent): the next `tp_producer_publish` or `tp_producer_commit`
+// takes them, whether or not it succeeds, and later frames carry none until this is
+// called again. It may be called while a claim is open (stamping the frame being
+// filled). Setting them costs nothing per frame. The capture
+// timestamp (`SlotHeader.timestamp_ns`) stays the `timestamp_ns` argument of those calls.
+tp_status tp_producer_set_frame_stamp(struct tp_producer *producer,
+                                      uint64_t trace_id,
+                                      uint64_t descriptor_timestamp_ns);
+
 // Takes the oldest pending event into `*out`; `out->kind` is
 // TP_PRODUCER_EVENT_NONE when there was none. Call until NONE after each duty cycle.
 tp_status tp_producer_poll_event(struct tp_producer *producer, struct tp_producer_event *out);
@@ -860,6 +1009,28 @@ tp_status tp_producer_get_counters(struct tp_producer *producer, struct tp_produ
 
 // Stores the producer's state in `*out`.
 tp_status tp_producer_get_info(struct tp_producer *producer, struct tp_producer_info *out);
+
+// Copies the latest QoS report of up to `capacity` consumers of the producer's stream
+// (current epoch, by consumer id) into `out` and the number of consumers known into
+// `*count_out` (which may exceed `capacity`). `out` may be NULL when `capacity` is 0.
+tp_status tp_producer_get_consumer_qos(struct tp_producer *producer,
+                                       struct tp_consumer_qos *out,
+                                       size_t capacity,
+                                       size_t *count_out);
+
+// Connects to the media driver named by `config` and subscribes to its QoS stream; no
+// lease is taken. The handle belongs to the calling thread.
+tp_status tp_qos_monitor_create(const struct tp_config *config, struct tp_qos_monitor **out);
+
+// Reads what arrived on the QoS stream and calls `handler` (may be NULL) once per
+// report; `work_count` (may be NULL) receives the work done.
+tp_status tp_qos_monitor_poll(struct tp_qos_monitor *monitor,
+                              tp_qos_handler handler,
+                              void *user,
+                              int32_t *work_count);
+
+// Closes the monitor. NULL does nothing.
+tp_status tp_qos_monitor_close(struct tp_qos_monitor *monitor);
 
 // The message of the last failed `tp_*` call on this thread ("" if none failed yet).
 // The text stays valid until the next failing call on this thread; copy it to keep it.

@@ -19,6 +19,7 @@
 #ifndef TENSORPOOL_HPP
 #define TENSORPOOL_HPP
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +28,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "tensorpool.h"
 
@@ -235,6 +237,26 @@ class Producer {
         return Claim(producer_, claim);
     }
 
+    // The trace id and publish time the next frame's descriptor carries (0 = absent;
+    // Wire Spec 10.2.1); the next publish or commit takes them.
+    void set_frame_stamp(std::uint64_t trace_id, std::uint64_t descriptor_timestamp_ns = 0) {
+        check(tp_producer_set_frame_stamp(producer_, trace_id, descriptor_timestamp_ns),
+              "tp_producer_set_frame_stamp");
+    }
+
+    // The latest QoS report of each consumer of the stream (Wire Spec 10.4.1), with its
+    // lag behind the newest frame (TP_QOS_LAG_UNKNOWN when not known).
+    std::vector<tp_consumer_qos> consumer_qos() {
+        std::size_t count = 0;
+        check(tp_producer_get_consumer_qos(producer_, nullptr, 0, &count),
+              "tp_producer_get_consumer_qos");
+        std::vector<tp_consumer_qos> rows(count);
+        check(tp_producer_get_consumer_qos(producer_, rows.data(), rows.size(), &count),
+              "tp_producer_get_consumer_qos");
+        rows.resize(std::min(count, rows.size()));
+        return rows;
+    }
+
     // Copies payload into a slot and publishes it; returns the sequence.
     std::uint64_t publish(Span<const std::uint8_t> payload, const tp_tensor &tensor,
                           std::uint64_t timestamp_ns) {
@@ -281,6 +303,9 @@ class Frame {
     std::uint64_t epoch() const noexcept { return info_.epoch; }
     std::uint64_t timestamp_ns() const noexcept { return info_.timestamp_ns; }
     std::uint32_t stream_id() const noexcept { return info_.stream_id; }
+    // The descriptor's trace id and publish time (0 = absent).
+    std::uint64_t trace_id() const noexcept { return info_.trace_id; }
+    std::uint64_t descriptor_timestamp_ns() const noexcept { return info_.descriptor_timestamp_ns; }
     const tp_tensor &tensor() const noexcept { return info_.tensor; }
     const tp_frame_info &info() const noexcept { return info_; }
 
@@ -357,6 +382,28 @@ class Consumer {
         return info;
     }
 
+    // The Wire Spec 15.12 state (a tp_consumer_state value).
+    int state() {
+        int state = 0;
+        check(tp_consumer_get_state(consumer_, &state), "tp_consumer_get_state");
+        return state;
+    }
+
+    // The payload_fallback_uri while in FALLBACK, else std::nullopt.
+    std::optional<std::string> fallback_uri() {
+        if (state() != TP_CONSUMER_STATE_FALLBACK) {
+            return std::nullopt;
+        }
+        std::size_t len = 0;
+        check(tp_consumer_get_fallback_uri(consumer_, nullptr, 0, &len),
+              "tp_consumer_get_fallback_uri");
+        std::string uri(len + 1, '\0');
+        check(tp_consumer_get_fallback_uri(consumer_, uri.data(), uri.size(), &len),
+              "tp_consumer_get_fallback_uri");
+        uri.resize(len);
+        return uri;
+    }
+
   private:
     // Calls the C++ callback from C; an exception is stored, never thrown through C.
     template <typename F> struct Trampoline {
@@ -376,6 +423,56 @@ class Consumer {
     };
 
     tp_consumer *consumer_ = nullptr;
+};
+
+// An observer of the QoS stream that holds no lease (see tp_qos_monitor).
+class QosMonitor {
+  public:
+    explicit QosMonitor(const Config &config) {
+        check(tp_qos_monitor_create(config.get(), &monitor_), "tp_qos_monitor_create");
+    }
+    ~QosMonitor() { tp_qos_monitor_close(monitor_); }
+    QosMonitor(QosMonitor &&other) noexcept : monitor_(std::exchange(other.monitor_, nullptr)) {}
+    QosMonitor &operator=(QosMonitor &&other) noexcept {
+        std::swap(monitor_, other.monitor_);
+        return *this;
+    }
+    QosMonitor(const QosMonitor &) = delete;
+    QosMonitor &operator=(const QosMonitor &) = delete;
+
+    // Reads what arrived; on_report(const tp_qos_report &) runs once per report. Returns
+    // the work done.
+    template <typename F> int poll(F &&on_report) {
+        Trampoline<F> trampoline{on_report, nullptr};
+        int work = 0;
+        tp_status status =
+            tp_qos_monitor_poll(monitor_, &Trampoline<F>::call, &trampoline, &work);
+        if (trampoline.error) {
+            std::rethrow_exception(trampoline.error);
+        }
+        check(status, "tp_qos_monitor_poll");
+        return work;
+    }
+
+  private:
+    template <typename F> struct Trampoline {
+        F &on_report;
+        std::exception_ptr error;
+
+        static void call(const tp_qos_report *report, void *user) noexcept {
+            auto *self = static_cast<Trampoline *>(user);
+            if (self->error) {
+                return;
+            }
+            try {
+                self->on_report(*report);
+            } catch (...) {
+                self->error = std::current_exception();
+            }
+        }
+    };
+
+    tp_qos_monitor *monitor_ = nullptr;
 };
 
 } // namespace tensorpool

@@ -8,10 +8,10 @@ use crate::config::{settings, tp_config};
 use crate::handle::{self, Kind, Shell};
 use crate::status::{guard, tp_status, write_out, Failure};
 use crate::tensor::tp_tensor;
-use std::ffi::c_void;
+use std::ffi::{c_char, c_void};
 use tensorpool::client::consumer::{
-    monotonic_now_ns, Consumer, ConsumerCounters, ConsumerEvent, DropReason, Frame, FramePoll,
-    UnmapReason,
+    monotonic_now_ns, Consumer, ConsumerCounters, ConsumerEvent, ConsumerState, DropReason, Frame,
+    FramePoll, UnmapReason,
 };
 
 /// A stream's consumer (opaque). Create with `tp_consumer_create`, drive with
@@ -70,6 +70,10 @@ pub struct tp_frame_info {
     pub pool_id: u16,
     /// The validated tensor description.
     pub tensor: tp_tensor,
+    /// The descriptor's trace id (Wire Spec §10.2.1); 0 = absent.
+    pub trace_id: u64,
+    /// The descriptor's publish timestamp (Wire Spec §10.2.1); 0 = absent.
+    pub descriptor_timestamp_ns: u64,
 }
 
 impl Default for tp_frame_info {
@@ -85,6 +89,8 @@ impl Default for tp_frame_info {
             meta_version: 0,
             pool_id: 0,
             tensor: tp_tensor::default(),
+            trace_id: 0,
+            descriptor_timestamp_ns: 0,
         }
     }
 }
@@ -140,6 +146,11 @@ pub enum tp_drop_reason {
     TP_DROP_PAYLOAD_OFFSET = 13,
     /// The tensor description breaks a Wire Spec §8.2 rule.
     TP_DROP_TENSOR = 14,
+    /// The consumer is in FALLBACK (Wire Spec §15.12): it reads no shared memory.
+    TP_DROP_FALLBACK = 15,
+    /// The writer's sequence went back within the epoch (Wire Spec §15.2); the
+    /// consumer remaps.
+    TP_DROP_SEQ_REGRESSION = 16,
 }
 
 /// The result of reading one message from the descriptor stream.
@@ -180,6 +191,12 @@ pub enum tp_consumer_event_kind {
     TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST = 7,
     /// The driver refused the attach (`reason`: the response code); retried.
     TP_CONSUMER_EVENT_ATTACH_REFUSED = 8,
+    /// A ConsumerConfig said `use_shm = FALSE` (Wire Spec §15.12): the consumer is in
+    /// FALLBACK and reads no shared memory (`reason`: 1 when the fallback URI's scheme is
+    /// `aeron:` or `bridge://`, else 0; the URI: `tp_consumer_get_fallback_uri`).
+    TP_CONSUMER_EVENT_FALLBACK = 9,
+    /// A ConsumerConfig with `use_shm = TRUE` ended FALLBACK; the consumer reattaches.
+    TP_CONSUMER_EVENT_SHM_RESUMED = 10,
 }
 
 /// Why the regions were unmapped (`reason` of TP_CONSUMER_EVENT_UNMAPPED).
@@ -197,6 +214,26 @@ pub enum tp_unmap_reason {
     TP_UNMAP_EPOCH_WAIT_TIMED_OUT = 4,
     /// The regions failed the containment or superblock checks.
     TP_UNMAP_MAP_FAILED = 5,
+    /// The header ring's activity timestamp went stale (Wire Spec §15.14).
+    TP_UNMAP_ACTIVITY_STALE = 6,
+    /// The writer's sequence went back within the epoch (Wire Spec §15.2).
+    TP_UNMAP_SEQ_REGRESSION = 7,
+    /// The consumer entered FALLBACK (Wire Spec §15.12).
+    TP_UNMAP_FALLBACK = 8,
+}
+
+/// Where a consumer stands in the Wire Spec §15.12 state machine
+/// (`tp_consumer_get_state`).
+#[allow(non_camel_case_types)]
+#[repr(i32)]
+#[derive(Debug, Clone, Copy)]
+pub enum tp_consumer_state {
+    /// No regions mapped (attaching, or between epochs).
+    TP_CONSUMER_STATE_UNMAPPED = 0,
+    /// Regions mapped; frames are read.
+    TP_CONSUMER_STATE_MAPPED = 1,
+    /// Told not to use shared memory; nothing is read.
+    TP_CONSUMER_STATE_FALLBACK = 2,
 }
 
 /// One consumer event; fields a kind does not use are 0.
@@ -295,6 +332,16 @@ pub struct tp_consumer_counters {
     pub events_dropped: u64,
     /// Times the Aeron connection was rebuilt after losing the media driver.
     pub reconnects: u64,
+    /// Descriptors dropped: the consumer is in FALLBACK.
+    pub drops_fallback: u64,
+    /// Descriptors dropped: the writer's sequence went back within the epoch.
+    pub drops_seq_regression: u64,
+    /// Frames whose tensor header had non-zero dims/strides beyond ndims (shown as 0).
+    pub tensors_beyond_ndims: u64,
+    /// Times the header ring's activity timestamp was found stale (each reattached).
+    pub activity_stale: u64,
+    /// Times a ConsumerConfig put the consumer in FALLBACK.
+    pub fallbacks: u64,
 }
 
 /// The consumer's state.
@@ -423,6 +470,8 @@ unsafe fn deliver(
         meta_version: frame.meta_version(),
         pool_id: frame.pool_id(),
         tensor: tp_tensor::from_header(frame.tensor()),
+        trace_id: frame.trace_id().unwrap_or(0),
+        descriptor_timestamp_ns: frame.descriptor_timestamp_ns().unwrap_or(0),
     };
     // SAFETY: no reference to the slot is held across the callback, which reads it
     // through `tp_frame_get` (its own checks and busy flag).
@@ -472,6 +521,8 @@ fn drop_reason_of(reason: DropReason) -> tp_drop_reason {
         DropReason::Length => R::TP_DROP_LENGTH,
         DropReason::PayloadOffset => R::TP_DROP_PAYLOAD_OFFSET,
         DropReason::Tensor => R::TP_DROP_TENSOR,
+        DropReason::Fallback => R::TP_DROP_FALLBACK,
+        DropReason::SeqRegression => R::TP_DROP_SEQ_REGRESSION,
     }
 }
 
@@ -611,10 +662,18 @@ fn event_of(event: Option<ConsumerEvent>) -> tp_consumer_event {
                 UnmapReason::DriverShutdown => tp_unmap_reason::TP_UNMAP_DRIVER_SHUTDOWN,
                 UnmapReason::EpochWaitTimedOut => tp_unmap_reason::TP_UNMAP_EPOCH_WAIT_TIMED_OUT,
                 UnmapReason::MapFailed => tp_unmap_reason::TP_UNMAP_MAP_FAILED,
+                UnmapReason::ActivityStale => tp_unmap_reason::TP_UNMAP_ACTIVITY_STALE,
+                UnmapReason::SeqRegression => tp_unmap_reason::TP_UNMAP_SEQ_REGRESSION,
+                UnmapReason::Fallback => tp_unmap_reason::TP_UNMAP_FALLBACK,
             } as i32;
             K::TP_CONSUMER_EVENT_UNMAPPED
         }
         ConsumerEvent::MediaDriverLost => K::TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST,
+        ConsumerEvent::Fallback { fallback } => {
+            out.reason = i32::from(fallback.supported_scheme);
+            K::TP_CONSUMER_EVENT_FALLBACK
+        }
+        ConsumerEvent::ShmResumed => K::TP_CONSUMER_EVENT_SHM_RESUMED,
         ConsumerEvent::AttachRefused { code, .. } => {
             out.reason = code.raw();
             K::TP_CONSUMER_EVENT_ATTACH_REFUSED
@@ -662,6 +721,11 @@ impl From<ConsumerCounters> for tp_consumer_counters {
             qos_send_failures: c.qos_send_failures,
             events_dropped: c.events_dropped,
             reconnects: c.reconnects,
+            drops_fallback: c.drops_fallback,
+            drops_seq_regression: c.drops_seq_regression,
+            tensors_beyond_ndims: c.tensors_beyond_ndims,
+            activity_stale: c.activity_stale,
+            fallbacks: c.fallbacks,
         }
     }
 }
@@ -703,5 +767,55 @@ pub extern "C" fn tp_consumer_get_info(
         };
         // SAFETY: checked non-NULL; writable by the contract.
         unsafe { write_out(out, "out", info) }
+    })
+}
+
+/// Stores the consumer's Wire Spec §15.12 state (a `tp_consumer_state` value) in `*out`.
+#[no_mangle]
+pub extern "C" fn tp_consumer_get_state(consumer: *mut tp_consumer, out: *mut i32) -> tp_status {
+    with(consumer, |inner| {
+        let state = match inner.consumer.state() {
+            ConsumerState::Unmapped => tp_consumer_state::TP_CONSUMER_STATE_UNMAPPED,
+            ConsumerState::Mapped => tp_consumer_state::TP_CONSUMER_STATE_MAPPED,
+            ConsumerState::Fallback => tp_consumer_state::TP_CONSUMER_STATE_FALLBACK,
+        };
+        // SAFETY: checked non-NULL by `write_out`; writable by the contract.
+        unsafe { write_out(out, "out", state as i32) }
+    })
+}
+
+/// While the consumer is in FALLBACK, copies the `payload_fallback_uri` it was given
+/// (NUL-terminated, cut to `capacity - 1` bytes) into `buf` and its full length into
+/// `*len_out`; outside FALLBACK answers TP_ERROR_WRONG_STATE. `buf` may be NULL when
+/// `capacity` is 0 (to ask for the length).
+#[no_mangle]
+pub extern "C" fn tp_consumer_get_fallback_uri(
+    consumer: *mut tp_consumer,
+    buf: *mut c_char,
+    capacity: usize,
+    len_out: *mut usize,
+) -> tp_status {
+    with(consumer, |inner| {
+        if buf.is_null() && capacity > 0 {
+            return Err(Failure::null("buf"));
+        }
+        let Some(fallback) = inner.consumer.fallback() else {
+            return Err(Failure::fixed(
+                tp_status::TP_ERROR_WRONG_STATE,
+                "the consumer is not in FALLBACK",
+            ));
+        };
+        let bytes = fallback.uri.as_bytes();
+        if capacity > 0 {
+            let n = bytes.len().min(capacity - 1);
+            // SAFETY: `buf` is non-NULL and writable for `capacity` bytes by the contract;
+            // n + 1 <= capacity.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr().cast::<c_char>(), buf, n);
+                buf.add(n).write(0);
+            }
+        }
+        // SAFETY: checked non-NULL by `write_out`; writable by the contract.
+        unsafe { write_out(len_out, "len_out", bytes.len()) }
     })
 }

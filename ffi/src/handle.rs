@@ -22,6 +22,7 @@ pub(crate) enum Kind {
     Producer,
     Consumer,
     Frame,
+    QosMonitor,
 }
 
 impl Kind {
@@ -31,6 +32,7 @@ impl Kind {
             Kind::Producer => 0x7470_7072_6f64_0001,
             Kind::Consumer => 0x7470_636f_6e73_0001,
             Kind::Frame => 0x7470_6672_616d_0001,
+            Kind::QosMonitor => 0x7470_716f_736d_0001,
         }
     }
 
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Producer => "tp_producer",
             Kind::Consumer => "tp_consumer",
             Kind::Frame => "tp_frame",
+            Kind::QosMonitor => "tp_qos_monitor",
         }
     }
 
@@ -54,17 +57,23 @@ impl Kind {
     }
 
     fn of_tag(tag: u64) -> Option<(Kind, bool)> {
-        [Kind::Config, Kind::Producer, Kind::Consumer, Kind::Frame]
-            .into_iter()
-            .find_map(|kind| {
-                if tag == kind.live_tag() {
-                    Some((kind, true))
-                } else if tag == kind.closed_tag() {
-                    Some((kind, false))
-                } else {
-                    None
-                }
-            })
+        [
+            Kind::Config,
+            Kind::Producer,
+            Kind::Consumer,
+            Kind::Frame,
+            Kind::QosMonitor,
+        ]
+        .into_iter()
+        .find_map(|kind| {
+            if tag == kind.live_tag() {
+                Some((kind, true))
+            } else if tag == kind.closed_tag() {
+                Some((kind, false))
+            } else {
+                None
+            }
+        })
     }
 }
 

@@ -25,6 +25,7 @@ mod consumer;
 mod handle;
 mod names;
 mod producer;
+mod qos;
 mod status;
 mod tensor;
 mod version;
@@ -32,12 +33,15 @@ mod version;
 pub use config::{tp_config, tp_publish_mode};
 pub use consumer::{
     tp_consumer, tp_consumer_counters, tp_consumer_event, tp_consumer_event_kind, tp_consumer_info,
-    tp_drop_reason, tp_frame, tp_frame_handler, tp_frame_info, tp_outcome_handler, tp_poll_outcome,
-    tp_poll_result, tp_unmap_reason,
+    tp_consumer_state, tp_drop_reason, tp_frame, tp_frame_handler, tp_frame_info,
+    tp_outcome_handler, tp_poll_outcome, tp_poll_result, tp_unmap_reason,
 };
 pub use producer::{
     tp_claim, tp_producer, tp_producer_counters, tp_producer_event, tp_producer_event_kind,
     tp_producer_info, TP_EVENT_MESSAGE_LEN,
+};
+pub use qos::{
+    tp_consumer_qos, tp_qos_handler, tp_qos_kind, tp_qos_monitor, tp_qos_report, TP_QOS_LAG_UNKNOWN,
 };
 pub use status::tp_status;
 pub use tensor::{tp_dtype, tp_major_order, tp_progress_unit, tp_tensor, TP_MAX_DIMS};

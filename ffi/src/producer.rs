@@ -9,8 +9,8 @@ use crate::tensor::tp_tensor;
 use std::ffi::c_char;
 use std::ptr::NonNull;
 use tensorpool::client::producer::{
-    monotonic_now_ns, FrameClaim, Producer, ProducerCounters, ProducerError, ProducerEvent,
-    PublishError,
+    monotonic_now_ns, DescriptorStamp, FrameClaim, Producer, ProducerCounters, ProducerError,
+    ProducerEvent, PublishError,
 };
 
 /// A stream's producer (opaque). Create with `tp_producer_create`, drive with
@@ -143,6 +143,9 @@ pub(crate) struct ProducerInner {
     // Declared first so it drops before the producer it borrows.
     claim: Option<FrameClaim<'static>>,
     producer: NonNull<Producer>,
+    /// What `tp_producer_set_frame_stamp` set for the next frame; taken by the next
+    /// publish or commit.
+    stamp: DescriptorStamp,
 }
 
 impl ProducerInner {
@@ -177,6 +180,14 @@ fn with(
     unsafe { handle::with(producer.cast::<ProducerShell>(), Kind::Producer, body) }
 }
 
+/// Runs `body` on the producer behind `producer` (no claim may be open).
+pub(crate) fn with_producer(
+    producer: *mut tp_producer,
+    body: impl FnOnce(&mut Producer) -> Result<(), Failure>,
+) -> tp_status {
+    with(producer, |inner| body(inner.producer()?))
+}
+
 fn publish_failure(error: PublishError) -> Failure {
     let status = match error {
         PublishError::NotAttached => tp_status::TP_ERROR_NOT_ATTACHED,
@@ -209,6 +220,7 @@ pub extern "C" fn tp_producer_create(
         let inner = ProducerInner {
             claim: None,
             producer: NonNull::from(Box::leak(Box::new(producer))),
+            stamp: DescriptorStamp::NONE,
         };
         let shell = handle::new_shell(Kind::Producer, inner);
         // SAFETY: checked non-NULL; writable by the contract.
@@ -304,8 +316,9 @@ pub extern "C" fn tp_producer_commit(
         };
         // SAFETY: non-NULL and readable by the contract.
         let header = unsafe { *tensor }.to_header();
+        let stamp = std::mem::take(&mut inner.stamp);
         let seq = claim
-            .commit(&header, timestamp_ns)
+            .commit_stamped(&header, timestamp_ns, stamp)
             .map_err(publish_failure)?;
         if !seq_out.is_null() {
             // SAFETY: non-NULL and writable by the contract.
@@ -354,14 +367,36 @@ pub extern "C" fn tp_producer_publish(
         };
         // SAFETY: non-NULL and readable by the contract.
         let header = unsafe { *tensor }.to_header();
+        let stamp = std::mem::take(&mut inner.stamp);
         let seq = inner
             .producer()?
-            .publish(payload, &header, timestamp_ns)
+            .publish_stamped(payload, &header, timestamp_ns, stamp)
             .map_err(publish_failure)?;
         if !seq_out.is_null() {
             // SAFETY: non-NULL and writable by the contract.
             unsafe { seq_out.write(seq) };
         }
+        Ok(())
+    })
+}
+
+/// Sets the trace id and publish timestamp the next frame's descriptor carries (Wire
+/// Spec §10.2.1; 0 = absent): the next `tp_producer_publish` or `tp_producer_commit`
+/// takes them, whether or not it succeeds, and later frames carry none until this is
+/// called again. It may be called while a claim is open (stamping the frame being
+/// filled). Setting them costs nothing per frame. The capture
+/// timestamp (`SlotHeader.timestamp_ns`) stays the `timestamp_ns` argument of those calls.
+#[no_mangle]
+pub extern "C" fn tp_producer_set_frame_stamp(
+    producer: *mut tp_producer,
+    trace_id: u64,
+    descriptor_timestamp_ns: u64,
+) -> tp_status {
+    with(producer, |inner| {
+        inner.stamp = DescriptorStamp {
+            trace_id,
+            timestamp_ns: descriptor_timestamp_ns,
+        };
         Ok(())
     })
 }

@@ -85,6 +85,34 @@ fn assert_no_sanitizer_report(process: &Proc) {
 }
 
 #[test]
+fn qos_stamps_and_consumer_state_work_from_c() {
+    let env = TestEnv::new();
+    let _driver = start_driver(&env, "tp-ffi-qos-stamps");
+    let program = compile(
+        "qos_stamps",
+        Lang::C,
+        Flavor::Sanitized,
+        &["tests/c/qos_stamps.c"],
+    );
+    let mut run = Proc::spawn_with_env(
+        &env,
+        "qos_stamps",
+        &program,
+        &client_args(&env),
+        &SANITIZER_ENV,
+    );
+    let status = run.finish(RUN_TIMEOUT);
+    assert!(status.success(), "{}", run.describe());
+    let out = run.stdout();
+    assert!(
+        out.contains(" checks, 0 failed") && !out.contains("FAILED"),
+        "{}",
+        run.describe()
+    );
+    assert_no_sanitizer_report(&run);
+}
+
+#[test]
 fn misuse_returns_the_documented_codes() {
     run_misuse(Flavor::Shared);
 }

@@ -50,6 +50,18 @@ fn summary(process: &Proc) -> JsonLine {
 /// Runs `consumer` then `producer` (both taking the examples' flags) against one driver
 /// and checks both summaries.
 fn pair(name: &str, producer: &Path, consumer: &Path, payload_bytes: usize) {
+    pair_with(name, producer, consumer, payload_bytes, &[], &[]);
+}
+
+/// [`pair`] with extra flags for each side; returns the consumer's summary.
+fn pair_with(
+    name: &str,
+    producer: &Path,
+    consumer: &Path,
+    payload_bytes: usize,
+    producer_extra: &[&str],
+    consumer_extra: &[&str],
+) -> JsonLine {
     let env = TestEnv::new();
     let _driver = start_driver(&env, &format!("tp-ffi-{name}"));
     let mut consumer_args = client_args(&env);
@@ -65,6 +77,7 @@ fn pair(name: &str, producer: &Path, consumer: &Path, payload_bytes: usize) {
         ]
         .map(String::from),
     );
+    consumer_args.extend(consumer_extra.iter().map(|a| a.to_string()));
     let mut consumer = Proc::spawn(&env, "consumer", consumer, &consumer_args);
     let mut producer_args = client_args(&env);
     producer_args.extend(
@@ -80,6 +93,7 @@ fn pair(name: &str, producer: &Path, consumer: &Path, payload_bytes: usize) {
         ]
         .map(String::from),
     );
+    producer_args.extend(producer_extra.iter().map(|a| a.to_string()));
     let mut producer = Proc::spawn(&env, "producer", producer, &producer_args);
 
     let producer_status = producer.finish(RUN_TIMEOUT);
@@ -100,6 +114,46 @@ fn pair(name: &str, producer: &Path, consumer: &Path, payload_bytes: usize) {
         received.u64("frames_verified"),
         received.u64("frames_received"),
         "every accepted frame carries the pattern: {received}"
+    );
+    received
+}
+
+/// Trace ids set per frame by one language's producer reach the other's consumer: frame
+/// `s` carries `TRACE_BASE + s` in its descriptor (Wire Spec §10.2.1).
+const TRACE_BASE: &str = "900000000000";
+
+fn traced_pair(name: &str, producer: &Path, consumer: &Path) {
+    let received = pair_with(
+        name,
+        producer,
+        consumer,
+        1000,
+        &["--trace-id", TRACE_BASE],
+        &["--expect-trace-id", TRACE_BASE],
+    );
+    assert_eq!(received.u64("trace_failures"), 0, "{received}");
+    assert_eq!(
+        received.u64("trace_ids_verified"),
+        received.u64("frames_received"),
+        "every frame carried its trace id: {received}"
+    );
+}
+
+#[test]
+fn trace_ids_from_the_rust_producer_reach_the_c_consumer() {
+    traced_pair(
+        "trace-rust-to-c",
+        &rust_example("producer"),
+        &c_example("consumer"),
+    );
+}
+
+#[test]
+fn trace_ids_from_the_c_producer_reach_the_rust_consumer() {
+    traced_pair(
+        "trace-c-to-rust",
+        &c_example("producer"),
+        &rust_example("consumer"),
     );
 }
 

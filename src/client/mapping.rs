@@ -11,7 +11,8 @@ use super::grant::{LeaseGrant, PoolGrant};
 use crate::protocol::control::RegionType;
 use crate::shm::layout::{
     decode_superblock, header_slot_offset, payload_slot_offset, ExpectedRegion, SuperblockError,
-    HEADER_SLOT_BYTES, SLOT_READ_BYTES, SUPERBLOCK_SIZE, TENSOR_HEADER_OFFSET,
+    ACTIVITY_TIMESTAMP_OFFSET, HEADER_SLOT_BYTES, SLOT_READ_BYTES, SUPERBLOCK_SIZE,
+    TENSOR_HEADER_OFFSET,
 };
 use crate::shm::open::{map_region, open_region, Access, AllowedBaseDirs, OpenError};
 use crate::shm::seqlock::SeqCommit;
@@ -216,6 +217,22 @@ impl MappedEpoch {
             prefetch(slot.wrapping_add(offset));
             offset += CACHE_LINE;
         }
+    }
+
+    /// The header ring superblock's `activity_timestamp_ns`, which the driver refreshes
+    /// (Wire Spec §15.14), read atomically.
+    pub fn activity_timestamp_ns(&self) -> u64 {
+        // SAFETY: the mapping is page-aligned and holds at least the 64-byte superblock
+        // (checked when mapped), so offset 56 is in bounds and 8-byte aligned; it lives as
+        // long as `self`; the driver stores the word atomically.
+        let cell = unsafe {
+            &*self
+                .header
+                .as_ptr()
+                .add(ACTIVITY_TIMESTAMP_OFFSET)
+                .cast::<std::sync::atomic::AtomicU64>()
+        };
+        cell.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The `seq_commit` word of header slot `index` (masked to the ring).

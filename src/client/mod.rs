@@ -7,6 +7,7 @@ pub mod grant;
 pub mod link;
 pub mod mapping;
 pub mod producer;
+pub mod qos;
 pub mod random;
 pub mod refusal;
 pub mod session;

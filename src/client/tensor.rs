@@ -241,6 +241,21 @@ pub fn validate_tensor_header(header: &TensorHeader, values_len: usize) -> Resul
     check_extent(tensor_layout(header)?.extent_bytes, values_len)
 }
 
+/// Zero-fills `dims[i]` and `strides[i]` for every `i >= ndims` (Wire Spec §8.2:
+/// producers MUST, consumers ignore those entries); returns whether any was non-zero.
+/// An `ndims` beyond [`MAX_DIMS`] leaves the header as it is (it fails validation).
+pub fn zero_fill_beyond_ndims(header: &mut TensorHeader) -> bool {
+    let ndims = header.ndims as usize;
+    if ndims > MAX_DIMS {
+        return false;
+    }
+    let dirty = header.dims[ndims..].iter().any(|d| *d != 0)
+        || header.strides[ndims..].iter().any(|s| *s != 0);
+    header.dims[ndims..].fill(0);
+    header.strides[ndims..].fill(0);
+    dirty
+}
+
 /// The fit check of §8.2 on its own: a tensor spanning `extent_bytes` (its
 /// [`TensorLayout::extent_bytes`]) must fit in a payload of `values_len` bytes. For
 /// callers that resolved the layout once and check many payloads against it.
@@ -590,5 +605,26 @@ mod tests {
         assert_eq!(dtype_size_bytes(Dtype::Float32), Some(4));
         assert_eq!(dtype_size_bytes(Dtype::Uint64), Some(8));
         assert_eq!(dtype_size_bytes(Dtype::Unknown), None);
+    }
+
+    #[test]
+    fn entries_beyond_ndims_are_zero_filled_and_reported() {
+        let mut h = tensor_header(Dtype::Uint8, MajorOrder::Row, &[4, 5], &[]).expect("valid");
+        assert!(!zero_fill_beyond_ndims(&mut h), "a built header is clean");
+        h.dims[2] = 7;
+        h.strides[7] = -1;
+        assert!(zero_fill_beyond_ndims(&mut h));
+        assert_eq!(
+            (h.dims[..2].to_vec(), h.dims[2..].to_vec()),
+            (vec![4, 5], vec![0; 6])
+        );
+        assert_eq!(h.strides[2..], [0; 6]);
+        h.ndims = 9;
+        h.dims[7] = 3;
+        assert!(
+            !zero_fill_beyond_ndims(&mut h),
+            "an invalid rank is left to validation"
+        );
+        assert_eq!(h.dims[7], 3);
     }
 }

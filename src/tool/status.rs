@@ -33,14 +33,13 @@ use serde::Serialize;
 use super::discover::{describe, endpoints_in, Discovery};
 use super::footprint::{self, human, Footprint};
 use super::{aeron_dir, connect, Exit, Located, ToolError};
+use crate::client::qos::{QosMessage, QosReport, StreamQos};
 use crate::clock::monotonic_now_ns;
 use crate::config::DriverConfig;
 use crate::driver::counters::COUNTER_TYPE_ID;
 use crate::driver::endpoints::DriverEndpoints;
 use crate::driver::lease_counters::{LeaseKey, LEASE_COUNTER_TYPE_ID};
-use crate::protocol::control::{
-    ClockDomain, QosConsumer, QosProducer, ShmPoolAnnounceDecoder, SCHEMA_ID,
-};
+use crate::protocol::control::{ClockDomain, ShmPoolAnnounceDecoder, SCHEMA_ID};
 use crate::protocol::driver::Role;
 use crate::protocol::MessageHeader;
 use crate::shm::layout::{HEADER_SLOT_BYTES, SUPERBLOCK_SIZE};
@@ -180,8 +179,8 @@ struct RingSample {
 #[derive(Debug, Default)]
 struct StreamObs {
     announce: Option<Announced>,
-    producer_qos: Option<QosProducer>,
-    consumer_qos: BTreeMap<u32, QosConsumer>,
+    /// `QosProducer` / `QosConsumer` of the current epoch (the client library's board).
+    qos: StreamQos,
     previous: Option<RingSample>,
     latest: Option<RingSample>,
 }
@@ -449,18 +448,13 @@ fn observe(streams: &mut BTreeMap<u32, StreamObs>, bytes: &[u8]) {
             .is_some_and(|old| old.epoch != announced.epoch)
         {
             // A new epoch: QoS of the old one says nothing about it.
-            obs.producer_qos = None;
-            obs.consumer_qos.clear();
+            obs.qos.clear();
         }
         obs.announce = Some(announced);
-    } else if let Ok(q) = QosProducer::decode(bytes) {
-        streams.entry(q.stream_id).or_default().producer_qos = Some(q);
-    } else if let Ok(q) = QosConsumer::decode(bytes) {
-        streams
-            .entry(q.stream_id)
-            .or_default()
-            .consumer_qos
-            .insert(q.consumer_id, q);
+    } else if let QosMessage::Report(report) = QosReport::decode(bytes) {
+        let obs = streams.entry(report.stream_id()).or_default();
+        // `tp status` reads no clock per message; the board's arrival times go unused.
+        obs.qos.record(&report, 0, true);
     }
 }
 
@@ -546,7 +540,7 @@ fn stream_status(
                 .filter(|a| a.producer_id != 0)
                 .map(|a| unpublished(a.producer_id))
         });
-    if let (Some(p), Some(q)) = (&mut producer, &obs.producer_qos) {
+    if let (Some(p), Some(q)) = (&mut producer, obs.qos.producer()) {
         if q.producer_id == p.client_id {
             p.qos_seq = Some(q.current_seq);
         }
@@ -556,8 +550,9 @@ fn stream_status(
         .filter(|(k, _)| k.role == Role::Consumer)
         .map(|(k, v)| (k.client_id, lease_status(k, *v, now_ns)))
         .collect();
-    for (id, q) in &obs.consumer_qos {
-        let entry = consumers.entry(*id).or_insert_with(|| unpublished(*id));
+    for c in obs.qos.consumers() {
+        let (id, q) = (c.consumer_id(), &c.report);
+        let entry = consumers.entry(id).or_insert_with(|| unpublished(id));
         entry.qos_seq = Some(q.last_seq_seen);
         entry.qos_drops_gap = Some(q.drops_gap);
         entry.qos_drops_late = Some(q.drops_late);

@@ -380,6 +380,8 @@ pub fn drop_name(reason: DropReason) -> &'static str {
         DropReason::Length => "length",
         DropReason::PayloadOffset => "payload_offset",
         DropReason::Tensor => "tensor",
+        DropReason::Fallback => "fallback",
+        DropReason::SeqRegression => "seq_regression",
     }
 }
 
@@ -983,6 +985,10 @@ fn consumer_event_json(event: &ConsumerEvent, consumer: &Consumer) -> String {
             JsonWriter::event("unmapped").text("reason", &format!("{reason:?}"))
         }
         ConsumerEvent::MediaDriverLost => JsonWriter::event("media_driver_lost"),
+        ConsumerEvent::Fallback { fallback } => {
+            JsonWriter::event("fallback").text("uri", &fallback.uri)
+        }
+        ConsumerEvent::ShmResumed => JsonWriter::event("shm_resumed"),
         ConsumerEvent::AttachRefused { code, message } => JsonWriter::event("attach_refused")
             .text("code", code.name())
             .text("message", message),

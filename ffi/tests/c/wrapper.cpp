@@ -22,6 +22,8 @@ static_assert(!std::is_copy_constructible_v<tensorpool::Config>, "Config is move
 static_assert(!std::is_copy_constructible_v<tensorpool::Producer>, "Producer is move-only");
 static_assert(!std::is_copy_constructible_v<tensorpool::Consumer>, "Consumer is move-only");
 static_assert(std::is_nothrow_move_constructible_v<tensorpool::Consumer>, "movable");
+static_assert(!std::is_copy_constructible_v<tensorpool::QosMonitor>, "QosMonitor is move-only");
+static_assert(std::is_nothrow_move_constructible_v<tensorpool::QosMonitor>, "movable");
 
 int main() {
     CHECK(tensorpool::version().abi_version == TP_ABI_VERSION);
@@ -51,6 +53,15 @@ int main() {
         status = error.status();
     }
     CHECK(status == TP_ERROR_CONNECT);
+    status = TP_OK;
+    int reports = 0;
+    try {
+        tensorpool::QosMonitor monitor(config);
+        monitor.poll([&reports](const tp_qos_report &) { reports++; });
+    } catch (const tensorpool::Error &error) {
+        status = error.status();
+    }
+    CHECK(status == TP_ERROR_CONNECT && reports == 0);
 
     tensorpool::Config moved = std::move(config);
     moved.client_id(7);

@@ -53,12 +53,19 @@ pub struct ConsumerConfig {
     /// hand-off per frame (the consumer reads the line it is about to write) and the
     /// consumer a load per empty poll; off by default. docs/BENCHMARKS.md has the A/B.
     pub watch_next_slot: bool,
+    /// Liveness timeout of the mapped regions (Wire Spec §15.14): when the header ring's
+    /// `activity_timestamp_ns`, which the driver refreshes once per announce period, is
+    /// older than this, the consumer unmaps and reattaches. Checked once per
+    /// `announce_period`; never less than 3× `announce_period` is used (the freshness
+    /// window of §15.1: a shorter one would fire between two refreshes); `None` disables
+    /// the check. Default: 5 s, 5× the default announce period (the spec suggests 3–5×).
+    pub activity_timeout: Option<Duration>,
 }
 
 impl ConsumerConfig {
     /// Defaults for consuming `stream_id` over `streams`: auto consumer id, the default
     /// SHM base directory, shared descriptor stream, 1 s announce period, keepalive and
-    /// QoS interval, resync beyond 256 outstanding frames.
+    /// QoS interval, resync beyond 256 outstanding frames, 5 s activity timeout.
     pub fn new(streams: ClientStreams, stream_id: u32) -> Self {
         Self {
             streams,
@@ -73,6 +80,7 @@ impl ConsumerConfig {
             max_outstanding_seq_gap: Some(256),
             client_name: "tensorpool-consumer".into(),
             watch_next_slot: false,
+            activity_timeout: Some(Duration::from_secs(5)),
         }
     }
 
@@ -104,6 +112,13 @@ impl ConsumerConfig {
         Ok(())
     }
 
+    /// The liveness timeout of the mapped regions in nanoseconds, if checked: the
+    /// configured one, and never less than the freshness window.
+    pub(crate) fn activity_timeout_ns(&self) -> Option<u64> {
+        self.activity_timeout
+            .map(|t| duration_ns(t).max(self.three_periods_ns()))
+    }
+
     /// The freshness window of announces and the producer-revoke wait: 3× the period.
     pub(crate) fn three_periods_ns(&self) -> u64 {
         duration_ns(self.announce_period).saturating_mul(3)
@@ -113,4 +128,20 @@ impl ConsumerConfig {
 /// A duration in nanoseconds, saturating.
 pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_activity_timeout_is_never_shorter_than_the_freshness_window() {
+        let mut config = ConsumerConfig::new(ClientStreams::default(), 1);
+        assert_eq!(config.activity_timeout_ns(), Some(5_000_000_000));
+        config.announce_period = Duration::from_secs(10);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.activity_timeout_ns(), Some(30_000_000_000));
+        config.activity_timeout = None;
+        assert_eq!(config.activity_timeout_ns(), None);
+    }
 }

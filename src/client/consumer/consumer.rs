@@ -8,10 +8,12 @@ use super::connection::{shared_descriptor_stream, Connection};
 use super::counters::{ConsumerCounters, DropReason};
 use super::descriptors::DescriptorStream;
 use super::events::{ConsumerEvent, EventQueue, UnmapReason};
+use super::fallback::{ConsumerState, FallbackUri, ShmDirective};
 use super::frame::{
     decode_descriptor, read_frame, watch_next_slot, DescriptorMessage, Frame, FramePoll,
     SeqTracker, TensorCache,
 };
+use super::liveness::ActivityWatch;
 use super::ConsumerError;
 use crate::client::grant::{LeaseGrant, ProtocolError};
 use crate::client::link::{ClientStreams, LinkError};
@@ -43,6 +45,7 @@ enum Inbound {
     Session(SessionEvent),
     Announce(AnnounceOutcome),
     Assignment(Option<DescriptorStream>),
+    Shm(ShmDirective),
 }
 
 /// A consumer of one stream: attaches through the driver, maps the granted regions
@@ -86,6 +89,12 @@ pub struct Consumer {
     reconnect_backoff: Duration,
     /// The Aeron side; `None` while the media driver is lost (reconnecting).
     conn: Option<Connection>,
+    /// §15.14 liveness of the mapped regions.
+    activity: ActivityWatch,
+    /// §15.2: the writer's sequence went back; remap at the next duty cycle.
+    remap_due: bool,
+    /// §15.12 FALLBACK: told not to use SHM, and where the payload is instead.
+    fallback: Option<FallbackUri>,
 }
 
 impl Consumer {
@@ -122,6 +131,12 @@ impl Consumer {
             next_reconnect_ns: 0,
             reconnect_backoff: RECONNECT_BACKOFF_INITIAL,
             conn: Some(conn),
+            activity: ActivityWatch::new(
+                config.activity_timeout_ns(),
+                duration_ns(config.announce_period),
+            ),
+            remap_due: false,
+            fallback: None,
             config,
         })
     }
@@ -179,6 +194,7 @@ impl Consumer {
         self.inbox = inbox;
         work += self.poll_session(now_ns)?;
         work += self.check_epoch_wait(now_ns)?;
+        work += self.check_liveness(now_ns)?;
         if let Some(conn) = self.conn.as_mut() {
             work += conn.descriptors.do_work()?;
         }
@@ -239,6 +255,8 @@ impl Consumer {
             primed_seq,
             tensors,
             counters,
+            remap_due,
+            fallback,
             ..
         } = self;
         let Some(conn) = conn.as_mut() else {
@@ -260,6 +278,7 @@ impl Consumer {
             };
             counters.descriptors_received += 1;
             let result = match mapped {
+                _ if fallback.is_some() => Err(DropReason::Fallback),
                 None => Err(DropReason::Unmapped),
                 Some(_) if awaiting_epoch_until.is_some() => Err(DropReason::AwaitingEpoch),
                 Some(mapped) => read_frame(mapped, &descriptor, seqs, tensors, counters, &mut read),
@@ -270,6 +289,7 @@ impl Consumer {
                     FramePoll::Delivered(r)
                 }
                 Err(reason) => {
+                    *remap_due |= reason == DropReason::SeqRegression;
                     counters.record_drop(reason);
                     FramePoll::Dropped(reason)
                 }
@@ -377,6 +397,21 @@ impl Consumer {
         self.conn.is_some()
     }
 
+    /// Where the consumer stands in the Wire Spec §15.12 state machine.
+    pub fn state(&self) -> ConsumerState {
+        match (&self.fallback, &self.mapped) {
+            (Some(_), _) => ConsumerState::Fallback,
+            (None, Some(_)) => ConsumerState::Mapped,
+            (None, None) => ConsumerState::Unmapped,
+        }
+    }
+
+    /// The `payload_fallback_uri` of the `ConsumerConfig` that put the consumer in
+    /// FALLBACK, while it is there.
+    pub fn fallback(&self) -> Option<&FallbackUri> {
+        self.fallback.as_ref()
+    }
+
     /// The highest sequence seen in the mapped epoch.
     pub fn last_seq_seen(&self) -> Option<u64> {
         self.seqs.last_seq()
@@ -393,8 +428,71 @@ impl Consumer {
                     conn.descriptors.switch_to(conn.link.client(), stream)?;
                 }
             }
+            Inbound::Shm(directive) => self.on_shm_directive(directive, now_ns)?,
         }
         Ok(())
+    }
+
+    /// §15.12: `use_shm = FALSE` enters FALLBACK (unmapped, nothing read from SHM);
+    /// `use_shm = TRUE` leaves it and attaches afresh.
+    fn on_shm_directive(
+        &mut self,
+        directive: ShmDirective,
+        now_ns: u64,
+    ) -> Result<(), ConsumerError> {
+        match directive {
+            ShmDirective::Fallback(fallback) => {
+                if self.fallback.as_ref() == Some(&fallback) {
+                    return Ok(());
+                }
+                tracing::warn!(stream_id = self.stream_id, uri = %fallback.uri, supported = fallback.supported_scheme, "told not to use SHM: FALLBACK");
+                self.counters.fallbacks += 1;
+                self.unmap(UnmapReason::Fallback);
+                self.fallback = Some(fallback.clone());
+                self.events.push(ConsumerEvent::Fallback { fallback });
+            }
+            ShmDirective::UseShm => {
+                if self.fallback.take().is_some() {
+                    tracing::info!(
+                        stream_id = self.stream_id,
+                        "told to use SHM again; reattaching"
+                    );
+                    self.events.push(ConsumerEvent::ShmResumed);
+                    self.restart_session(now_ns)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// §15.14 and §15.2: unmaps and reattaches when the regions' activity timestamp went
+    /// stale or the writer's sequence went back.
+    fn check_liveness(&mut self, now_ns: u64) -> Result<usize, ConsumerError> {
+        let Some(mapped) = self.mapped.as_ref() else {
+            return Ok(0);
+        };
+        let reason = if std::mem::take(&mut self.remap_due) {
+            tracing::warn!(
+                stream_id = self.stream_id,
+                epoch = mapped.epoch(),
+                "sequence went back within the epoch; remapping"
+            );
+            UnmapReason::SeqRegression
+        } else if let Some(age_ns) = self.activity.stale_age(mapped, now_ns) {
+            tracing::warn!(
+                stream_id = self.stream_id,
+                epoch = mapped.epoch(),
+                age_ms = age_ns / 1_000_000,
+                "header ring activity timestamp is stale; remapping"
+            );
+            self.counters.activity_stale += 1;
+            UnmapReason::ActivityStale
+        } else {
+            return Ok(0);
+        };
+        self.unmap(reason);
+        self.restart_session(now_ns)?;
+        Ok(1)
     }
 
     fn poll_session(&mut self, now_ns: u64) -> Result<usize, ConsumerError> {
@@ -473,6 +571,12 @@ impl Consumer {
         self.counters.attaches += 1;
         self.stream_id = grant.stream_id;
         self.announces.set_stream(grant.stream_id);
+        if self.fallback.is_some() {
+            // FALLBACK: hold the lease (the driver and QoS still see this consumer), map
+            // nothing.
+            self.hello_due = true;
+            return Ok(());
+        }
         // A fresh announce of a higher epoch may have overtaken the response (announces
         // and responses travel on different streams): map the newer epoch then.
         let grant = match self.announces.latest() {
@@ -626,6 +730,7 @@ impl Consumer {
         match MappedEpoch::map(grant, allowed, Access::ReadOnly) {
             Ok(mapped) => {
                 self.mapped = Some(mapped);
+                self.activity.restart();
                 true
             }
             Err(e) => {
@@ -877,6 +982,7 @@ fn classify(
             };
             if config.stream_id() == stream_id && config.consumer_id() == consumer_id {
                 inbox.push(Inbound::Assignment(assigned_descriptor_stream(&config)));
+                inbox.push(Inbound::Shm(ShmDirective::of(&config)));
             }
         }
         _ => {}

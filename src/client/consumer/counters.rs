@@ -35,11 +35,17 @@ pub enum DropReason {
     PayloadOffset,
     /// The tensor header breaks a §8.2 rule (rank, dtype, order, strides, progress).
     Tensor,
+    /// The consumer is in FALLBACK (`ConsumerConfig.use_shm = FALSE`, §15.12): it does
+    /// not read shared memory.
+    Fallback,
+    /// The writer's sequence went back within the epoch (§15.2, §15.3): the slot of the
+    /// last sequence seen holds a lower one. The consumer remaps.
+    SeqRegression,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 16] = [
         Self::Unmapped,
         Self::AwaitingEpoch,
         Self::Epoch,
@@ -54,6 +60,8 @@ impl DropReason {
         Self::Length,
         Self::PayloadOffset,
         Self::Tensor,
+        Self::Fallback,
+        Self::SeqRegression,
     ];
 }
 
@@ -94,6 +102,18 @@ pub struct ConsumerCounters {
     pub drops_payload_offset: u64,
     /// See [`DropReason::Tensor`].
     pub drops_tensor: u64,
+    /// See [`DropReason::Fallback`].
+    pub drops_fallback: u64,
+    /// See [`DropReason::SeqRegression`].
+    pub drops_seq_regression: u64,
+    /// Delivered frames whose tensor header had non-zero `dims`/`strides` at or beyond
+    /// `ndims` (producers MUST zero-fill them, §8.2); the application saw them as 0.
+    pub tensors_beyond_ndims: u64,
+    /// Times the header ring's `activity_timestamp_ns` was older than the liveness
+    /// timeout (§15.14); each unmapped the regions and reattached.
+    pub activity_stale: u64,
+    /// Times a `ConsumerConfig` put the consumer in FALLBACK (§15.12).
+    pub fallbacks: u64,
     /// Times the consumer skipped ahead after falling too far behind.
     pub resyncs: u64,
     /// Descriptors for other streams sharing the descriptor stream (not ours to count).
@@ -152,6 +172,8 @@ impl ConsumerCounters {
             DropReason::Length => self.drops_length += 1,
             DropReason::PayloadOffset => self.drops_payload_offset += 1,
             DropReason::Tensor => self.drops_tensor += 1,
+            DropReason::Fallback => self.drops_fallback += 1,
+            DropReason::SeqRegression => self.drops_seq_regression += 1,
         }
     }
 
@@ -172,6 +194,8 @@ impl ConsumerCounters {
             DropReason::Length => self.drops_length,
             DropReason::PayloadOffset => self.drops_payload_offset,
             DropReason::Tensor => self.drops_tensor,
+            DropReason::Fallback => self.drops_fallback,
+            DropReason::SeqRegression => self.drops_seq_regression,
         }
     }
 
@@ -211,7 +235,7 @@ mod tests {
         for (i, reason) in DropReason::ALL.iter().enumerate() {
             assert_eq!(c.drops(*reason), i as u64 + 1, "{reason:?}");
         }
-        assert_eq!(c.frame_drops(), (1..=14).sum::<u64>());
+        assert_eq!(c.frame_drops(), (1..=16).sum::<u64>());
         assert_eq!(c.drops_gap, 0, "gaps are not descriptor drops");
         assert_eq!(c.qos_drops_late(), 6 + 7 + 8);
         c.drops_gap = 100;

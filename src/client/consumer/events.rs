@@ -1,6 +1,7 @@
 //! What happened to the consumer's lease and mapping (Driver Model §4.9, §4.12.3,
 //! §4.13), queued for the application to drain.
 
+use super::fallback::FallbackUri;
 use crate::protocol::driver::{LeaseRevokeReason, ResponseCode, ShutdownReason};
 use std::collections::VecDeque;
 
@@ -22,6 +23,14 @@ pub enum UnmapReason {
     EpochWaitTimedOut,
     /// The regions of a grant or announce failed the containment or superblock checks.
     MapFailed,
+    /// The header ring's `activity_timestamp_ns` was older than the liveness timeout
+    /// (Wire Spec §15.14): the regions are dead; the consumer reattaches.
+    ActivityStale,
+    /// The writer's sequence went back within the epoch (Wire Spec §15.2): the consumer
+    /// reattaches and maps afresh.
+    SeqRegression,
+    /// A `ConsumerConfig` said `use_shm = FALSE` (Wire Spec §15.12 FALLBACK).
+    Fallback,
 }
 
 /// A change of the consumer's lease or mapping.
@@ -60,6 +69,17 @@ pub enum ConsumerEvent {
         /// The driver's diagnostic.
         message: String,
     },
+    /// A `ConsumerConfig` told this consumer not to use shared memory (Wire Spec §10.1.3,
+    /// §15.12): it unmapped and reads nothing until told `use_shm = TRUE` again. The
+    /// payload is to be had at `fallback.uri` (empty: none given), which this library does
+    /// not connect to.
+    Fallback {
+        /// The `payload_fallback_uri`, and whether its scheme is one the spec defines.
+        fallback: FallbackUri,
+    },
+    /// A `ConsumerConfig` with `use_shm = TRUE` ended FALLBACK; the consumer reattaches
+    /// and maps the stream again.
+    ShmResumed,
     /// The Aeron client lost its media driver (e.g. the driver process died): the
     /// mapping and the lease are dropped, and the consumer reconnects from `do_work`,
     /// then attaches afresh.

@@ -8,8 +8,9 @@
 //! that passed is not decoded and checked again (see [`TensorCache`]).
 
 use super::counters::{ConsumerCounters, DropReason};
+use super::liveness::sequence_regressed;
 use crate::client::mapping::MappedEpoch;
-use crate::client::tensor::{check_extent, tensor_layout};
+use crate::client::tensor::{check_extent, tensor_layout, zero_fill_beyond_ndims};
 use crate::protocol::codec::MessageHeader;
 use crate::protocol::control::{
     self, frame_descriptor, tensor_header, FrameDescriptor, FrameDescriptorDecoder, TensorHeader,
@@ -28,6 +29,7 @@ pub struct Frame<'a> {
     stream_id: u32,
     header_index: u32,
     descriptor_timestamp_ns: Option<u64>,
+    trace_id: Option<u64>,
     fields: SlotFields,
     tensor: &'a TensorHeader,
     payload: &'a [u8],
@@ -68,6 +70,12 @@ impl<'a> Frame<'a> {
     /// Publish timestamp from the descriptor, when the producer set one.
     pub fn descriptor_timestamp_ns(&self) -> Option<u64> {
         self.descriptor_timestamp_ns
+    }
+
+    /// The descriptor's trace id (`FrameDescriptor.traceId`, Wire Spec §10.2.1), when the
+    /// producer set one (0 on the wire = absent).
+    pub fn trace_id(&self) -> Option<u64> {
+        self.trace_id
     }
 
     /// Metadata version the frame refers to.
@@ -287,6 +295,8 @@ struct CachedTensor {
     key: [u8; TENSOR_HEADER_USED_LEN],
     header: TensorHeader,
     extent_bytes: u64,
+    /// The bytes had non-zero entries beyond `ndims` (zeroed in `header`).
+    beyond_ndims: bool,
 }
 
 impl TensorCache {
@@ -296,6 +306,7 @@ impl TensorCache {
         &mut self,
         bytes: &[u8; TENSOR_HEADER_LEN],
         values_len: u32,
+        counters: &mut ConsumerCounters,
     ) -> Result<&TensorHeader, DropReason> {
         let key = &bytes[..TENSOR_HEADER_USED_LEN];
         if !matches!(&self.entry, Some(entry) if entry.key[..] == *key) {
@@ -303,16 +314,22 @@ impl TensorCache {
             // Reserved: consumers ignore it (§8.2), and only part of it was copied.
             header.pad = [0; tensor_header::PAD_LEN];
             let layout = tensor_layout(&header).map_err(|_| DropReason::Tensor)?;
+            // §8.2: consumers ignore entries beyond ndims; the application sees zeros.
+            let beyond_ndims = zero_fill_beyond_ndims(&mut header);
             let mut cached_key = [0u8; TENSOR_HEADER_USED_LEN];
             cached_key.copy_from_slice(key);
             self.entry = Some(CachedTensor {
                 key: cached_key,
                 header,
                 extent_bytes: layout.extent_bytes,
+                beyond_ndims,
             });
         }
         let entry = self.entry.as_ref().expect("the entry was filled above");
         check_extent(entry.extent_bytes, values_len as usize).map_err(|_| DropReason::Tensor)?;
+        if entry.beyond_ndims {
+            counters.tensors_beyond_ndims += 1;
+        }
         Ok(&entry.header)
     }
 }
@@ -333,6 +350,12 @@ pub(crate) fn read_frame<R>(
         return Err(DropReason::Epoch);
     }
     let seq = descriptor.seq;
+    if seqs
+        .last_seq()
+        .is_some_and(|last| sequence_regressed(mapped, last, seq))
+    {
+        return Err(DropReason::SeqRegression);
+    }
     seqs.admit(seq, counters)?;
     let nslots = mapped.header_nslots();
     let index = header_index(seq, nslots);
@@ -371,13 +394,14 @@ pub(crate) fn read_frame<R>(
         return Err(torn(mapped, seqs, seq, seq_commit.load(), counters));
     }
     let (fields, payload) = check_slot(mapped, index, &image)?;
-    let tensor = tensors.resolve(slot_tensor_bytes(&image), fields.values_len_bytes)?;
+    let tensor = tensors.resolve(slot_tensor_bytes(&image), fields.values_len_bytes, counters)?;
     let frame = Frame {
         seq,
         epoch: descriptor.epoch,
         stream_id: descriptor.stream_id,
         header_index: index,
         descriptor_timestamp_ns: descriptor.timestamp_ns,
+        trace_id: descriptor.trace_id,
         fields,
         tensor,
         payload,

@@ -27,10 +27,12 @@ mod consumer;
 mod counters;
 mod descriptors;
 mod events;
+mod fallback;
 mod frame;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;
+mod liveness;
 
 pub use announce::{validate_announce, AnnounceOutcome, AnnounceTracker, AnnouncedLayout};
 pub use config::{ConsumerConfig, MAX_CHANNEL_LEN};
@@ -38,6 +40,7 @@ pub use consumer::Consumer;
 pub use counters::{ConsumerCounters, DropReason};
 pub use descriptors::DescriptorStream;
 pub use events::{ConsumerEvent, UnmapReason, EVENT_QUEUE_CAPACITY};
+pub use fallback::{ConsumerState, FallbackUri, MAX_FALLBACK_URI_LEN};
 pub use frame::{Frame, FramePoll};
 
 /// The clock [`Consumer::do_work`] expects: CLOCK_MONOTONIC in nanoseconds, the domain

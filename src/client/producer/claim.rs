@@ -4,6 +4,7 @@
 use super::descriptors::DescriptorFanout;
 use super::error::PublishError;
 use super::events::ProducerCounters;
+use super::stamp::DescriptorStamp;
 use super::writer::{EpochWriter, SlotClaim};
 use crate::protocol::codec::MESSAGE_HEADER_LEN;
 use crate::protocol::control::{frame_descriptor, FrameDescriptor, TensorHeader};
@@ -66,7 +67,19 @@ impl<'a> FrameClaim<'a> {
 
     /// Writes the header, commits the slot and announces the frame; returns its sequence.
     /// An invalid `tensor` abandons the claim (the slot stays IN-PROGRESS).
-    pub fn commit(mut self, tensor: &TensorHeader, timestamp_ns: u64) -> Result<u64, PublishError> {
+    #[inline]
+    pub fn commit(self, tensor: &TensorHeader, timestamp_ns: u64) -> Result<u64, PublishError> {
+        self.commit_stamped(tensor, timestamp_ns, DescriptorStamp::NONE)
+    }
+
+    /// [`FrameClaim::commit`] with a trace id and/or publish timestamp in the frame's
+    /// descriptor (Wire Spec §10.2.1; 0 = absent).
+    pub fn commit_stamped(
+        mut self,
+        tensor: &TensorHeader,
+        timestamp_ns: u64,
+        stamp: DescriptorStamp,
+    ) -> Result<u64, PublishError> {
         if let Err(error) = self.writer.check_tensor(tensor, self.slot.len) {
             self.counters.invalid_tensors += 1;
             return Err(error.into());
@@ -78,6 +91,7 @@ impl<'a> FrameClaim<'a> {
             self.counters,
             &self.slot,
             timestamp_ns,
+            stamp,
         ))
     }
 }
@@ -108,6 +122,7 @@ pub(super) fn finish(
     counters: &mut ProducerCounters,
     slot: &SlotClaim,
     timestamp_ns: u64,
+    stamp: DescriptorStamp,
 ) -> u64 {
     writer.commit(slot, timestamp_ns);
     counters.frames_published += 1;
@@ -117,9 +132,9 @@ pub(super) fn finish(
             stream_id: grant.stream_id,
             epoch: grant.epoch,
             seq: slot.seq,
-            timestamp_ns: None,
+            timestamp_ns: stamp.wire_timestamp_ns(),
             meta_version: None,
-            trace_id: None,
+            trace_id: stamp.wire_trace_id(),
         };
         let mut buf = [0u8; DESCRIPTOR_LEN];
         // Cannot fail: the buffer is exactly the fixed encoded length.

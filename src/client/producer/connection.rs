@@ -1,11 +1,12 @@
 //! The producer's Aeron side: its own client (external mode, connected to the media
 //! driver in `ClientStreams::aeron_dir`), the control link, the shared descriptor
-//! publication with the per-consumer ones, and the QoS publication.
+//! publication with the per-consumer ones, and the QoS publication and subscription (the
+//! consumers' `QosConsumer`, Wire Spec §10.4.1).
 
 use super::descriptors::DescriptorFanout;
 use super::error::ProducerError;
 use crate::client::link::{stream_i32, ClientStreams, ControlLink};
-use crate::transport::Publication;
+use crate::transport::{Publication, Subscription};
 
 /// Name the media driver shows for a producer's Aeron client.
 const CLIENT_NAME: &str = "tensorpool-producer";
@@ -15,6 +16,7 @@ pub(super) struct Connection {
     // Field order is drop order: publications before the client that made them.
     pub(super) descriptors: DescriptorFanout,
     pub(super) qos: Publication,
+    pub(super) qos_sub: Subscription,
     pub(super) link: ControlLink,
 }
 
@@ -33,9 +35,15 @@ impl Connection {
             &streams.qos_channel,
             stream_i32(streams.qos_stream_id)?,
         )?;
+        let qos_sub = Subscription::add(
+            link.client(),
+            &streams.qos_channel,
+            stream_i32(streams.qos_stream_id)?,
+        )?;
         Ok(Self {
             descriptors: DescriptorFanout::new(shared),
             qos,
+            qos_sub,
             link,
         })
     }

@@ -22,6 +22,7 @@ mod control;
 mod descriptors;
 mod error;
 mod events;
+mod stamp;
 mod writer;
 
 pub use claim::FrameClaim;
@@ -29,10 +30,12 @@ pub use config::{ProducerConfig, DEFAULT_ALLOWED_BASE_DIR, DEFAULT_QOS_INTERVAL}
 pub use descriptors::{ConsumerStreamState, MAX_CONSUMER_STREAMS};
 pub use error::{ProducerError, PublishError};
 pub use events::{ProducerCounters, ProducerEvent, EVENT_QUEUE_CAPACITY};
+pub use stamp::DescriptorStamp;
 
 use crate::client::grant::LeaseGrant;
 use crate::client::link::ClientStreams;
 use crate::client::mapping::MappedEpoch;
+use crate::client::qos::{ConsumerQos, QosBoard};
 use crate::client::session::{DriverSession, Request, SessionEvent};
 use crate::protocol::control::{QosProducer, TensorHeader};
 use crate::protocol::driver::{Role, ShmDetachRequest};
@@ -65,6 +68,8 @@ pub struct Producer {
     config: ProducerConfig,
     allowed: Option<AllowedBaseDirs>,
     inbox: Vec<Inbound>,
+    /// The latest `QosConsumer` of each consumer of this stream (Wire Spec §10.4.1).
+    qos: QosBoard,
     ever_attached: bool,
     next_qos_ns: u64,
     next_reconnect_ns: u64,
@@ -91,6 +96,7 @@ impl Producer {
             events: EventQueue::new(),
             allowed: None,
             inbox: Vec::with_capacity(CONTROL_FRAGMENT_LIMIT),
+            qos: QosBoard::for_stream(config.stream_id),
             ever_attached: false,
             next_qos_ns: 0,
             next_reconnect_ns: 0,
@@ -132,11 +138,24 @@ impl Producer {
 
     /// Publishes `payload` (copied into the payload slot) described by `tensor`, with
     /// capture time `timestamp_ns`; returns the frame's sequence number.
+    #[inline]
     pub fn publish(
         &mut self,
         payload: &[u8],
         tensor: &TensorHeader,
         timestamp_ns: u64,
+    ) -> Result<u64, PublishError> {
+        self.publish_stamped(payload, tensor, timestamp_ns, DescriptorStamp::NONE)
+    }
+
+    /// [`Producer::publish`] with a trace id and/or publish timestamp in the frame's
+    /// descriptor (Wire Spec §10.2.1; 0 = absent). Costs what `publish` does.
+    pub fn publish_stamped(
+        &mut self,
+        payload: &[u8],
+        tensor: &TensorHeader,
+        timestamp_ns: u64,
+        stamp: DescriptorStamp,
     ) -> Result<u64, PublishError> {
         let writer = self.writer.as_mut().ok_or(PublishError::NotAttached)?;
         let pool = writer
@@ -155,6 +174,7 @@ impl Producer {
             &mut self.counters,
             &slot,
             timestamp_ns,
+            stamp,
         ))
     }
 
@@ -247,6 +267,35 @@ impl Producer {
         self.conn.as_ref()?.descriptors.state(consumer_id)
     }
 
+    /// The latest `QosConsumer` report of every consumer of this stream, in the mapped
+    /// epoch (Wire Spec §10.4.1): last sequence seen, `drops_gap`, `drops_late`, mode.
+    /// A consumer is forgotten when its lease ends.
+    pub fn consumer_qos(&self) -> impl Iterator<Item = &ConsumerQos> + '_ {
+        let epoch = self.epoch();
+        self.qos
+            .stream(self.stream_id())
+            .into_iter()
+            .flat_map(|s| s.consumers())
+            .filter(move |c| Some(c.report.epoch) == epoch)
+    }
+
+    /// How many frames `consumer_id` trails the newest frame published, by its latest
+    /// QoS report (0: it has seen the newest); `None` before its first report in this
+    /// epoch or before any frame.
+    pub fn consumer_lag(&self, consumer_id: u32) -> Option<u64> {
+        let last_published = self.next_seq()?.checked_sub(1)?;
+        let epoch = self.epoch()?;
+        self.qos
+            .stream(self.stream_id())?
+            .consumer(consumer_id)?
+            .lag(epoch, last_published)
+    }
+
+    /// Every QoS report this producer heard of its stream, its own included.
+    pub fn qos_board(&self) -> &QosBoard {
+        &self.qos
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ProducerConfig {
         &self.config
@@ -270,6 +319,14 @@ impl Producer {
         // Announces are the consumers' business, but an unread subscription would hold the
         // driver's announce publication back.
         work += conn.link.poll_announce(|_| {}, CONTROL_FRAGMENT_LIMIT)?;
+        let qos = &mut self.qos;
+        qos.watch_stream(stream_id);
+        work += conn.qos_sub.poll(
+            |bytes| {
+                qos.on_message(bytes, now_ns);
+            },
+            CONTROL_FRAGMENT_LIMIT,
+        )?;
         Ok(work)
     }
 
@@ -284,6 +341,7 @@ impl Producer {
                     assignment,
                 } => self.on_consumer_config(consumer_id, assignment),
                 Inbound::ConsumerLeaseEnded { consumer_id } => {
+                    self.qos.forget_consumer(self.stream_id(), consumer_id);
                     if let Some(conn) = self.conn.as_mut() {
                         conn.descriptors.close(consumer_id, &mut self.counters);
                     }

@@ -8,7 +8,7 @@
 
 use super::error::PublishError;
 use crate::client::mapping::MappedEpoch;
-use crate::client::tensor::{check_extent, tensor_layout, TensorError};
+use crate::client::tensor::{check_extent, tensor_layout, zero_fill_beyond_ndims, TensorError};
 use crate::protocol::control::TensorHeader;
 use crate::shm::layout::{
     header_index, put_slot_fields, put_slot_tensor, SlotFields, HEADER_SLOT_BYTES,
@@ -84,7 +84,10 @@ impl EpochWriter {
             Some(checked) if checked.header == *tensor => checked.extent_bytes,
             _ => {
                 let extent_bytes = tensor_layout(tensor)?.extent_bytes;
-                put_slot_tensor(&mut self.image, tensor);
+                // §8.2: entries beyond ndims go out as zeros whatever the caller left there.
+                let mut written = *tensor;
+                zero_fill_beyond_ndims(&mut written);
+                put_slot_tensor(&mut self.image, &written);
                 self.tensor = Some(CheckedTensor {
                     header: *tensor,
                     extent_bytes,

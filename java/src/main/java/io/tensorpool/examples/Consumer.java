@@ -80,6 +80,10 @@ public final class Consumer implements DriverClient.Listener
     private long framesReceived;
     private long framesVerified;
     private long verifyFailures;
+    /** --expect-trace-id: frame s must carry FrameDescriptor.traceId expectTraceId + s. */
+    private long expectTraceId;
+    private long traceIdsVerified;
+    private long traceFailures;
     private long dropsGap;
     private long dropsLate;
     private long dropsInvalid;
@@ -98,7 +102,7 @@ public final class Consumer implements DriverClient.Listener
             cli = new Cli("Consumer", args,
                 Set.of("aeron-dir", "stream-id", "frames", "timeout-s", "channel", "control-stream-id",
                     "announce-stream-id", "descriptor-stream-id", "qos-stream-id", "allowed-base-dir", "consumer-id",
-                    "per-consumer-descriptor", "announce-period-ms", "keepalive-ms"),
+                    "per-consumer-descriptor", "announce-period-ms", "keepalive-ms", "expect-trace-id"),
                 Set.of("verify"));
             cli.string("aeron-dir", null);
             if (cli.has("per-consumer-descriptor"))
@@ -131,8 +135,9 @@ public final class Consumer implements DriverClient.Listener
         {
             System.exit(128 + Common.interrupted());
         }
-        final boolean verified = !consumer.verify ||
-            (consumer.verifyFailures == 0 && consumer.framesVerified == consumer.framesReceived);
+        final boolean verified = (!consumer.verify ||
+            (consumer.verifyFailures == 0 && consumer.framesVerified == consumer.framesReceived)) &&
+            consumer.traceFailures == 0;
         if (!verified)
         {
             System.err.println("consumer: " + consumer.framesVerified + " of " + consumer.framesReceived +
@@ -156,6 +161,8 @@ public final class Consumer implements DriverClient.Listener
             ",\"drops_invalid\":" + dropsInvalid +
             ",\"drops_other\":" + dropsOther +
             ",\"epoch_changes\":" + epochChanges +
+            ",\"trace_ids_verified\":" + traceIdsVerified +
+            ",\"trace_failures\":" + traceFailures +
             ",\"interrupted\":" + interrupted +
             ",\"elapsed_s\":" + Common.fixed(secs, 6) +
             ",\"frames_per_s\":" + Common.fixed(fps, 3) +
@@ -167,6 +174,7 @@ public final class Consumer implements DriverClient.Listener
         final double timeoutS = cli.f64("timeout-s", 30.0);
         final long deadline = System.nanoTime() + (long)(timeoutS * 1e9);
         verify = cli.flag("verify");
+        expectTraceId = cli.u64("expect-trace-id", 0);
         streamId = cli.u32("stream-id", 10000);
         announcePeriodNs = Math.max(1, cli.u64("announce-period-ms", 1000)) * 1_000_000L;
         final long keepaliveBoundNs = cli.u64("keepalive-ms", 0) * 1_000_000L;
@@ -342,6 +350,7 @@ public final class Consumer implements DriverClient.Listener
         switch (readFrame(descriptorIn.epoch(), descriptorIn.seq()))
         {
             case DELIVERED:
+                checkTraceId(descriptorIn.seq(), descriptorIn.traceId());
                 break;
             case LATE:
                 dropsLate++;
@@ -352,6 +361,26 @@ public final class Consumer implements DriverClient.Listener
             default:
                 dropsOther++;
                 break;
+        }
+    }
+
+    /** The descriptor's trace id (0 = absent, Wire Spec §10.2.1) against --expect-trace-id. */
+    private void checkTraceId(final long seq, final long traceId)
+    {
+        if (expectTraceId == 0)
+        {
+            return;
+        }
+        if (traceId == expectTraceId + seq)
+        {
+            if (traceIdsVerified++ == 0)
+            {
+                System.err.println("consumer: frame " + seq + " carries trace id " + traceId);
+            }
+        }
+        else
+        {
+            traceFailures++;
         }
     }
 

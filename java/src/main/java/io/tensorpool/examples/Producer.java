@@ -50,6 +50,8 @@ public final class Producer implements DriverClient.Listener
 
     private MappedEpoch mapped;
     private long nextSeq;
+    /** --trace-id: frame s carries FrameDescriptor.traceId traceBase + s (0: none). */
+    private long traceBase;
     private boolean attachedBefore;
     private String error;
 
@@ -69,7 +71,7 @@ public final class Producer implements DriverClient.Listener
             cli = new Cli("Producer", args,
                 Set.of("aeron-dir", "stream-id", "frames", "payload-bytes", "rate", "channel", "control-stream-id",
                     "announce-stream-id", "descriptor-stream-id", "qos-stream-id", "allowed-base-dir", "client-id",
-                    "keepalive-ms", "timeout-s", "linger-ms"),
+                    "keepalive-ms", "timeout-s", "linger-ms", "trace-id"),
                 Set.of("create"));
             cli.string("aeron-dir", null);
         }
@@ -134,6 +136,7 @@ public final class Producer implements DriverClient.Listener
             allowed.add(Paths.get(dir).toAbsolutePath().normalize());
         }
         final double rate = cli.f64("rate", 0.0);
+        traceBase = cli.u64("trace-id", 0);
         final long keepaliveBoundNs = cli.u64("keepalive-ms", 0) * 1_000_000L;
         if (cli.has("keepalive-ms") && keepaliveBoundNs == 0)
         {
@@ -333,9 +336,10 @@ public final class Producer implements DriverClient.Listener
             .streamId(layout.streamId)
             .epoch(layout.epoch)
             .seq(seq)
-            .timestampNs(FrameDescriptorEncoder.timestampNsNullValue())
+            // Wire Spec §10.2.1: with a trace id, the publish time too; else both absent.
+            .timestampNs(traceBase != 0 ? Common.monotonicNowNs() : FrameDescriptorEncoder.timestampNsNullValue())
             .metaVersion(FrameDescriptorEncoder.metaVersionNullValue())
-            .traceId(FrameDescriptorEncoder.traceIdNullValue())
+            .traceId(traceBase != 0 ? traceBase + seq : FrameDescriptorEncoder.traceIdNullValue())
             .encodedLength();
         long result = descriptors.offer(descriptorBuffer, 0, length);
         for (int tries = 0; tries < 1000 && (result == Publication.BACK_PRESSURED || result == Publication.ADMIN_ACTION); tries++)
