@@ -180,6 +180,9 @@ pub enum tp_consumer_event_kind {
     TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST = 7,
     /// The driver refused the attach (`reason`: the response code); retried.
     TP_CONSUMER_EVENT_ATTACH_REFUSED = 8,
+    /// A new metadata version of the stream arrived complete (`meta_version`); read it
+    /// with `tp_consumer_get_metadata`.
+    TP_CONSUMER_EVENT_METADATA_CHANGED = 9,
 }
 
 /// Why the regions were unmapped (`reason` of TP_CONSUMER_EVENT_UNMAPPED).
@@ -210,6 +213,8 @@ pub struct tp_consumer_event {
     pub reason: i32,
     /// Epoch (ATTACHED, EPOCH_CHANGED).
     pub epoch: u64,
+    /// Metadata version (METADATA_CHANGED).
+    pub meta_version: u32,
 }
 
 /// The consumer's counters; each only grows. Every descriptor of the stream is either
@@ -618,6 +623,10 @@ fn event_of(event: Option<ConsumerEvent>) -> tp_consumer_event {
         ConsumerEvent::AttachRefused { code, .. } => {
             out.reason = code.raw();
             K::TP_CONSUMER_EVENT_ATTACH_REFUSED
+        }
+        ConsumerEvent::MetadataChanged { meta_version } => {
+            out.meta_version = meta_version;
+            K::TP_CONSUMER_EVENT_METADATA_CHANGED
         }
     } as i32;
     out

@@ -16,6 +16,7 @@ use super::ConsumerError;
 use crate::client::grant::{LeaseGrant, ProtocolError};
 use crate::client::link::{ClientStreams, LinkError};
 use crate::client::mapping::MappedEpoch;
+use crate::client::metadata::MetadataListener;
 use crate::client::session::{DriverSession, Request, SessionConfig, SessionEvent};
 use crate::clock::{monotonic_now_ns, realtime_now_ns};
 use crate::protocol::codec::{get_u32, MessageHeader, MESSAGE_HEADER_LEN};
@@ -66,15 +67,15 @@ pub struct Consumer {
     mapped: Option<MappedEpoch>,
     /// Deadline of the wait for a higher epoch after a producer revoke.
     awaiting_epoch_until: Option<u64>,
-    stream_id: u32,
+    pub(super) stream_id: u32,
     announces: AnnounceTracker,
     seqs: SeqTracker,
     /// The sequence whose slot latency mode last prefetched (0: none; see
     /// `watch_next_slot`). Not reset with the epoch: a stale value only skips one hint.
     primed_seq: u64,
     tensors: TensorCache,
-    counters: ConsumerCounters,
-    events: EventQueue,
+    pub(super) counters: ConsumerCounters,
+    pub(super) events: EventQueue,
     inbox: Vec<Inbound>,
     hello_due: bool,
     next_qos_ns: u64,
@@ -84,8 +85,10 @@ pub struct Consumer {
     shared_descriptors: DescriptorStream,
     next_reconnect_ns: u64,
     reconnect_backoff: Duration,
+    /// The stream's metadata (Wire Spec §10.3).
+    pub(super) metadata: MetadataListener,
     /// The Aeron side; `None` while the media driver is lost (reconnecting).
-    conn: Option<Connection>,
+    pub(super) conn: Option<Connection>,
 }
 
 impl Consumer {
@@ -121,6 +124,7 @@ impl Consumer {
             shared_descriptors: shared_descriptor_stream(&config.streams),
             next_reconnect_ns: 0,
             reconnect_backoff: RECONNECT_BACKOFF_INITIAL,
+            metadata: MetadataListener::new(),
             conn: Some(conn),
             config,
         })
@@ -177,6 +181,7 @@ impl Consumer {
             self.on_inbound(inbound, now_ns)?;
         }
         self.inbox = inbox;
+        work += self.poll_metadata()?;
         work += self.poll_session(now_ns)?;
         work += self.check_epoch_wait(now_ns)?;
         if let Some(conn) = self.conn.as_mut() {
@@ -239,8 +244,10 @@ impl Consumer {
             primed_seq,
             tensors,
             counters,
+            metadata,
             ..
         } = self;
+        let meta_in_force = metadata.meta_version();
         let Some(conn) = conn.as_mut() else {
             // Reconnecting (see `do_work`): nothing to read.
             return Ok(0);
@@ -262,7 +269,15 @@ impl Consumer {
             let result = match mapped {
                 None => Err(DropReason::Unmapped),
                 Some(_) if awaiting_epoch_until.is_some() => Err(DropReason::AwaitingEpoch),
-                Some(mapped) => read_frame(mapped, &descriptor, seqs, tensors, counters, &mut read),
+                Some(mapped) => read_frame(
+                    mapped,
+                    &descriptor,
+                    seqs,
+                    tensors,
+                    counters,
+                    meta_in_force,
+                    &mut read,
+                ),
             };
             outcome(match result {
                 Ok(r) => {

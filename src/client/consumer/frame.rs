@@ -28,6 +28,8 @@ pub struct Frame<'a> {
     stream_id: u32,
     header_index: u32,
     descriptor_timestamp_ns: Option<u64>,
+    /// The consumer's metadata version in force when the frame was read.
+    meta_in_force: u32,
     fields: SlotFields,
     tensor: &'a TensorHeader,
     payload: &'a [u8],
@@ -70,9 +72,23 @@ impl<'a> Frame<'a> {
         self.descriptor_timestamp_ns
     }
 
-    /// Metadata version the frame refers to.
+    /// Metadata version the frame was taken under (`SlotHeader.meta_version`, Wire Spec
+    /// §10.3; 0: the producer set no metadata).
     pub fn meta_version(&self) -> u32 {
         self.fields.meta_version
+    }
+
+    /// How the frame's metadata version relates to the consumer's metadata in force
+    /// ([`Consumer::metadata`](super::Consumer::metadata)). A frame is delivered whatever
+    /// this says: a producer's new version may reach the frame path before the metadata
+    /// stream.
+    pub fn meta_status(&self) -> MetaStatus {
+        match self.fields.meta_version {
+            0 => MetaStatus::Absent,
+            v if v == self.meta_in_force => MetaStatus::Current,
+            v if self.meta_in_force != 0 && v < self.meta_in_force => MetaStatus::Superseded,
+            _ => MetaStatus::Unseen,
+        }
     }
 
     /// Payload pool the bytes live in.
@@ -88,6 +104,21 @@ impl<'a> Frame<'a> {
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
+}
+
+/// How a frame's `meta_version` relates to the metadata a consumer holds (Wire Spec
+/// §10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaStatus {
+    /// The frame carries no metadata version (0).
+    Absent,
+    /// The frame was taken under the metadata the consumer holds.
+    Current,
+    /// The frame names a version the consumer has not received yet (its metadata is on
+    /// its way, or was lost): the frame is delivered all the same.
+    Unseen,
+    /// The frame was taken under an older version than the one the consumer holds.
+    Superseded,
 }
 
 /// What one `poll_frame` call did.
@@ -327,6 +358,7 @@ pub(crate) fn read_frame<R>(
     seqs: &mut SeqTracker,
     tensors: &mut TensorCache,
     counters: &mut ConsumerCounters,
+    meta_in_force: u32,
     f: impl FnOnce(&Frame<'_>) -> R,
 ) -> Result<R, DropReason> {
     if descriptor.epoch != mapped.epoch() {
@@ -378,6 +410,7 @@ pub(crate) fn read_frame<R>(
         stream_id: descriptor.stream_id,
         header_index: index,
         descriptor_timestamp_ns: descriptor.timestamp_ns,
+        meta_in_force,
         fields,
         tensor,
         payload,

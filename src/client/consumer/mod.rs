@@ -31,6 +31,7 @@ mod frame;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzz;
+mod metadata;
 
 pub use announce::{validate_announce, AnnounceOutcome, AnnounceTracker, AnnouncedLayout};
 pub use config::{ConsumerConfig, MAX_CHANNEL_LEN};
@@ -38,7 +39,7 @@ pub use consumer::Consumer;
 pub use counters::{ConsumerCounters, DropReason};
 pub use descriptors::DescriptorStream;
 pub use events::{ConsumerEvent, UnmapReason, EVENT_QUEUE_CAPACITY};
-pub use frame::{Frame, FramePoll};
+pub use frame::{Frame, FramePoll, MetaStatus};
 
 /// The clock [`Consumer::do_work`] expects: CLOCK_MONOTONIC in nanoseconds, the domain
 /// of the driver's MONOTONIC announce timestamps.

@@ -118,7 +118,8 @@ pub(super) fn finish(
             epoch: grant.epoch,
             seq: slot.seq,
             timestamp_ns: None,
-            meta_version: None,
+            // 0 (no metadata) travels as the null value, as before metadata existed.
+            meta_version: Some(writer.meta_version()).filter(|v| *v != 0),
             trace_id: None,
         };
         let mut buf = [0u8; DESCRIPTOR_LEN];

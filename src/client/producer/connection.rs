@@ -1,6 +1,6 @@
 //! The producer's Aeron side: its own client (external mode, connected to the media
 //! driver in `ClientStreams::aeron_dir`), the control link, the shared descriptor
-//! publication with the per-consumer ones, and the QoS publication.
+//! publication with the per-consumer ones, and the QoS and metadata publications.
 
 use super::descriptors::DescriptorFanout;
 use super::error::ProducerError;
@@ -15,6 +15,7 @@ pub(super) struct Connection {
     // Field order is drop order: publications before the client that made them.
     pub(super) descriptors: DescriptorFanout,
     pub(super) qos: Publication,
+    pub(super) metadata: Publication,
     pub(super) link: ControlLink,
 }
 
@@ -33,9 +34,15 @@ impl Connection {
             &streams.qos_channel,
             stream_i32(streams.qos_stream_id)?,
         )?;
+        let metadata = Publication::add(
+            link.client(),
+            &streams.metadata_channel,
+            stream_i32(streams.metadata_stream_id)?,
+        )?;
         Ok(Self {
             descriptors: DescriptorFanout::new(shared),
             qos,
+            metadata,
             link,
         })
     }

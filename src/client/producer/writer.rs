@@ -39,6 +39,8 @@ pub(super) struct EpochWriter {
     image: [u8; HEADER_SLOT_BYTES],
     /// Changes each time the image's tensor description does.
     tensor_generation: u32,
+    /// `meta_version` every commit stores (Wire Spec §10.3: the metadata in force).
+    meta_version: u32,
     /// Per header slot, the `tensor_generation` whose description the slot holds (0:
     /// unknown). A slot that holds the current one only needs its first line written.
     slot_generations: Vec<u32>,
@@ -68,6 +70,7 @@ impl EpochWriter {
             tensor: None,
             image: [0; HEADER_SLOT_BYTES],
             tensor_generation: 0,
+            meta_version: 0,
             slot_generations: vec![0; nslots],
         }
     }
@@ -95,6 +98,17 @@ impl EpochWriter {
             }
         };
         check_extent(extent_bytes, len)
+    }
+
+    /// The `meta_version` frames committed from now on carry (0: no metadata).
+    pub(super) fn set_meta_version(&mut self, meta_version: u32) {
+        self.meta_version = meta_version;
+    }
+
+    /// The `meta_version` the next commit stores.
+    #[inline]
+    pub(super) fn meta_version(&self) -> u32 {
+        self.meta_version
     }
 
     /// The mapping.
@@ -166,7 +180,7 @@ impl EpochWriter {
                 pool_id: self.epoch.pools()[claim.pool].grant.pool_id,
                 payload_offset: 0,
                 timestamp_ns,
-                meta_version: 0,
+                meta_version: self.meta_version,
             },
         );
         // seq_commit in the image is not written: only the seqlock stores touch it.
