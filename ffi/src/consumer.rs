@@ -64,8 +64,10 @@ pub struct tp_frame_info {
     pub stream_id: u32,
     /// Header ring index (also the payload slot).
     pub header_index: u32,
-    /// Metadata version the frame refers to.
+    /// Metadata version the frame was taken under (0: none).
     pub meta_version: u32,
+    /// How `meta_version` relates to the consumer's metadata (a `tp_meta_status`).
+    pub meta_status: i32,
     /// Payload pool the bytes live in.
     pub pool_id: u16,
     /// The validated tensor description.
@@ -83,6 +85,7 @@ impl Default for tp_frame_info {
             stream_id: 0,
             header_index: 0,
             meta_version: 0,
+            meta_status: 0,
             pool_id: 0,
             tensor: tp_tensor::default(),
         }
@@ -300,6 +303,12 @@ pub struct tp_consumer_counters {
     pub events_dropped: u64,
     /// Times the Aeron connection was rebuilt after losing the media driver.
     pub reconnects: u64,
+    /// Metadata versions received complete.
+    pub metadata_updates: u64,
+    /// Metadata messages of this stream dropped as malformed.
+    pub metadata_dropped_malformed: u64,
+    /// Metadata messages of this stream dropped for exceeding a size bound.
+    pub metadata_dropped_oversize: u64,
 }
 
 /// The consumer's state.
@@ -337,9 +346,16 @@ pub(crate) struct ConsumerInner {
     frame: *mut FrameShell,
 }
 
+impl ConsumerInner {
+    /// The consumer.
+    pub(crate) fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+}
+
 type ConsumerShell = Shell<ConsumerInner>;
 
-fn with(
+pub(crate) fn with(
     consumer: *mut tp_consumer,
     body: impl FnOnce(&mut ConsumerInner) -> Result<(), Failure>,
 ) -> tp_status {
@@ -426,6 +442,7 @@ unsafe fn deliver(
         stream_id: frame.stream_id(),
         header_index: frame.header_index(),
         meta_version: frame.meta_version(),
+        meta_status: crate::metadata::meta_status_of(frame.meta_status()),
         pool_id: frame.pool_id(),
         tensor: tp_tensor::from_header(frame.tensor()),
     };
@@ -671,6 +688,9 @@ impl From<ConsumerCounters> for tp_consumer_counters {
             qos_send_failures: c.qos_send_failures,
             events_dropped: c.events_dropped,
             reconnects: c.reconnects,
+            metadata_updates: c.metadata_updates,
+            metadata_dropped_malformed: c.metadata_dropped_malformed,
+            metadata_dropped_oversize: c.metadata_dropped_oversize,
         }
     }
 }
