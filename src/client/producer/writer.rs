@@ -315,6 +315,33 @@ mod tests {
     }
 
     #[test]
+    fn each_commit_stores_the_meta_version_in_force() {
+        let dir = base();
+        let grant = grant(dir.path());
+        let allowed = AllowedBaseDirs::new([dir.path()]).expect("allowed");
+        let mapped = MappedEpoch::map(&grant, &allowed, Access::ReadWrite).expect("maps");
+        let reader = MappedEpoch::map(&grant, &allowed, Access::ReadOnly).expect("maps");
+        let mut writer = EpochWriter::new(mapped);
+        let tensor = bytes_header(8).expect("tensor");
+        // Same tensor every time: only the slot's first line is rewritten after the first
+        // lap, and the version lives there.
+        for (seq, version) in [(0u64, 0u32), (1, 3), (2, 3), (3, 4), (4, 0), (5, 9)] {
+            writer.set_meta_version(version);
+            writer.check_tensor(&tensor, 8).expect("valid");
+            let claim = writer.begin(8, writer.pool_for(8).expect("fits"));
+            assert_eq!(claim.seq, seq);
+            writer.commit(&claim, 1);
+            let mut image = [0u8; 256];
+            reader.read_slot(claim.index, &mut image);
+            assert_eq!(
+                decode_slot(&image).expect("well-formed").1.meta_version,
+                version
+            );
+        }
+        assert_eq!(writer.meta_version(), 9);
+    }
+
+    #[test]
     fn a_repeated_tensor_description_is_checked_for_each_payload() {
         let dir = base();
         let grant = grant(dir.path());
