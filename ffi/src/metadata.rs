@@ -82,7 +82,7 @@ pub struct tp_metadata_info {
 #[repr(i32)]
 #[derive(Debug, Clone, Copy)]
 pub enum tp_meta_status {
-    /// The frame carries no metadata version (0).
+    /// The frame carries no metadata version (0, or the null value 0xFFFFFFFF).
     TP_META_ABSENT = 0,
     /// Taken under the metadata the consumer holds.
     TP_META_CURRENT = 1,

@@ -84,7 +84,8 @@ impl<'a> Frame<'a> {
     /// stream.
     pub fn meta_status(&self) -> MetaStatus {
         match self.fields.meta_version {
-            0 => MetaStatus::Absent,
+            // 0, or the SBE null value other producers (tensor_pool_c) write without metadata.
+            0 | u32::MAX => MetaStatus::Absent,
             v if v == self.meta_in_force => MetaStatus::Current,
             v if self.meta_in_force != 0 && v < self.meta_in_force => MetaStatus::Superseded,
             _ => MetaStatus::Unseen,
@@ -110,7 +111,7 @@ impl<'a> Frame<'a> {
 /// §10.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaStatus {
-    /// The frame carries no metadata version (0).
+    /// The frame carries no metadata version (0, or the null value 0xFFFFFFFF).
     Absent,
     /// The frame was taken under the metadata the consumer holds.
     Current,
@@ -546,6 +547,43 @@ mod tests {
         s.admit(seq, c)?;
         s.confirm(seq, c);
         Ok(())
+    }
+
+    #[test]
+    fn a_frames_meta_status_compares_its_version_with_the_one_in_force() {
+        let tensor = crate::client::tensor::bytes_header(1).expect("tensor");
+        let status = |frame_version: u32, in_force: u32| {
+            Frame {
+                seq: 0,
+                epoch: 1,
+                stream_id: 1,
+                header_index: 0,
+                descriptor_timestamp_ns: None,
+                meta_in_force: in_force,
+                fields: SlotFields {
+                    values_len_bytes: 1,
+                    payload_slot: 0,
+                    pool_id: 1,
+                    payload_offset: 0,
+                    timestamp_ns: 0,
+                    meta_version: frame_version,
+                },
+                tensor: &tensor,
+                payload: &[0],
+            }
+            .meta_status()
+        };
+        assert_eq!(status(0, 0), MetaStatus::Absent);
+        assert_eq!(status(0, 3), MetaStatus::Absent);
+        assert_eq!(
+            status(u32::MAX, 3),
+            MetaStatus::Absent,
+            "the SBE null value"
+        );
+        assert_eq!(status(3, 3), MetaStatus::Current);
+        assert_eq!(status(4, 3), MetaStatus::Unseen);
+        assert_eq!(status(1, 0), MetaStatus::Unseen, "nothing held yet");
+        assert_eq!(status(2, 3), MetaStatus::Superseded);
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! The consumer side of Wire Spec §10.3: reads the metadata stream, pairs each
-//! `DataSourceAnnounce` of its stream with the `DataSourceMeta` of the same version that
-//! follows it, and keeps the newest complete pair as the stream's metadata.
+//! The consumer side of Wire Spec §10.3: reads the metadata stream and keeps the
+//! stream's metadata: the attributes of the newest `DataSourceMeta`, with the name,
+//! summary, producer and epoch of the `DataSourceAnnounce` of the same version.
 //!
-//! The producer sends the announce first and the meta right after it on one publication,
-//! so they arrive in that order: a meta is only taken after an announce of its version
-//! (a consumer that joined between the two waits one period), and an announce forgets
-//! any meta seen before it. Everything from the wire is hostile: messages longer than
-//! the bounds of [`super`], truncated, or with text that is not printable ASCII are
-//! dropped and reported, never trusted; a repeated announce of the version in force is
-//! recognised without allocating.
+//! This library's producer sends the announce first and the meta right after it, so a
+//! version normally arrives whole, as one [`MetadataOutcome::Updated`]. Other producers
+//! may send a meta alone (the spec asks for both, but only the meta carries the
+//! attributes): it is taken, with an empty name until an announce of its version comes
+//! (another `Updated`). An announce of the version in force from another epoch is another
+//! producer run that reused the number; it waits for its meta rather than mixing its name
+//! with the old run's attributes. Everything from the wire is hostile: messages longer
+//! than the bounds of [`super`], truncated, or with text that is not printable ASCII are
+//! dropped and reported, never trusted; the periodic repeats are recognised without
+//! allocating.
 
 use super::{
     check_text, Attribute, DataSourceMetadata, MetaField, MetadataError, MAX_ANNOUNCE_MESSAGE_LEN,
@@ -25,9 +28,9 @@ use crate::protocol::control::{
 pub struct StreamMetadata {
     /// The version frames refer to (`SlotHeader.meta_version`).
     pub meta_version: u32,
-    /// The producer that announced it.
+    /// The producer that announced it (0 until an announce of this version arrived).
     pub producer_id: u32,
-    /// The epoch it was announced in.
+    /// The epoch it was announced in (0 until an announce of this version arrived).
     pub epoch: u64,
     /// `DataSourceMeta.timestamp_ns`: when the producer set this version (wall clock,
     /// nanoseconds since the Unix epoch).
@@ -41,10 +44,11 @@ pub struct StreamMetadata {
 pub enum MetadataOutcome {
     /// Not a metadata message of this stream (other stream, other template).
     Ignored,
-    /// A well-formed message that changed nothing visible yet (a repeat of the version in
-    /// force, or an announce waiting for its meta).
+    /// A well-formed message that changed nothing visible (a repeat of what is held, or
+    /// an announce waiting for its meta).
     Unchanged,
-    /// A new version (or a new epoch's) is complete and in force.
+    /// A new version is in force, or the one in force changed (its announce arrived after
+    /// its meta, or another producer run reused its number).
     Updated {
         /// The version now in force.
         meta_version: u32,
@@ -64,9 +68,9 @@ pub enum MetadataDrop {
     Malformed,
 }
 
-/// An announce waiting for the meta of its version.
-#[derive(Debug)]
-struct PendingAnnounce {
+/// The latest `DataSourceAnnounce` of the stream.
+#[derive(Debug, PartialEq, Eq)]
+struct Announced {
     meta_version: u32,
     producer_id: u32,
     epoch: u64,
@@ -74,11 +78,21 @@ struct PendingAnnounce {
     summary: String,
 }
 
+impl Announced {
+    fn is(&self, a: &DataSourceAnnounceDecoder<'_>) -> bool {
+        self.meta_version == a.meta_version()
+            && self.producer_id == a.producer_id()
+            && self.epoch == a.epoch()
+            && self.name.as_bytes() == a.name()
+            && self.summary.as_bytes() == a.summary()
+    }
+}
+
 /// Assembles the stream's metadata from the metadata stream (see the module docs).
 #[derive(Debug, Default)]
 pub struct MetadataListener {
     stream_id: Option<u32>,
-    pending: Option<PendingAnnounce>,
+    announced: Option<Announced>,
     current: Option<StreamMetadata>,
 }
 
@@ -88,7 +102,7 @@ impl MetadataListener {
         Self::default()
     }
 
-    /// The metadata in force, if any version arrived complete.
+    /// The metadata in force, if any version arrived.
     pub fn current(&self) -> Option<&StreamMetadata> {
         self.current.as_ref()
     }
@@ -140,6 +154,10 @@ impl MetadataListener {
         })
     }
 
+    /// An announce of the version in force completes or corrects its name, summary,
+    /// producer and epoch; one of another version waits for its meta. An announce of
+    /// the version in force from another epoch is another producer run that reused the
+    /// number: its attributes are unknown until its meta arrives, so it waits too.
     fn on_announce(&mut self, bytes: &[u8]) -> Result<MetadataOutcome, MetadataDrop> {
         let announce =
             DataSourceAnnounceDecoder::wrap(bytes).map_err(|_| MetadataDrop::Malformed)?;
@@ -150,29 +168,49 @@ impl MetadataListener {
             MAX_SUMMARY_LEN,
             true,
         )?;
-        let (version, epoch) = (announce.meta_version(), announce.epoch());
-        self.pending = None;
-        if let Some(current) = &self.current {
-            let same = current.meta_version == version
-                && current.epoch == epoch
-                && current.producer_id == announce.producer_id()
-                && current.metadata.name.as_bytes() == announce.name()
-                && current.metadata.summary.as_bytes() == announce.summary();
-            if same {
-                return Ok(MetadataOutcome::Unchanged);
-            }
+        if self.announced.as_ref().is_some_and(|a| a.is(&announce)) {
+            // The periodic repeat: recognised without allocating.
+            return Ok(MetadataOutcome::Unchanged);
         }
-        self.pending = Some(PendingAnnounce {
-            meta_version: version,
+        let announced = Announced {
+            meta_version: announce.meta_version(),
             producer_id: announce.producer_id(),
-            epoch,
+            epoch: announce.epoch(),
             // Checked ASCII above.
             name: String::from_utf8_lossy(announce.name()).into_owned(),
             summary: String::from_utf8_lossy(announce.summary()).into_owned(),
-        });
-        Ok(MetadataOutcome::Unchanged)
+        };
+        let outcome = match self.current.as_mut() {
+            // Held from a meta alone (no announce of it seen yet), or this producer run's.
+            Some(c)
+                if c.meta_version == announced.meta_version
+                    && (c.epoch == 0 || c.epoch == announced.epoch) =>
+            {
+                let changed = c.producer_id != announced.producer_id
+                    || c.epoch != announced.epoch
+                    || c.metadata.name != announced.name
+                    || c.metadata.summary != announced.summary;
+                c.producer_id = announced.producer_id;
+                c.epoch = announced.epoch;
+                c.metadata.name.clone_from(&announced.name);
+                c.metadata.summary.clone_from(&announced.summary);
+                if changed {
+                    MetadataOutcome::Updated {
+                        meta_version: c.meta_version,
+                    }
+                } else {
+                    MetadataOutcome::Unchanged
+                }
+            }
+            _ => MetadataOutcome::Unchanged,
+        };
+        self.announced = Some(announced);
+        Ok(outcome)
     }
 
+    /// A meta makes its version the one in force, with the name and summary of the
+    /// latest announce of that version (empty until one arrives: a producer may send
+    /// `DataSourceMeta` alone). A repeat of what is held changes nothing.
     fn on_meta(&mut self, bytes: &[u8]) -> Result<MetadataOutcome, MetadataDrop> {
         let meta = DataSourceMetaDecoder::wrap(bytes).map_err(|_| MetadataDrop::Malformed)?;
         let count = meta.attributes().len();
@@ -186,14 +224,28 @@ impl MetadataListener {
                 return Err(MetadataDrop::Oversize);
             }
         }
-        let Some(pending) = self
-            .pending
-            .take_if(|p| p.meta_version == meta.meta_version())
-        else {
-            // A repeat of the version in force, or a meta whose announce this consumer
-            // did not see (it joined between the two): the next period completes it.
-            return Ok(MetadataOutcome::Unchanged);
-        };
+        let version = meta.meta_version();
+        let announced = self
+            .announced
+            .as_ref()
+            .filter(|a| a.meta_version == version);
+        if let Some(c) = &self.current {
+            let same_attributes = c.meta_version == version
+                && c.metadata.attributes.len() == count
+                && c.metadata
+                    .attributes
+                    .iter()
+                    .zip(meta.attributes())
+                    .all(|(held, a)| {
+                        held.key.as_bytes() == a.key()
+                            && held.format.as_bytes() == a.format()
+                            && held.value == a.value()
+                    });
+            let same_announce = announced.is_none_or(|a| a.epoch == c.epoch);
+            if same_attributes && same_announce {
+                return Ok(MetadataOutcome::Unchanged);
+            }
+        }
         let attributes: Vec<Attribute> = meta
             .attributes()
             .map(|a| Attribute {
@@ -203,22 +255,21 @@ impl MetadataListener {
             })
             .collect();
         let metadata = DataSourceMetadata {
-            name: pending.name,
-            summary: pending.summary,
+            name: announced.map(|a| a.name.clone()).unwrap_or_default(),
+            summary: announced.map(|a| a.summary.clone()).unwrap_or_default(),
             attributes,
         };
-        // Duplicate keys (every other bound was checked above); the announce is gone
-        // with it.
+        // Duplicate keys (every other bound was checked above).
         metadata.validate()?;
         self.current = Some(StreamMetadata {
-            meta_version: pending.meta_version,
-            producer_id: pending.producer_id,
-            epoch: pending.epoch,
+            meta_version: version,
+            producer_id: announced.map_or(0, |a| a.producer_id),
+            epoch: announced.map_or(0, |a| a.epoch),
             timestamp_ns: meta.timestamp_ns(),
             metadata,
         });
         Ok(MetadataOutcome::Updated {
-            meta_version: pending.meta_version,
+            meta_version: version,
         })
     }
 }
@@ -275,15 +326,11 @@ mod tests {
     fn an_announce_and_its_meta_make_a_version_and_repeats_change_nothing() {
         let mut l = MetadataListener::new();
         assert_eq!(
-            l.on_message(&meta(7, 1, &[SERIAL]), 7),
+            l.on_message(&announce(7, 1, 3, b"cam"), 7),
             MetadataOutcome::Unchanged,
-            "meta without its announce waits"
+            "an announce waits for its meta"
         );
         assert_eq!(l.current(), None);
-        assert_eq!(
-            l.on_message(&announce(7, 1, 3, b"cam"), 7),
-            MetadataOutcome::Unchanged
-        );
         assert_eq!(
             l.on_message(&meta(7, 1, &[SERIAL]), 7),
             MetadataOutcome::Updated { meta_version: 1 }
@@ -304,51 +351,94 @@ mod tests {
             Some(&b"SN1"[..])
         );
         // The periodic repeat.
+        for _ in 0..3 {
+            assert_eq!(
+                l.on_message(&announce(7, 1, 3, b"cam"), 7),
+                MetadataOutcome::Unchanged
+            );
+            assert_eq!(
+                l.on_message(&meta(7, 1, &[SERIAL]), 7),
+                MetadataOutcome::Unchanged
+            );
+        }
+        // The next version.
+        l.on_message(&announce(7, 2, 3, b"cam"), 7);
+        assert_eq!(l.meta_version(), 1, "version 2 waits for its attributes");
         assert_eq!(
-            l.on_message(&announce(7, 1, 3, b"cam"), 7),
-            MetadataOutcome::Unchanged
+            l.on_message(&meta(7, 2, &[]), 7),
+            MetadataOutcome::Updated { meta_version: 2 }
         );
         assert_eq!(
-            l.on_message(&meta(7, 1, &[SERIAL]), 7),
-            MetadataOutcome::Unchanged
+            l.on_message(&announce(8, 9, 4, b"x"), 7),
+            MetadataOutcome::Ignored
         );
-        // A new producer (epoch 4) starting over at version 1 with other metadata.
+        assert_eq!(l.meta_version(), 2);
+    }
+
+    #[test]
+    fn a_new_producer_run_reusing_the_version_number_replaces_the_old_metadata_whole() {
+        let mut l = MetadataListener::new();
+        l.on_message(&announce(7, 1, 3, b"cam"), 7);
+        l.on_message(&meta(7, 1, &[SERIAL]), 7);
+        // Epoch 4 starts over at version 1: its name is not mixed with epoch 3's attributes.
         assert_eq!(
             l.on_message(&announce(7, 1, 4, b"other"), 7),
             MetadataOutcome::Unchanged
         );
+        assert_eq!(l.current().map(|c| c.metadata.name.as_str()), Some("cam"));
+        // Even with equal attributes, the new run's meta brings its announce in.
         assert_eq!(
-            l.on_message(&meta(7, 1, &[]), 7),
+            l.on_message(&meta(7, 1, &[SERIAL]), 7),
             MetadataOutcome::Updated { meta_version: 1 }
         );
         assert_eq!(
             l.current().map(|c| (c.epoch, c.metadata.name.as_str())),
             Some((4, "other"))
         );
-        assert_eq!(
-            l.on_message(&announce(8, 9, 4, b"x"), 7),
-            MetadataOutcome::Ignored
-        );
-        assert_eq!(l.meta_version(), 1);
     }
 
     #[test]
-    fn a_meta_is_not_paired_with_an_announce_of_another_version() {
+    fn a_meta_alone_is_taken_and_its_announce_completes_it_later() {
         let mut l = MetadataListener::new();
-        l.on_message(&announce(7, 2, 1, b"cam"), 7);
+        // A consumer that joined between the two, or a producer that sends metas only.
+        assert_eq!(
+            l.on_message(&meta(7, 1, &[SERIAL]), 7),
+            MetadataOutcome::Updated { meta_version: 1 }
+        );
+        let held = l.current().expect("in force");
+        assert_eq!(
+            (held.epoch, held.producer_id, held.metadata.name.as_str()),
+            (0, 0, "")
+        );
         assert_eq!(
             l.on_message(&meta(7, 1, &[SERIAL]), 7),
             MetadataOutcome::Unchanged
         );
+        // An announce of another version changes nothing held.
         assert_eq!(
-            l.current(),
-            None,
-            "version 1's attributes are not version 2's"
+            l.on_message(&announce(7, 2, 3, b"later"), 7),
+            MetadataOutcome::Unchanged
         );
         assert_eq!(
-            l.on_message(&meta(7, 2, &[SERIAL]), 7),
+            l.on_message(&announce(7, 1, 3, b"cam"), 7),
+            MetadataOutcome::Updated { meta_version: 1 }
+        );
+        let held = l.current().expect("in force");
+        assert_eq!(
+            (held.epoch, held.producer_id, held.metadata.name.as_str()),
+            (3, 5, "cam")
+        );
+        assert_eq!(held.metadata.attributes.len(), 1, "the attributes stay");
+        assert_eq!(
+            l.on_message(&meta(7, 1, &[SERIAL]), 7),
+            MetadataOutcome::Unchanged
+        );
+        // Version 1's attributes are not paired with version 2's announce, and back.
+        assert_eq!(
+            l.on_message(&meta(7, 2, &[]), 7),
             MetadataOutcome::Updated { meta_version: 2 }
         );
+        assert_eq!(l.current().map(|c| c.metadata.name.as_str()), Some(""));
     }
 
     #[test]

@@ -489,7 +489,8 @@ public final class Consumer implements DriverClient.Listener
             frameMetaRegressions++;
         }
         lastFrameMetaVersion = frameMetaVersion;
-        if (frameMetaVersion != 0 && (metadata == null || frameMetaVersion > metadata.version))
+        if (frameMetaVersion != 0 && frameMetaVersion != 0xFFFF_FFFFL &&
+            (metadata == null || frameMetaVersion > metadata.version))
         {
             framesMetaUnseen++;
         }

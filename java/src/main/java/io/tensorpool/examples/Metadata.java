@@ -19,7 +19,8 @@ import shm.tensorpool.control.MessageHeaderEncoder;
  * metadata stream (1300 by convention): a {@link Publisher} for the producer, which sends
  * DataSourceAnnounce (name, summary, meta_version, epoch) followed by DataSourceMeta (the
  * attributes) on every change and every period, and a {@link Listener} for the consumer,
- * which pairs each announce with the meta of the same version that follows it. The
+ * which pairs each announce with the meta of the same version that follows it (a meta
+ * alone is taken too, with its name and summary from a later announce). The
  * bounds are the Rust library's (src/client/metadata): name 256, summary 1024, key and
  * format 1..128 printable ASCII bytes, value 16 KiB, 64 attributes, 64 KiB per message;
  * a message beyond them, or one that does not decode, is dropped and counted.
@@ -278,6 +279,16 @@ final class Metadata
             {
                 return false;
             }
+            if (v == version && epoch == -1)
+            {
+                // The announce of a version taken from its meta alone: complete it.
+                epoch = e;
+                name = n;
+                summary = s;
+                changes++;
+                report();
+                return true;
+            }
             pending = !(v == version && e == epoch && n.equals(name) && s.equals(summary));
             pendingVersion = v;
             pendingEpoch = e;
@@ -319,10 +330,27 @@ final class Metadata
                 summary = pendingSummary;
                 attributes = read;
                 changes++;
-                System.err.println("consumer: metadata version " + version + ": name \"" + name + "\", summary \"" +
-                    summary + "\", attributes [" + attrsText(attributes) + "]");
+                report();
+            }
+            else if (v != version)
+            {
+                // A meta without its announce (joined between the two, or a producer that
+                // sends metas only): taken; its announce completes it later.
+                version = v;
+                epoch = -1;
+                name = "";
+                summary = "";
+                attributes = read;
+                changes++;
+                report();
             }
             return true;
+        }
+
+        private void report()
+        {
+            System.err.println("consumer: metadata version " + version + ": name \"" + name + "\", summary \"" +
+                summary + "\", attributes [" + attrsText(attributes) + "]");
         }
     }
 }
