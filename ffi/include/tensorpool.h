@@ -372,7 +372,7 @@ enum tp_meta_status
   : int32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // The frame carries no metadata version (0).
+  // The frame carries no metadata version (0, or the null value 0xFFFFFFFF).
   TP_META_ABSENT = 0,
   // Taken under the metadata the consumer holds.
   TP_META_CURRENT = 1,
