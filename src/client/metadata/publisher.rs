@@ -123,6 +123,16 @@ impl MetadataPublisher {
         self.next_send_ns = 0;
     }
 
+    /// Whether metadata is set and a send is due at `now_ns`.
+    pub fn is_due(&self, now_ns: u64) -> bool {
+        self.current.is_some() && now_ns >= self.next_send_ns
+    }
+
+    /// Waits a period before the next attempt (the publication could not be added).
+    pub fn retry_in_a_period(&mut self, now_ns: u64) {
+        self.next_send_ns = now_ns.saturating_add(self.interval_ns);
+    }
+
     /// Sends both messages on `publication` if due at `now_ns`.
     pub fn do_work(
         &mut self,

@@ -5,7 +5,7 @@
 use super::descriptors::DescriptorFanout;
 use super::error::ProducerError;
 use crate::client::link::{stream_i32, ClientStreams, ControlLink};
-use crate::transport::Publication;
+use crate::transport::{Publication, TransportError};
 
 /// Name the media driver shows for a producer's Aeron client.
 const CLIENT_NAME: &str = "tensorpool-producer";
@@ -15,13 +15,31 @@ pub(super) struct Connection {
     // Field order is drop order: publications before the client that made them.
     pub(super) descriptors: DescriptorFanout,
     pub(super) qos: Publication,
-    pub(super) metadata: Publication,
+    /// Added when the producer first has metadata to send: a producer without metadata
+    /// keeps no log buffer for it.
+    pub(super) metadata: Option<Publication>,
     pub(super) link: ControlLink,
 }
 
 impl Connection {
+    /// The metadata publication, added on first use.
+    pub(super) fn metadata_publication(
+        &mut self,
+        streams: &ClientStreams,
+    ) -> Result<&Publication, TransportError> {
+        if self.metadata.is_none() {
+            self.metadata = Some(Publication::add(
+                self.link.client(),
+                &streams.metadata_channel,
+                stream_i32(streams.metadata_stream_id)?,
+            )?);
+        }
+        Ok(self.metadata.as_ref().expect("added above"))
+    }
+
     /// Connects (waiting up to `streams.connect_timeout` for a media driver) and adds the
-    /// control, descriptor and QoS streams.
+    /// control, descriptor and QoS streams (the metadata stream comes with the first
+    /// metadata, [`Connection::metadata_publication`]).
     pub(super) fn open(streams: &ClientStreams) -> Result<Self, ProducerError> {
         let link = ControlLink::connect(streams, CLIENT_NAME)?;
         let shared = Publication::add(
@@ -34,15 +52,10 @@ impl Connection {
             &streams.qos_channel,
             stream_i32(streams.qos_stream_id)?,
         )?;
-        let metadata = Publication::add(
-            link.client(),
-            &streams.metadata_channel,
-            stream_i32(streams.metadata_stream_id)?,
-        )?;
         Ok(Self {
             descriptors: DescriptorFanout::new(shared),
             qos,
-            metadata,
+            metadata: None,
             link,
         })
     }

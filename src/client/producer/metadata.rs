@@ -44,7 +44,10 @@ impl Producer {
 
     /// Sends the metadata if a change or the period makes it due; returns the work done.
     pub(super) fn send_metadata(&mut self, now_ns: u64) -> usize {
-        let (Some(conn), Some(writer)) = (self.conn.as_ref(), self.writer.as_ref()) else {
+        if !self.metadata.is_due(now_ns) {
+            return 0;
+        }
+        let (Some(conn), Some(writer)) = (self.conn.as_mut(), self.writer.as_ref()) else {
             return 0;
         };
         let grant = writer.epoch().grant();
@@ -53,7 +56,16 @@ impl Producer {
             producer_id: self.session.client_id(),
             epoch: grant.epoch,
         };
-        match self.metadata.do_work(now_ns, &conn.metadata, ids) {
+        let publication = match conn.metadata_publication(&self.config.streams) {
+            Ok(publication) => publication,
+            Err(error) => {
+                tracing::warn!(%error, "cannot add the metadata publication");
+                self.metadata.retry_in_a_period(now_ns);
+                self.counters.metadata_send_failures += 1;
+                return 1;
+            }
+        };
+        match self.metadata.do_work(now_ns, publication, ids) {
             SendOutcome::NotDue => 0,
             SendOutcome::Sent => {
                 self.counters.metadata_sent += 1;
