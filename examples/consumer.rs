@@ -35,7 +35,15 @@
 //! id `BASE + s` (what `producer --trace-id BASE` sends): `trace_ids_verified` counts those
 //! that do, `trace_failures` the others (any makes the exit status 1).
 //!
-//! (on one line). Every frame the producer sent is either received or in exactly one
+//! (on one line), followed by the stream's metadata (Wire Spec §10.3) as last received:
+//! `"meta_version"` (0: none), `"meta_name"`, `"meta_summary"`, `"meta_attrs"`
+//! (`key=value` pairs joined by `;`, values of other formats than `text/plain` as
+//! `<N bytes>`), `"meta_changes"` (versions received), and the versions frames carried:
+//! `"first_frame_meta_version"`, `"last_frame_meta_version"`, `"frames_meta_unseen"`
+//! (frames naming a version not received yet: delivered all the same) and
+//! `"frame_meta_regressions"` (a frame with a lower version than the frame before it).
+//! Every new metadata version is also printed on stderr as it arrives. Every frame the
+//! producer sent is either received or in exactly one
 //! drop figure: `drops_gap` (its descriptor never arrived), `drops_late` (the producer
 //! overwrote it before or while it was read), `drops_resync` (skipped to catch up with a
 //! producer that lapped the ring), `drops_invalid` (the slot contradicted the descriptor
@@ -58,8 +66,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tensorpool::client::consumer::{
     monotonic_now_ns, Consumer, ConsumerConfig, ConsumerCounters, ConsumerError, ConsumerEvent,
-    Frame, FramePoll,
+    Frame, FramePoll, MetaStatus,
 };
+use tensorpool::client::metadata::StreamMetadata;
 use tensorpool::client::{attach_refusal_fix, ClientStreams, LinkError};
 use tensorpool::protocol::control::Dtype;
 use tensorpool::protocol::driver::LeaseRevokeReason;
@@ -167,6 +176,76 @@ struct Report {
     bytes_received: u64,
     first_frame: Option<Instant>,
     last_frame: Option<Instant>,
+    metadata: Option<StreamMetadata>,
+    meta_changes: u64,
+    first_frame_meta_version: Option<u32>,
+    last_frame_meta_version: Option<u32>,
+    frames_meta_unseen: u64,
+    frame_meta_regressions: u64,
+}
+
+impl Report {
+    /// Notes the metadata version a delivered frame carried.
+    fn on_frame_meta(&mut self, version: u32, status: MetaStatus) {
+        self.first_frame_meta_version.get_or_insert(version);
+        if self
+            .last_frame_meta_version
+            .is_some_and(|last| version < last)
+        {
+            self.frame_meta_regressions += 1;
+        }
+        self.last_frame_meta_version = Some(version);
+        if status == MetaStatus::Unseen {
+            self.frames_meta_unseen += 1;
+        }
+    }
+
+    /// The metadata fields of the JSON line (after a comma).
+    fn meta_json(&self) -> String {
+        let (version, name, summary, attrs) = match &self.metadata {
+            Some(held) => (
+                held.meta_version,
+                held.metadata.name.as_str(),
+                held.metadata.summary.as_str(),
+                attrs_text(held),
+            ),
+            None => (0, "", "", String::new()),
+        };
+        format!(
+            "\"meta_version\":{version},\"meta_name\":{},\"meta_summary\":{},\
+             \"meta_attrs\":{},\"meta_changes\":{},\"first_frame_meta_version\":{},\
+             \"last_frame_meta_version\":{},\"frames_meta_unseen\":{},\
+             \"frame_meta_regressions\":{}",
+            json_string(name),
+            json_string(summary),
+            json_string(&attrs),
+            self.meta_changes,
+            self.first_frame_meta_version.unwrap_or(0),
+            self.last_frame_meta_version.unwrap_or(0),
+            self.frames_meta_unseen,
+            self.frame_meta_regressions
+        )
+    }
+}
+
+/// `key=value` pairs joined by `;` (values that are not `text/plain` as `<N bytes>`).
+fn attrs_text(held: &StreamMetadata) -> String {
+    held.metadata
+        .attributes
+        .iter()
+        .map(
+            |a| match (a.format.as_str(), std::str::from_utf8(&a.value)) {
+                ("text/plain", Ok(text)) => format!("{}={text}", a.key),
+                _ => format!("{}=<{} bytes>", a.key, a.value.len()),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// `text` as a JSON string.
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
 }
 
 impl Report {
@@ -204,7 +283,7 @@ impl Report {
              \"drops_invalid\":{},\"drops_other\":{},\"qos_drops_gap\":{},\
              \"qos_drops_late\":{},\"epoch_changes\":{},\"trace_ids_verified\":{},\
              \"trace_failures\":{},\"interrupted\":{},\
-             \"elapsed_s\":{:.6},\"frames_per_s\":{:.3},\"mib_per_s\":{:.3}}}",
+             \"elapsed_s\":{:.6},\"frames_per_s\":{:.3},\"mib_per_s\":{:.3},{}}}",
             self.frames_received,
             self.frames_verified,
             self.verify_failures,
@@ -221,7 +300,8 @@ impl Report {
             self.interrupted,
             secs,
             fps,
-            mibps
+            mibps,
+            self.meta_json()
         )
     }
 }
@@ -365,6 +445,19 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
                     tracing::info!(epoch, "attached");
                 }
                 ConsumerEvent::EpochChanged { epoch } => tracing::info!(epoch, "epoch changed"),
+                ConsumerEvent::MetadataChanged { meta_version } => {
+                    report.meta_changes += 1;
+                    report.metadata = consumer.metadata().cloned();
+                    if let Some(held) = &report.metadata {
+                        eprintln!(
+                            "consumer: metadata version {meta_version}: name {:?}, summary {:?}, \
+                             attributes [{}]",
+                            held.metadata.name,
+                            held.metadata.summary,
+                            attrs_text(held)
+                        );
+                    }
+                }
                 ConsumerEvent::AttachRefused { code, message } => {
                     let refusal = format!("{code}: {message}");
                     let fix = attach_refusal_fix(code, &message);
@@ -400,12 +493,19 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
                     let ok = verify && matches_pattern(&mut pattern, frame);
                     let traced =
                         frame.trace_id() == Some(args.expect_trace_id.wrapping_add(frame.seq()));
-                    (frame.payload().len(), ok, traced)
+                    (
+                        frame.payload().len(),
+                        ok,
+                        traced,
+                        frame.meta_version(),
+                        frame.meta_status(),
+                    )
                 })
                 .map_err(|e| format!("reading frames: {e}"))?;
             match poll {
                 FramePoll::Empty => break,
-                FramePoll::Delivered((len, ok, traced)) => {
+                FramePoll::Delivered((len, ok, traced, meta_version, meta_status)) => {
+                    report.on_frame_meta(meta_version, meta_status);
                     let now = Instant::now();
                     report.first_frame.get_or_insert(now);
                     report.last_frame = Some(now);

@@ -23,6 +23,12 @@
 //! follows them, so frames stay verifiable across a reattach. Every frame is described as
 //! a one-dimensional UINT8 tensor with `dims[0]` = the payload length.
 //!
+//! With `--meta-name NAME` it publishes the data source's metadata (Wire Spec §10.3)
+//! once attached, before the first frame: that name, `--meta-summary`, and a `text/plain`
+//! attribute per `--meta-attr KEY=VALUE`, plus `phase=1`. With `--meta-change-at N` it
+//! changes `phase` to `2` before frame N, so frames from N on carry the next metadata
+//! version. The metadata is re-announced every `--meta-interval-ms`.
+//!
 //! At the end it keeps its lease for `--linger-ms` (so consumers can read the last frames
 //! before the epoch ends), detaches, and prints one JSON line on stdout:
 //!
@@ -43,6 +49,7 @@ use common::Pattern;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use tensorpool::client::metadata::{Attribute, DataSourceMetadata};
 use tensorpool::client::producer::{
     monotonic_now_ns, DescriptorStamp, Producer, ProducerConfig, ProducerError, ProducerEvent,
     PublishError, DEFAULT_ALLOWED_BASE_DIR,
@@ -124,6 +131,40 @@ struct Args {
     /// (and the publish time); 0 sends none.
     #[arg(long, default_value_t = 0)]
     trace_id: u64,
+    /// Publish metadata with this data source name (see the module docs).
+    #[arg(long)]
+    meta_name: Option<String>,
+    /// Metadata summary (with `--meta-name`).
+    #[arg(long, default_value = "")]
+    meta_summary: String,
+    /// A `text/plain` metadata attribute, KEY=VALUE; repeat for several.
+    #[arg(long = "meta-attr", value_parser = parse_attr)]
+    meta_attrs: Vec<(String, String)>,
+    /// Change the metadata (`phase` 1 -> 2) before this frame.
+    #[arg(long)]
+    meta_change_at: Option<u64>,
+    /// Metadata re-announce period, in ms.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    meta_interval_ms: u64,
+}
+
+/// Splits `KEY=VALUE`.
+fn parse_attr(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// The metadata of `--meta-*` for `phase`, if `--meta-name` was given.
+fn metadata(args: &Args, phase: u32) -> Option<DataSourceMetadata> {
+    let name = args.meta_name.as_ref()?;
+    let mut metadata =
+        DataSourceMetadata::named(name.as_str()).with_summary(args.meta_summary.as_str());
+    for (key, value) in &args.meta_attrs {
+        metadata.set_attribute(Attribute::new(key.as_str(), "text/plain", value.as_bytes()));
+    }
+    Some(metadata.with_attribute("phase", "text/plain", phase.to_string()))
 }
 
 /// What the run achieved.
@@ -206,7 +247,8 @@ fn config(args: &Args) -> ProducerConfig {
     let config = ProducerConfig::new(args.stream_id)
         .streams(streams)
         .client_id(args.client_id)
-        .allowed_base_dirs(args.allowed_base_dirs.iter().cloned());
+        .allowed_base_dirs(args.allowed_base_dirs.iter().cloned())
+        .metadata_interval(Duration::from_millis(args.meta_interval_ms));
     let config = match args.keepalive_ms {
         Some(ms) => config.keepalive_interval(Duration::from_millis(ms)),
         None => config,
@@ -321,6 +363,11 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
     }
     let tensor = bytes_header(args.payload_bytes).map_err(|e| e.to_string())?;
     let mut pattern = Pattern::new(args.payload_bytes);
+    if let Some(metadata) = metadata(args, 1) {
+        producer
+            .set_metadata(metadata)
+            .map_err(|e| format!("--meta-*: {e}"))?;
+    }
 
     let start = Instant::now();
     let result = publish_all(args, &mut producer, report, &tensor, &mut pattern);
@@ -363,6 +410,13 @@ fn publish_all(
         if period.is_some() && now < next_due {
             idle.idle(work);
             continue;
+        }
+        if args.meta_change_at == Some(attempted) {
+            if let Some(metadata) = metadata(args, 2) {
+                producer
+                    .set_metadata(metadata)
+                    .map_err(|e| format!("--meta-*: {e}"))?;
+            }
         }
         match producer.claim(args.payload_bytes) {
             Ok(mut claim) => {

@@ -584,3 +584,78 @@ fn trace_ids_from_the_java_producer_reach_the_rust_consumer() {
     );
     assert_all_traced(&received, 1000);
 }
+
+/// The producer flags of the metadata tests: metadata from the start, changed before
+/// frame 500 of the 1,000, re-announced every 200 ms.
+const METADATA_FLAGS: [&str; 10] = [
+    "--meta-name",
+    "cam \"java\"",
+    "--meta-summary",
+    "uint8 test pattern",
+    "--meta-attr",
+    "lens=35mm",
+    "--meta-change-at",
+    "500",
+    "--meta-interval-ms",
+    "200",
+];
+
+/// The consumer had every frame: the first 500 carried version 1, the rest version 2,
+/// and it holds version 2 with the producer's name, summary and attributes.
+fn assert_metadata_exchanged(received: &JsonLine) {
+    assert_eq!(received.u64("meta_version"), 2, "{received}");
+    assert_eq!(
+        received.text("meta_name"),
+        Some("cam \"java\""),
+        "{received}"
+    );
+    assert_eq!(
+        received.text("meta_summary"),
+        Some("uint8 test pattern"),
+        "{received}"
+    );
+    assert_eq!(
+        received.text("meta_attrs"),
+        Some("lens=35mm;phase=2"),
+        "{received}"
+    );
+    assert!(received.u64("meta_changes") >= 1, "{received}");
+    assert_eq!(received.u64("first_frame_meta_version"), 1, "{received}");
+    assert_eq!(received.u64("last_frame_meta_version"), 2, "{received}");
+    assert_eq!(received.u64("frame_meta_regressions"), 0, "{received}");
+}
+
+/// `extra` followed by [`METADATA_FLAGS`].
+fn with_metadata_flags<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all = extra.to_vec();
+    all.extend(METADATA_FLAGS);
+    all
+}
+
+#[test]
+fn rust_producer_metadata_reaches_the_java_consumer_and_its_change_tags_later_frames() {
+    let test = "rust_producer_metadata_reaches_the_java_consumer_and_its_change_tags_later_frames";
+    let Some(build) = java(test) else { return };
+    let (_, received) = pair(
+        "meta-rust-to-java",
+        |env, extra| spawn_java(build, env, "Consumer", extra),
+        |env, extra| spawn_rust(env, "producer", &with_metadata_flags(extra)),
+    );
+    assert_all_verified(&received, 1000);
+    assert_metadata_exchanged(&received);
+    assert_eq!(received.u64("metadata_dropped"), 0, "{received}");
+}
+
+#[test]
+fn java_producer_metadata_reaches_the_rust_consumer_and_its_change_tags_later_frames() {
+    let test = "java_producer_metadata_reaches_the_rust_consumer_and_its_change_tags_later_frames";
+    let Some(build) = java(test) else { return };
+    let (sent, received) = pair(
+        "meta-java-to-rust",
+        |env, extra| spawn_rust(env, "consumer", extra),
+        |env, extra| spawn_java(build, env, "Producer", &with_metadata_flags(extra)),
+    );
+    assert_eq!(sent.u64("frames_sent"), 1000, "{sent}");
+    assert_all_verified(&received, 1000);
+    assert_metadata_exchanged(&received);
+}

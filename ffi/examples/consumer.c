@@ -20,10 +20,17 @@
  * With --expect-trace-id BASE each frame's descriptor must carry trace id BASE + s (what
  * the producers' --trace-id BASE sends); a frame that does not is a trace failure.
  *
+ * followed (in the same object) by the stream's metadata as last received:
+ * "meta_version" (0: none), "meta_name", "meta_summary", "meta_attrs" ("key=value"
+ * pairs joined by ';'), "meta_changes", and the versions frames carried:
+ * "first_frame_meta_version", "last_frame_meta_version", "frames_meta_unseen" (frames
+ * naming a version not received yet, delivered all the same) and
+ * "frame_meta_regressions" (a frame with a lower version than the one before it).
+ *
  * elapsed_s runs from the first delivered frame to the last. Exit status: 0 when
  * --frames frames were received (and verified), 130 after SIGINT/SIGTERM, 1 otherwise.
  */
-#include "example_common.h"
+#include "example_metadata.h"
 
 #define ROLE "consumer"
 #define FRAMES_PER_CYCLE 64
@@ -51,6 +58,12 @@ typedef struct report {
     double first_frame;
     double last_frame;
     tp_consumer_counters counters;
+    example_meta_copy meta;
+    bool any_frame_meta;
+    uint32_t first_frame_meta_version;
+    uint32_t last_frame_meta_version;
+    uint64_t frames_meta_unseen;
+    uint64_t frame_meta_regressions;
 } report;
 
 /* What the frame callback saw; counted only once the poll says DELIVERED. */
@@ -61,6 +74,8 @@ typedef struct seen {
     bool matches;
     uint64_t expect_trace_id;
     bool trace_matches;
+    uint32_t meta_version;
+    int32_t meta_status;
 } seen;
 
 static void usage(void) {
@@ -140,6 +155,8 @@ static void on_frame(const tp_frame *frame, void *user) {
     s->len = info.payload_len;
     /* The descriptor's trace id (0: none) travels beside the payload, not in it. */
     s->trace_matches = info.trace_id == s->expect_trace_id + info.seq;
+    s->meta_version = info.meta_version;
+    s->meta_status = info.meta_status;
     if (s->verify) {
         s->matches = info.tensor.dtype == TP_DTYPE_UINT8 && info.tensor.ndims == 1 &&
                      info.tensor.dims[0] >= 0 && (size_t)info.tensor.dims[0] == info.payload_len &&
@@ -155,7 +172,7 @@ static const char *last_refusal = NULL;
 
 /* Drains the events (logging the unusual ones); false on a failure. Notes in
  * *producer_detached_at when the producer detached (it finished; 0: it has not). */
-static bool drain_events(tp_consumer *consumer, double *producer_detached_at) {
+static bool drain_events(tp_consumer *consumer, double *producer_detached_at, report *r) {
     for (;;) {
         tp_consumer_event event;
         tp_status status = tp_consumer_poll_event(consumer, &event);
@@ -167,7 +184,12 @@ static bool drain_events(tp_consumer *consumer, double *producer_detached_at) {
             return true;
         }
         const char *reason = tp_consumer_event_reason_name(event.kind, event.reason);
-        if (event.kind == TP_CONSUMER_EVENT_ATTACH_REFUSED) {
+        if (event.kind == TP_CONSUMER_EVENT_METADATA_CHANGED) {
+            r->meta.changes++;
+            if (!example_copy_metadata(ROLE, consumer, &r->meta)) {
+                return false;
+            }
+        } else if (event.kind == TP_CONSUMER_EVENT_ATTACH_REFUSED) {
             last_refusal = reason;
         } else if (event.kind == TP_CONSUMER_EVENT_ATTACHED) {
             last_refusal = NULL;
@@ -198,7 +220,7 @@ static bool read_frames(const options *o, tp_consumer *consumer, report *r, seen
             example_report(ROLE, "duty cycle", status);
             return false;
         }
-        if (!drain_events(consumer, &producer_detached_at)) {
+        if (!drain_events(consumer, &producer_detached_at, r)) {
             return false;
         }
         if (producer_detached_at != 0.0 && example_now_s() - producer_detached_at >= grace_s) {
@@ -233,6 +255,16 @@ static bool read_frames(const options *o, tp_consumer *consumer, report *r, seen
                 } else {
                     r->trace_failures++;
                 }
+            }
+            if (!r->any_frame_meta) {
+                r->any_frame_meta = true;
+                r->first_frame_meta_version = s->meta_version;
+            } else if (s->meta_version < r->last_frame_meta_version) {
+                r->frame_meta_regressions++;
+            }
+            r->last_frame_meta_version = s->meta_version;
+            if (s->meta_status == TP_META_UNSEEN) {
+                r->frames_meta_unseen++;
             }
             if (o->verify) {
                 if (s->matches) {
@@ -335,7 +367,7 @@ int main(int argc, char **argv) {
            "\"drops_resync\":%llu,\"drops_invalid\":%llu,\"drops_other\":%llu,"
            "\"epoch_changes\":%llu,\"trace_ids_verified\":%llu,\"trace_failures\":%llu,"
            "\"interrupted\":%s,\"elapsed_s\":%.6f,"
-           "\"frames_per_s\":%.3f,\"mib_per_s\":%.3f}\n",
+           "\"frames_per_s\":%.3f,\"mib_per_s\":%.3f,",
            (unsigned long long)r.frames_received, (unsigned long long)r.frames_verified,
            (unsigned long long)r.verify_failures, (unsigned long long)c->drops_gap,
            (unsigned long long)late, (unsigned long long)c->drops_resync,
@@ -343,6 +375,18 @@ int main(int argc, char **argv) {
            (unsigned long long)c->epoch_changes, (unsigned long long)r.trace_ids_verified,
            (unsigned long long)r.trace_failures, example_interrupted ? "true" : "false", secs,
            fps, mibps);
+    printf("\"meta_version\":%u,\"meta_name\":", (unsigned)r.meta.meta_version);
+    example_print_json_string(r.meta.name);
+    printf(",\"meta_summary\":");
+    example_print_json_string(r.meta.summary);
+    printf(",\"meta_attrs\":");
+    example_print_json_string(r.meta.attrs);
+    printf(",\"meta_changes\":%llu,\"first_frame_meta_version\":%u,"
+           "\"last_frame_meta_version\":%u,\"frames_meta_unseen\":%llu,"
+           "\"frame_meta_regressions\":%llu}\n",
+           (unsigned long long)r.meta.changes, (unsigned)r.first_frame_meta_version,
+           (unsigned)r.last_frame_meta_version, (unsigned long long)r.frames_meta_unseen,
+           (unsigned long long)r.frame_meta_regressions);
     fflush(stdout);
     if (example_interrupted) {
         return 130;

@@ -20,11 +20,16 @@
  * create the stream under another id from its driver.stream_id_range, printed on stderr
  * too; consumers must read that id.
  *
+ * With --meta-name NAME it publishes the data source's metadata once attached, before
+ * the first frame: that name, --meta-summary, a text/plain attribute per --meta-attr
+ * KEY=VALUE, and phase=1; --meta-change-at N sets phase=2 before frame N (frames from N
+ * on carry the next metadata version); --meta-interval-ms is the re-announce period.
+ *
  * Byte i of the frame with sequence s is (s + i) mod 251, a one-dimensional UINT8 tensor
  * with dims[0] = the payload length. Exit status: 0 when every frame was published,
  * 130 after SIGINT/SIGTERM, 1 otherwise.
  */
-#include "example_common.h"
+#include "example_metadata.h"
 
 #define ROLE "producer"
 
@@ -37,6 +42,7 @@ typedef struct options {
     uint64_t timeout_s;
     uint64_t linger_ms;
     uint64_t trace_id; /* 0: frames carry no trace id */
+    example_meta_options meta;
 } options;
 
 typedef struct report {
@@ -59,7 +65,9 @@ static void usage(void) {
             "  [--descriptor-stream-id 1100] [--qos-stream-id 1200]\n"
             "  [--allowed-base-dir /dev/shm/tensorpool]... [--client-id 0] [--create]\n"
             "  [--keepalive-ms BOUND] [--timeout-s 30] [--linger-ms 500]\n"
-            "  [--trace-id BASE (frame s carries trace id BASE + s; 0 = none)]\n");
+            "  [--trace-id BASE (frame s carries trace id BASE + s; 0 = none)]\n"
+            "  [--meta-name NAME [--meta-summary TEXT] [--meta-attr KEY=VALUE]...\n"
+            "   [--meta-change-at FRAME] [--meta-interval-ms 1000]]\n");
 }
 
 static void parse(int argc, char **argv, options *o) {
@@ -71,6 +79,7 @@ static void parse(int argc, char **argv, options *o) {
     o->create = false;
     o->timeout_s = 30;
     o->linger_ms = 500;
+    example_meta_defaults(&o->meta);
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i];
         if (example_client_option(ROLE, "--client-id", &o->client, argc, argv, &i)) {
@@ -90,6 +99,9 @@ static void parse(int argc, char **argv, options *o) {
             exit(2);
         }
         const char *value = argv[++i];
+        if (example_meta_option(ROLE, flag, value, &o->meta)) {
+            continue;
+        }
         if (strcmp(flag, "--frames") == 0) {
             o->frames = example_parse_u64(ROLE, flag, value);
         } else if (strcmp(flag, "--payload-bytes") == 0) {
@@ -208,6 +220,9 @@ static bool publish_all(const options *o, tp_producer *producer, report *r,
             example_idle(&idle, work);
             continue;
         }
+        if (attempted == o->meta.change_at && !example_set_metadata(ROLE, producer, &o->meta, 2)) {
+            return false;
+        }
         tp_claim claim;
         tp_status status = tp_producer_claim(producer, o->payload_bytes, &claim);
         if (status == TP_OK) {
@@ -290,6 +305,12 @@ static bool run(const options *o, report *r) {
     if (config == NULL) {
         return false;
     }
+    if (o->meta.interval_ms != 0 &&
+        tp_config_set_metadata_interval_ms(config, o->meta.interval_ms) != TP_OK) {
+        example_report(ROLE, "--meta-interval-ms", TP_ERROR_INVALID_ARGUMENT);
+        tp_config_close(config);
+        return false;
+    }
     if (o->create && tp_config_set_publish_mode(config, TP_PUBLISH_EXISTING_OR_CREATE) != TP_OK) {
         example_report(ROLE, "--create", TP_ERROR_INVALID_ARGUMENT);
         tp_config_close(config);
@@ -321,7 +342,8 @@ static bool run(const options *o, report *r) {
         example_report(ROLE, "--payload-bytes", TP_ERROR_INVALID_TENSOR);
     } else if (wait_attached(o, producer, r, example_now_s() + (double)o->timeout_s)) {
         double start = example_now_s();
-        ok = publish_all(o, producer, r, &tensor, table);
+        ok = example_set_metadata(ROLE, producer, &o->meta, 1) &&
+             publish_all(o, producer, r, &tensor, table);
         r->elapsed_s = example_now_s() - start;
         update_dropped(producer, r);
         /* Keep the lease so consumers can read the last frames before the epoch ends. */

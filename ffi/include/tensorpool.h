@@ -46,8 +46,8 @@
 // Version of this C ABI. It changes only when a function, struct or enum changes in a
 // way that breaks programs built against an older header; compare
 // `tp_version_info.abi_version` with it at start-up. 2: `tp_frame_info` and
-// `tp_consumer_counters` grew (trace id, publish time; FALLBACK, sequence regression,
-// activity and beyond-ndims counters).
+// `tp_consumer_counters` grew (trace id, publish time, metadata version and status;
+// FALLBACK, sequence regression, activity, beyond-ndims and metadata counters).
 #define TP_ABI_VERSION 2
 
 // The result of every `tp_*` call that can fail: `TP_OK` (0) or a negative error.
@@ -271,6 +271,9 @@ enum tp_consumer_event_kind
   TP_CONSUMER_EVENT_FALLBACK = 9,
   // A ConsumerConfig with `use_shm = TRUE` ended FALLBACK; the consumer reattaches.
   TP_CONSUMER_EVENT_SHM_RESUMED = 10,
+  // A new metadata version of the stream arrived complete (`meta_version`); read it
+  // with `tp_consumer_get_metadata`.
+  TP_CONSUMER_EVENT_METADATA_CHANGED = 11,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -428,10 +431,34 @@ typedef int32_t tp_qos_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// How a frame's `meta_version` relates to the consumer's metadata
+// (`tp_frame_info.meta_status`).
+enum tp_meta_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The frame carries no metadata version (0, or the null value 0xFFFFFFFF).
+  TP_META_ABSENT = 0,
+  // Taken under the metadata the consumer holds.
+  TP_META_CURRENT = 1,
+  // Names a version the consumer has not received yet; delivered all the same.
+  TP_META_UNSEEN = 2,
+  // Taken under an older version than the one the consumer holds.
+  TP_META_SUPERSEDED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tp_meta_status tp_meta_status;
+#else
+typedef int32_t tp_meta_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Client settings for `tp_producer_create` and `tp_consumer_create` (opaque). The
 // defaults agree with the shipped `config/driver.toml`: Aeron's default directory, every
 // stream on `aeron:ipc?term-length=4m`, control 1000, announce 1001, descriptors 1100,
-// QoS 1200, SHM files under `/dev/shm/tensorpool`, a random client id, keepalives paced by the granted lease.
+// QoS 1200, metadata 1300, SHM files under `/dev/shm/tensorpool`, a random client id, keepalives paced by the granted lease.
 // Settings a role does not use are ignored by it. A config is plain data: it may be
 // used from any thread, but not from two at once; creating a client copies it.
 typedef struct tp_config tp_config;
@@ -515,8 +542,10 @@ typedef struct tp_frame_info {
   uint32_t stream_id;
   // Header ring index (also the payload slot).
   uint32_t header_index;
-  // Metadata version the frame refers to.
+  // Metadata version the frame was taken under (0: none).
   uint32_t meta_version;
+  // How `meta_version` relates to the consumer's metadata (a `tp_meta_status`).
+  int32_t meta_status;
   // Payload pool the bytes live in.
   uint16_t pool_id;
   // The validated tensor description.
@@ -535,6 +564,8 @@ typedef struct tp_consumer_event {
   int32_t reason;
   // Epoch (ATTACHED, EPOCH_CHANGED).
   uint64_t epoch;
+  // Metadata version (METADATA_CHANGED).
+  uint32_t meta_version;
 } tp_consumer_event;
 
 // The consumer's counters; each only grows. Every descriptor of the stream is either
@@ -627,6 +658,12 @@ typedef struct tp_consumer_counters {
   uint64_t activity_stale;
   // Times a ConsumerConfig put the consumer in FALLBACK.
   uint64_t fallbacks;
+  // Metadata versions received complete.
+  uint64_t metadata_updates;
+  // Metadata messages of this stream dropped as malformed.
+  uint64_t metadata_dropped_malformed;
+  // Metadata messages of this stream dropped for exceeding a size bound.
+  uint64_t metadata_dropped_oversize;
 } tp_consumer_counters;
 
 // The consumer's state.
@@ -644,6 +681,50 @@ typedef struct tp_consumer_info {
   // The highest sequence seen in the mapped epoch (0 when none).
   uint64_t last_seq_seen;
 } tp_consumer_info;
+
+// One metadata attribute: `key` names it, `format` says how to read `value` (e.g.
+// "text/plain", "application/json"). Key and format are printable ASCII of the given
+// lengths (not NUL-terminated); `value` is any bytes. Bounds: key and format 1..=128
+// bytes, value up to 16 KiB, at most 64 attributes, 64 KiB encoded in all.
+typedef struct tp_attribute {
+  // The key bytes.
+  const char *key;
+  // Key length in bytes.
+  size_t key_len;
+  // The format bytes.
+  const char *format;
+  // Format length in bytes.
+  size_t format_len;
+  // The value bytes (may be NULL when `value_len` is 0).
+  const uint8_t *value;
+  // Value length in bytes.
+  size_t value_len;
+} tp_attribute;
+
+// The metadata a consumer holds: the version in force (0 and NULL strings when none
+// arrived yet). `name` and `summary` are not NUL-terminated (print with "%.*s"); they
+// and the attributes stay valid until the next `tp_consumer_do_work` or
+// `tp_consumer_close`.
+typedef struct tp_metadata_info {
+  // The version in force (0: none).
+  uint32_t meta_version;
+  // The producer that announced it.
+  uint32_t producer_id;
+  // The epoch it was announced in.
+  uint64_t epoch;
+  // When the producer set it (wall clock, ns since the Unix epoch).
+  uint64_t timestamp_ns;
+  // The data source's name.
+  const char *name;
+  // Name length in bytes.
+  size_t name_len;
+  // The data source's summary.
+  const char *summary;
+  // Summary length in bytes.
+  size_t summary_len;
+  // How many attributes `tp_consumer_get_metadata_attribute` can read.
+  size_t attribute_count;
+} tp_metadata_info;
 
 // A claimed payload slot: fill `data[0..len)`, then `tp_producer_commit` or
 // `tp_producer_abort`. `data` points into shared memory and is valid until then.
@@ -702,6 +783,10 @@ typedef struct tp_producer_counters {
   uint64_t reconnects;
   // Events dropped because the queue was not drained.
   uint64_t events_dropped;
+  // Metadata announces (DataSourceAnnounce + DataSourceMeta) sent.
+  uint64_t metadata_sent;
+  // Metadata announces that hit back pressure or an Aeron error (retried).
+  uint64_t metadata_send_failures;
 } tp_producer_counters;
 
 // The producer's state.
@@ -799,7 +884,8 @@ tp_status tp_config_close(struct tp_config *config);
 // Sets the Aeron directory of the media driver (the driver's `driver.aeron_dir`).
 tp_status tp_config_set_aeron_dir(struct tp_config *config, const char *dir);
 
-// Puts the control, announce, descriptor and QoS streams on one Aeron `channel`.
+// Puts the control, announce, descriptor, QoS and metadata streams on one Aeron
+// `channel`.
 tp_status tp_config_set_channel(struct tp_config *config, const char *channel_uri);
 
 // Sets the stream ids of the control plane (the driver's `driver.control_stream_id`,
@@ -810,6 +896,17 @@ tp_status tp_config_set_stream_ids(struct tp_config *config,
                                    uint32_t announce_stream_id,
                                    uint32_t descriptor_stream_id,
                                    uint32_t qos_stream_id);
+
+// Sets the metadata stream (`DataSourceAnnounce`, `DataSourceMeta`; Wire Spec §10.3):
+// `channel_uri` (NULL keeps the current one) and `stream_id` (1..=2147483647; the
+// convention, and the default, is 1300).
+tp_status tp_config_set_metadata_stream(struct tp_config *config,
+                                        const char *channel_uri,
+                                        uint32_t stream_id);
+
+// Sets how often a producer re-announces its metadata (default 1000 ms); a consumer
+// that joins late has it within one period. Changes go out at once regardless.
+tp_status tp_config_set_metadata_interval_ms(struct tp_config *config, uint64_t ms);
 
 // Replaces the directories the granted SHM files must lie in (the driver's
 // `shm.base_dir`) with the one absolute path `dir`.
@@ -916,6 +1013,33 @@ tp_status tp_consumer_get_fallback_uri(struct tp_consumer *consumer,
                                        char *buf,
                                        size_t capacity,
                                        size_t *len_out);
+
+// Replaces the producer's metadata: `name` and `summary` (NUL-terminated ASCII, NULL
+// for empty) and `count` attributes at `attributes` (keys unique). A change bumps the
+// metadata version, announces it at once and periodically, and every frame committed
+// afterwards carries the new version; metadata equal to the current one changes
+// nothing. `meta_version_out` (may be NULL) receives the version in force. Metadata
+// beyond the bounds (see `tp_attribute`; name 256, summary 1024 bytes) or not printable
+// ASCII answers TP_ERROR_INVALID_ARGUMENT and changes nothing.
+tp_status tp_producer_set_metadata(struct tp_producer *producer,
+                                   const char *name,
+                                   const char *summary,
+                                   const struct tp_attribute *attributes,
+                                   size_t count,
+                                   uint32_t *meta_version_out);
+
+// Stores the metadata version the producer's frames carry now (0: none set).
+tp_status tp_producer_get_meta_version(struct tp_producer *producer, uint32_t *out);
+
+// Stores the consumer's metadata in `*out` (`meta_version` 0 when none arrived yet).
+tp_status tp_consumer_get_metadata(struct tp_consumer *consumer, struct tp_metadata_info *out);
+
+// Stores attribute `index` (below `tp_metadata_info.attribute_count`) of the consumer's
+// metadata in `*out`; its pointers stay valid until the next `tp_consumer_do_work`. An
+// index out of range answers TP_ERROR_INVALID_ARGUMENT.
+tp_status tp_consumer_get_metadata_attribute(struct tp_consumer *consumer,
+                                             size_t index,
+                                             struct tp_attribute *out);
 
 // The name of a producer event kind (`"TP_PRODUCER_EVENT_ATTACHED"`), or
 // `"TP_UNKNOWN_EVENT"`. The string is static.

@@ -155,6 +155,16 @@ class Config {
               "per_consumer_descriptor");
         return *this;
     }
+    // The metadata stream (default: the common channel, stream 1300).
+    Config &metadata_stream(const std::string &uri, std::uint32_t stream_id) {
+        check(tp_config_set_metadata_stream(config_, uri.c_str(), stream_id), "metadata_stream");
+        return *this;
+    }
+    // How often a producer re-announces its metadata.
+    Config &metadata_interval(std::chrono::milliseconds interval) {
+        check(tp_config_set_metadata_interval_ms(config_, millis(interval)), "metadata_interval");
+        return *this;
+    }
     Config &max_outstanding_seq_gap(std::uint64_t frames) {
         check(tp_config_set_max_outstanding_seq_gap(config_, frames), "max_outstanding_seq_gap");
         return *this;
@@ -167,6 +177,21 @@ class Config {
         return d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
     }
     tp_config *config_ = nullptr;
+};
+
+// One metadata attribute, owned (Wire Spec §10.3).
+struct Attribute {
+    std::string key;
+    std::string format;
+    std::vector<std::uint8_t> value;
+};
+
+// A data source's metadata, owned: what a producer sets and a consumer holds.
+struct Metadata {
+    std::uint32_t meta_version = 0; // 0: none (set by the library)
+    std::string name;
+    std::string summary;
+    std::vector<Attribute> attributes;
 };
 
 class Producer;
@@ -277,6 +302,22 @@ class Producer {
         return event;
     }
 
+    // Replaces the data source's metadata (meta_version is ignored); returns the version
+    // frames carry from now on. Throws Error (TP_ERROR_INVALID_ARGUMENT) beyond the bounds.
+    std::uint32_t set_metadata(const Metadata &metadata) {
+        std::vector<tp_attribute> attrs;
+        attrs.reserve(metadata.attributes.size());
+        for (const Attribute &a : metadata.attributes) {
+            attrs.push_back(tp_attribute{a.key.data(), a.key.size(), a.format.data(),
+                                         a.format.size(), a.value.data(), a.value.size()});
+        }
+        std::uint32_t version = 0;
+        check(tp_producer_set_metadata(producer_, metadata.name.c_str(), metadata.summary.c_str(),
+                                       attrs.data(), attrs.size(), &version),
+              "tp_producer_set_metadata");
+        return version;
+    }
+
     tp_producer_counters counters() {
         tp_producer_counters counters{};
         check(tp_producer_get_counters(producer_, &counters), "tp_producer_get_counters");
@@ -306,6 +347,12 @@ class Frame {
     // The descriptor's trace id and publish time (0 = absent).
     std::uint64_t trace_id() const noexcept { return info_.trace_id; }
     std::uint64_t descriptor_timestamp_ns() const noexcept { return info_.descriptor_timestamp_ns; }
+    // The metadata version the frame was taken under, and how it relates to the
+    // consumer's metadata (a tp_meta_status).
+    std::uint32_t meta_version() const noexcept { return info_.meta_version; }
+    tp_meta_status meta_status() const noexcept {
+        return static_cast<tp_meta_status>(info_.meta_status);
+    }
     const tp_tensor &tensor() const noexcept { return info_.tensor; }
     const tp_frame_info &info() const noexcept { return info_; }
 
@@ -368,6 +415,28 @@ class Consumer {
             return std::nullopt;
         }
         return event;
+    }
+
+    // A copy of the metadata the consumer holds (nullopt before any arrived).
+    std::optional<Metadata> metadata() {
+        tp_metadata_info info{};
+        check(tp_consumer_get_metadata(consumer_, &info), "tp_consumer_get_metadata");
+        if (info.meta_version == 0) {
+            return std::nullopt;
+        }
+        Metadata copy;
+        copy.meta_version = info.meta_version;
+        copy.name.assign(info.name, info.name_len);
+        copy.summary.assign(info.summary, info.summary_len);
+        for (std::size_t k = 0; k < info.attribute_count; k++) {
+            tp_attribute a{};
+            check(tp_consumer_get_metadata_attribute(consumer_, k, &a),
+                  "tp_consumer_get_metadata_attribute");
+            copy.attributes.push_back(Attribute{std::string(a.key, a.key_len),
+                                                std::string(a.format, a.format_len),
+                                                std::vector<std::uint8_t>(a.value, a.value + a.value_len)});
+        }
+        return copy;
     }
 
     tp_consumer_counters counters() {

@@ -14,7 +14,7 @@ use tensorpool::protocol::driver::PublishMode;
 /// Client settings for `tp_producer_create` and `tp_consumer_create` (opaque). The
 /// defaults agree with the shipped `config/driver.toml`: Aeron's default directory, every
 /// stream on `aeron:ipc?term-length=4m`, control 1000, announce 1001, descriptors 1100,
-/// QoS 1200, SHM files under `/dev/shm/tensorpool`, a random client id, keepalives paced by the granted lease.
+/// QoS 1200, metadata 1300, SHM files under `/dev/shm/tensorpool`, a random client id, keepalives paced by the granted lease.
 /// Settings a role does not use are ignored by it. A config is plain data: it may be
 /// used from any thread, but not from two at once; creating a client copies it.
 #[allow(non_camel_case_types)]
@@ -47,6 +47,7 @@ pub(crate) struct Settings {
     pub(crate) per_consumer_descriptor: Option<(String, u32)>,
     pub(crate) max_outstanding_seq_gap: Option<u64>,
     pub(crate) watch_next_slot: bool,
+    pub(crate) metadata_interval: Duration,
 }
 
 impl Default for Settings {
@@ -64,6 +65,7 @@ impl Default for Settings {
             per_consumer_descriptor: None,
             max_outstanding_seq_gap: consumer.max_outstanding_seq_gap,
             watch_next_slot: consumer.watch_next_slot,
+            metadata_interval: producer.metadata_interval,
         }
     }
 }
@@ -75,7 +77,8 @@ impl Settings {
             .streams(self.streams.clone())
             .client_id(self.client_id)
             .allowed_base_dirs(self.allowed_base_dirs.iter().cloned())
-            .attach_timeout(self.attach_timeout);
+            .attach_timeout(self.attach_timeout)
+            .metadata_interval(self.metadata_interval);
         config.keepalive_interval = self.keepalive_interval;
         match self.publish_mode {
             Some(mode) => config.publish_mode(mode),
@@ -179,7 +182,8 @@ pub extern "C" fn tp_config_set_aeron_dir(config: *mut tp_config, dir: *const c_
     })
 }
 
-/// Puts the control, announce, descriptor and QoS streams on one Aeron `channel`.
+/// Puts the control, announce, descriptor, QoS and metadata streams on one Aeron
+/// `channel`.
 #[no_mangle]
 pub extern "C" fn tp_config_set_channel(
     config: *mut tp_config,
@@ -191,6 +195,7 @@ pub extern "C" fn tp_config_set_channel(
         s.streams.control_channel.clone_from(&text);
         s.streams.announce_channel.clone_from(&text);
         s.streams.descriptor_channel.clone_from(&text);
+        s.streams.metadata_channel.clone_from(&text);
         s.streams.qos_channel = text;
         Ok(())
     })
@@ -224,6 +229,41 @@ pub extern "C" fn tp_config_set_stream_ids(
         s.streams.announce_stream_id = announce_stream_id;
         s.streams.descriptor_stream_id = descriptor_stream_id;
         s.streams.qos_stream_id = qos_stream_id;
+        Ok(())
+    })
+}
+
+/// Sets the metadata stream (`DataSourceAnnounce`, `DataSourceMeta`; Wire Spec §10.3):
+/// `channel_uri` (NULL keeps the current one) and `stream_id` (1..=2147483647; the
+/// convention, and the default, is 1300).
+#[no_mangle]
+pub extern "C" fn tp_config_set_metadata_stream(
+    config: *mut tp_config,
+    channel_uri: *const c_char,
+    stream_id: u32,
+) -> tp_status {
+    edit(config, |s| {
+        if stream_id == 0 || i32::try_from(stream_id).is_err() {
+            return Err(Failure::invalid(format!(
+                "metadata stream id {stream_id} is not in 1..=2147483647"
+            )));
+        }
+        if !channel_uri.is_null() {
+            // SAFETY: the ABI contract.
+            s.streams.metadata_channel =
+                channel(unsafe { utf8(channel_uri, "channel") }?, "metadata channel")?;
+        }
+        s.streams.metadata_stream_id = stream_id;
+        Ok(())
+    })
+}
+
+/// Sets how often a producer re-announces its metadata (default 1000 ms); a consumer
+/// that joins late has it within one period. Changes go out at once regardless.
+#[no_mangle]
+pub extern "C" fn tp_config_set_metadata_interval_ms(config: *mut tp_config, ms: u64) -> tp_status {
+    edit(config, |s| {
+        s.metadata_interval = milliseconds(ms, "metadata interval")?;
         Ok(())
     })
 }

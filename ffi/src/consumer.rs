@@ -64,8 +64,10 @@ pub struct tp_frame_info {
     pub stream_id: u32,
     /// Header ring index (also the payload slot).
     pub header_index: u32,
-    /// Metadata version the frame refers to.
+    /// Metadata version the frame was taken under (0: none).
     pub meta_version: u32,
+    /// How `meta_version` relates to the consumer's metadata (a `tp_meta_status`).
+    pub meta_status: i32,
     /// Payload pool the bytes live in.
     pub pool_id: u16,
     /// The validated tensor description.
@@ -87,6 +89,7 @@ impl Default for tp_frame_info {
             stream_id: 0,
             header_index: 0,
             meta_version: 0,
+            meta_status: 0,
             pool_id: 0,
             tensor: tp_tensor::default(),
             trace_id: 0,
@@ -197,6 +200,9 @@ pub enum tp_consumer_event_kind {
     TP_CONSUMER_EVENT_FALLBACK = 9,
     /// A ConsumerConfig with `use_shm = TRUE` ended FALLBACK; the consumer reattaches.
     TP_CONSUMER_EVENT_SHM_RESUMED = 10,
+    /// A new metadata version of the stream arrived complete (`meta_version`); read it
+    /// with `tp_consumer_get_metadata`.
+    TP_CONSUMER_EVENT_METADATA_CHANGED = 11,
 }
 
 /// Why the regions were unmapped (`reason` of TP_CONSUMER_EVENT_UNMAPPED).
@@ -247,6 +253,8 @@ pub struct tp_consumer_event {
     pub reason: i32,
     /// Epoch (ATTACHED, EPOCH_CHANGED).
     pub epoch: u64,
+    /// Metadata version (METADATA_CHANGED).
+    pub meta_version: u32,
 }
 
 /// The consumer's counters; each only grows. Every descriptor of the stream is either
@@ -342,6 +350,12 @@ pub struct tp_consumer_counters {
     pub activity_stale: u64,
     /// Times a ConsumerConfig put the consumer in FALLBACK.
     pub fallbacks: u64,
+    /// Metadata versions received complete.
+    pub metadata_updates: u64,
+    /// Metadata messages of this stream dropped as malformed.
+    pub metadata_dropped_malformed: u64,
+    /// Metadata messages of this stream dropped for exceeding a size bound.
+    pub metadata_dropped_oversize: u64,
 }
 
 /// The consumer's state.
@@ -379,9 +393,16 @@ pub(crate) struct ConsumerInner {
     frame: *mut FrameShell,
 }
 
+impl ConsumerInner {
+    /// The consumer.
+    pub(crate) fn consumer(&self) -> &Consumer {
+        &self.consumer
+    }
+}
+
 type ConsumerShell = Shell<ConsumerInner>;
 
-fn with(
+pub(crate) fn with(
     consumer: *mut tp_consumer,
     body: impl FnOnce(&mut ConsumerInner) -> Result<(), Failure>,
 ) -> tp_status {
@@ -468,6 +489,7 @@ unsafe fn deliver(
         stream_id: frame.stream_id(),
         header_index: frame.header_index(),
         meta_version: frame.meta_version(),
+        meta_status: crate::metadata::meta_status_of(frame.meta_status()),
         pool_id: frame.pool_id(),
         tensor: tp_tensor::from_header(frame.tensor()),
         trace_id: frame.trace_id().unwrap_or(0),
@@ -678,6 +700,10 @@ fn event_of(event: Option<ConsumerEvent>) -> tp_consumer_event {
             out.reason = code.raw();
             K::TP_CONSUMER_EVENT_ATTACH_REFUSED
         }
+        ConsumerEvent::MetadataChanged { meta_version } => {
+            out.meta_version = meta_version;
+            K::TP_CONSUMER_EVENT_METADATA_CHANGED
+        }
     } as i32;
     out
 }
@@ -726,6 +752,9 @@ impl From<ConsumerCounters> for tp_consumer_counters {
             tensors_beyond_ndims: c.tensors_beyond_ndims,
             activity_stale: c.activity_stale,
             fallbacks: c.fallbacks,
+            metadata_updates: c.metadata_updates,
+            metadata_dropped_malformed: c.metadata_dropped_malformed,
+            metadata_dropped_oversize: c.metadata_dropped_oversize,
         }
     }
 }

@@ -23,6 +23,7 @@
 mod config;
 mod consumer;
 mod handle;
+mod metadata;
 mod names;
 mod producer;
 mod qos;
@@ -36,6 +37,7 @@ pub use consumer::{
     tp_consumer_state, tp_drop_reason, tp_frame, tp_frame_handler, tp_frame_info,
     tp_outcome_handler, tp_poll_outcome, tp_poll_result, tp_unmap_reason,
 };
+pub use metadata::{tp_attribute, tp_meta_status, tp_metadata_info};
 pub use producer::{
     tp_claim, tp_producer, tp_producer_counters, tp_producer_event, tp_producer_event_kind,
     tp_producer_info, TP_EVENT_MESSAGE_LEN,

@@ -51,6 +51,11 @@ pub extern "C" fn tp_consumer_event_name(kind: i32) -> *const c_char {
             c"TP_CONSUMER_EVENT_MEDIA_DRIVER_LOST"
         }
         k if k == C::TP_CONSUMER_EVENT_ATTACH_REFUSED as i32 => c"TP_CONSUMER_EVENT_ATTACH_REFUSED",
+        k if k == C::TP_CONSUMER_EVENT_FALLBACK as i32 => c"TP_CONSUMER_EVENT_FALLBACK",
+        k if k == C::TP_CONSUMER_EVENT_SHM_RESUMED as i32 => c"TP_CONSUMER_EVENT_SHM_RESUMED",
+        k if k == C::TP_CONSUMER_EVENT_METADATA_CHANGED as i32 => {
+            c"TP_CONSUMER_EVENT_METADATA_CHANGED"
+        }
         _ => c"TP_UNKNOWN_EVENT",
     };
     name.as_ptr()

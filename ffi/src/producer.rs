@@ -115,6 +115,10 @@ pub struct tp_producer_counters {
     pub reconnects: u64,
     /// Events dropped because the queue was not drained.
     pub events_dropped: u64,
+    /// Metadata announces (DataSourceAnnounce + DataSourceMeta) sent.
+    pub metadata_sent: u64,
+    /// Metadata announces that hit back pressure or an Aeron error (retried).
+    pub metadata_send_failures: u64,
 }
 
 /// The producer's state.
@@ -149,7 +153,7 @@ pub(crate) struct ProducerInner {
 }
 
 impl ProducerInner {
-    fn producer(&mut self) -> Result<&mut Producer, Failure> {
+    pub(crate) fn producer(&mut self) -> Result<&mut Producer, Failure> {
         if self.claim.is_some() {
             return Err(Failure::fixed(
                 tp_status::TP_ERROR_WRONG_STATE,
@@ -172,7 +176,7 @@ impl Drop for ProducerInner {
 
 type ProducerShell = Shell<ProducerInner>;
 
-fn with(
+pub(crate) fn with(
     producer: *mut tp_producer,
     body: impl FnOnce(&mut ProducerInner) -> Result<(), Failure>,
 ) -> tp_status {
@@ -513,6 +517,8 @@ pub extern "C" fn tp_producer_get_counters(
             consumer_configs_rejected: c.consumer_configs_rejected,
             reconnects: c.reconnects,
             events_dropped: c.events_dropped,
+            metadata_sent: c.metadata_sent,
+            metadata_send_failures: c.metadata_send_failures,
         };
         // SAFETY: checked non-NULL; writable by the contract.
         unsafe { write_out(out, "out", counters) }

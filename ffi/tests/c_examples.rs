@@ -53,7 +53,7 @@ fn pair(name: &str, producer: &Path, consumer: &Path, payload_bytes: usize) {
     pair_with(name, producer, consumer, payload_bytes, &[], &[]);
 }
 
-/// [`pair`] with extra flags for each side; returns the consumer's summary.
+/// [`pair`] with extra flags for each side; returns both summaries.
 fn pair_with(
     name: &str,
     producer: &Path,
@@ -61,7 +61,7 @@ fn pair_with(
     payload_bytes: usize,
     producer_extra: &[&str],
     consumer_extra: &[&str],
-) -> JsonLine {
+) -> (JsonLine, JsonLine) {
     let env = TestEnv::new();
     let _driver = start_driver(&env, &format!("tp-ffi-{name}"));
     let mut consumer_args = client_args(&env);
@@ -115,7 +115,7 @@ fn pair_with(
         received.u64("frames_received"),
         "every accepted frame carries the pattern: {received}"
     );
-    received
+    (sent, received)
 }
 
 /// Trace ids set per frame by one language's producer reach the other's consumer: frame
@@ -123,7 +123,7 @@ fn pair_with(
 const TRACE_BASE: &str = "900000000000";
 
 fn traced_pair(name: &str, producer: &Path, consumer: &Path) {
-    let received = pair_with(
+    let (_, received) = pair_with(
         name,
         producer,
         consumer,
@@ -155,6 +155,75 @@ fn trace_ids_from_the_c_producer_reach_the_rust_consumer() {
         &c_example("producer"),
         &rust_example("consumer"),
     );
+}
+
+/// The producer flags of the metadata tests: metadata from the start, changed before
+/// frame 100 (the consumer reads 300 frames), re-announced every 200 ms.
+const METADATA_FLAGS: [&str; 10] = [
+    "--meta-name",
+    "cam \"left\"",
+    "--meta-summary",
+    "uint8 test pattern",
+    "--meta-attr",
+    "lens=35mm",
+    "--meta-change-at",
+    "100",
+    "--meta-interval-ms",
+    "200",
+];
+
+/// The consumer's summary shows the producer's second metadata version, frames carried
+/// it from the change on, and never went back to the first.
+fn assert_metadata_exchanged(received: &JsonLine) {
+    assert_eq!(received.u64("meta_version"), 2, "{received}");
+    assert_eq!(
+        received.text("meta_name"),
+        Some("cam \"left\""),
+        "{received}"
+    );
+    assert_eq!(
+        received.text("meta_summary"),
+        Some("uint8 test pattern"),
+        "{received}"
+    );
+    assert_eq!(
+        received.text("meta_attrs"),
+        Some("lens=35mm;phase=2"),
+        "{received}"
+    );
+    assert!(received.u64("meta_changes") >= 1, "{received}");
+    assert!(
+        (1..=2).contains(&received.u64("first_frame_meta_version")),
+        "every frame carries metadata: {received}"
+    );
+    assert_eq!(received.u64("last_frame_meta_version"), 2, "{received}");
+    assert_eq!(received.u64("frame_meta_regressions"), 0, "{received}");
+}
+
+#[test]
+fn c_producer_metadata_reaches_the_rust_consumer_and_its_change_tags_later_frames() {
+    let (_, received) = pair_with(
+        "meta-c-to-rust",
+        &c_example("producer"),
+        &rust_example("consumer"),
+        1000,
+        &METADATA_FLAGS,
+        &[],
+    );
+    assert_metadata_exchanged(&received);
+}
+
+#[test]
+fn rust_producer_metadata_reaches_the_c_consumer_and_its_change_tags_later_frames() {
+    let (_, received) = pair_with(
+        "meta-rust-to-c",
+        &rust_example("producer"),
+        &c_example("consumer"),
+        1000,
+        &METADATA_FLAGS,
+        &[],
+    );
+    assert_metadata_exchanged(&received);
 }
 
 fn rust_example(name: &str) -> std::path::PathBuf {

@@ -24,6 +24,9 @@ pub const DEFAULT_ANNOUNCE_STREAM_ID: u32 = 1001;
 pub const DEFAULT_DESCRIPTOR_STREAM_ID: u32 = 1100;
 /// Default QoS stream (`QosProducer`, `QosConsumer`).
 pub const DEFAULT_QOS_STREAM_ID: u32 = 1200;
+/// Default metadata stream (`DataSourceAnnounce`, `DataSourceMeta`; Wire Spec §15.11 and
+/// the spec repository's `docs/STREAM_ID_CONVENTIONS.md`).
+pub const DEFAULT_METADATA_STREAM_ID: u32 = 1300;
 /// How often an attach looks again for the driver's doorbell (a driver that started
 /// later, or restarted and made a new one).
 const DOORBELL_RECHECK: Duration = Duration::from_secs(1);
@@ -50,6 +53,11 @@ pub struct ClientStreams {
     pub qos_channel: String,
     /// QoS stream id.
     pub qos_stream_id: u32,
+    /// Metadata channel.
+    pub metadata_channel: String,
+    /// Metadata stream id (may equal another stream's: messages are told apart by
+    /// template id).
+    pub metadata_stream_id: u32,
     /// How long to wait for a media driver when connecting.
     pub connect_timeout: Duration,
 }
@@ -66,6 +74,8 @@ impl Default for ClientStreams {
             descriptor_stream_id: DEFAULT_DESCRIPTOR_STREAM_ID,
             qos_channel: DEFAULT_CHANNEL.into(),
             qos_stream_id: DEFAULT_QOS_STREAM_ID,
+            metadata_channel: DEFAULT_CHANNEL.into(),
+            metadata_stream_id: DEFAULT_METADATA_STREAM_ID,
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -88,6 +98,7 @@ impl ClientStreams {
             announce_channel: channel.into(),
             descriptor_channel: channel.into(),
             qos_channel: channel.into(),
+            metadata_channel: channel.into(),
             ..Self::default()
         }
     }
@@ -278,6 +289,7 @@ mod tests {
             &streams.announce_channel,
             &streams.descriptor_channel,
             &streams.qos_channel,
+            &streams.metadata_channel,
         ] {
             assert_eq!(channel, "aeron:ipc?term-length=64k");
         }
@@ -288,6 +300,7 @@ mod tests {
                 streams.announce_stream_id,
                 streams.descriptor_stream_id,
                 streams.qos_stream_id,
+                streams.metadata_stream_id,
                 streams.connect_timeout
             ),
             (
@@ -295,6 +308,7 @@ mod tests {
                 defaults.announce_stream_id,
                 defaults.descriptor_stream_id,
                 defaults.qos_stream_id,
+                defaults.metadata_stream_id,
                 defaults.connect_timeout
             )
         );

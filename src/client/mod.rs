@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod grant;
 pub mod link;
 pub mod mapping;
+pub mod metadata;
 pub mod producer;
 pub mod qos;
 pub mod random;

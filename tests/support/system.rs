@@ -992,6 +992,9 @@ fn consumer_event_json(event: &ConsumerEvent, consumer: &Consumer) -> String {
         ConsumerEvent::AttachRefused { code, message } => JsonWriter::event("attach_refused")
             .text("code", code.name())
             .text("message", message),
+        ConsumerEvent::MetadataChanged { meta_version } => {
+            JsonWriter::event("metadata_changed").num("meta_version", u64::from(*meta_version))
+        }
     };
     w.num("consumer_id", u64::from(consumer.consumer_id()))
         .finish()

@@ -50,6 +50,20 @@ static void on_frame(const tp_frame *frame, void *user) {
     s->reentry = tp_consumer_do_work(s->consumer, NULL);
 }
 
+typedef struct meta_seen {
+    uint32_t meta_version;
+    int32_t meta_status;
+} meta_seen;
+
+static void on_meta_frame(const tp_frame *frame, void *user) {
+    meta_seen *m = (meta_seen *)user;
+    tp_frame_info info;
+    if (tp_frame_get(frame, &info) == TP_OK) {
+        m->meta_version = info.meta_version;
+        m->meta_status = info.meta_status;
+    }
+}
+
 typedef struct batch_state {
     int frames;
     int delivered;
@@ -91,6 +105,11 @@ static void config_checks(void) {
     EXPECT(tp_config_set_per_consumer_descriptor(config, "aeron:ipc", 0),
            TP_ERROR_INVALID_ARGUMENT);
     EXPECT(tp_config_set_max_outstanding_seq_gap(config, 0), TP_OK);
+    EXPECT(tp_config_set_metadata_stream(config, NULL, 0), TP_ERROR_INVALID_ARGUMENT);
+    EXPECT(tp_config_set_metadata_stream(config, "udp://nowhere", 1300), TP_ERROR_INVALID_ARGUMENT);
+    EXPECT(tp_config_set_metadata_stream(config, NULL, 1300), TP_OK);
+    EXPECT(tp_config_set_metadata_interval_ms(config, 0), TP_ERROR_INVALID_ARGUMENT);
+    EXPECT(tp_config_set_metadata_interval_ms(config, 200), TP_OK);
     EXPECT(tp_config_set_watch_next_slot(config, 2), TP_ERROR_INVALID_ARGUMENT);
     CHECK(strstr(tp_last_error_message(), "watch_next_slot") != NULL);
     EXPECT(tp_config_set_watch_next_slot(config, 1), TP_OK);
@@ -284,6 +303,71 @@ static void client_checks(const example_client_options *o) {
     }
     CHECK(batch.delivered == 3 && batch.frames == 3);
     CHECK(batch.seqs[0] == first && batch.seqs[1] == first + 1 && batch.seqs[2] == first + 2);
+
+    /* Metadata: bad arguments change nothing; a good set reaches the consumer and tags
+     * later frames. */
+    tp_metadata_info meta;
+    EXPECT(tp_consumer_get_metadata(consumer, NULL), TP_ERROR_NULL_POINTER);
+    EXPECT(tp_consumer_get_metadata(consumer, &meta), TP_OK);
+    CHECK(meta.meta_version == 0 && meta.name == NULL && meta.attribute_count == 0);
+    tp_attribute view_attr;
+    EXPECT(tp_consumer_get_metadata_attribute(consumer, 0, &view_attr), TP_ERROR_INVALID_ARGUMENT);
+    EXPECT(tp_producer_set_metadata(producer, "cam", NULL, NULL, 1, NULL), TP_ERROR_NULL_POINTER);
+    char long_name[300];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    EXPECT(tp_producer_set_metadata(producer, long_name, NULL, NULL, 0, NULL),
+           TP_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(tp_last_error_message(), "name") != NULL);
+    tp_attribute attrs[2] = {
+        {"serial", 6, "text/plain", 10, (const uint8_t *)"SN1", 3},
+        {"serial", 6, "text/plain", 10, NULL, 0},
+    };
+    EXPECT(tp_producer_set_metadata(producer, "cam", NULL, attrs, 2, NULL),
+           TP_ERROR_INVALID_ARGUMENT);
+    attrs[1].key = "bad\x01";
+    attrs[1].key_len = 4;
+    EXPECT(tp_producer_set_metadata(producer, "cam", NULL, attrs, 2, NULL),
+           TP_ERROR_INVALID_ARGUMENT);
+    attrs[1].key = "empty";
+    attrs[1].key_len = 5;
+    attrs[1].value_len = 4;
+    EXPECT(tp_producer_set_metadata(producer, "cam", NULL, attrs, 2, NULL), TP_ERROR_NULL_POINTER);
+    uint32_t version = 99;
+    EXPECT(tp_producer_get_meta_version(producer, &version), TP_OK);
+    CHECK(version == 0);
+    EXPECT(tp_producer_set_metadata(producer, "cam", "u8 x64", attrs, 1, &version), TP_OK);
+    CHECK(version == 1);
+    bool changed = false;
+    deadline = example_now_s() + 10.0;
+    while (!changed && example_now_s() < deadline) {
+        tp_producer_do_work(producer, NULL);
+        tp_consumer_do_work(consumer, NULL);
+        tp_consumer_event ce;
+        while (tp_consumer_poll_event(consumer, &ce) == TP_OK && ce.kind != TP_CONSUMER_EVENT_NONE) {
+            changed |= ce.kind == TP_CONSUMER_EVENT_METADATA_CHANGED && ce.meta_version == 1;
+        }
+    }
+    CHECK(changed);
+    EXPECT(tp_consumer_get_metadata(consumer, &meta), TP_OK);
+    CHECK(meta.meta_version == 1 && meta.name_len == 3 && memcmp(meta.name, "cam", 3) == 0);
+    CHECK(meta.summary_len == 6 && memcmp(meta.summary, "u8 x64", 6) == 0);
+    CHECK(meta.attribute_count == 1);
+    EXPECT(tp_consumer_get_metadata_attribute(consumer, 0, &view_attr), TP_OK);
+    CHECK(view_attr.key_len == 6 && memcmp(view_attr.key, "serial", 6) == 0);
+    CHECK(view_attr.value_len == 3 && memcmp(view_attr.value, "SN1", 3) == 0);
+    EXPECT(tp_consumer_get_metadata_attribute(consumer, 1, &view_attr), TP_ERROR_INVALID_ARGUMENT);
+    EXPECT(tp_producer_publish(producer, payload, sizeof payload, &tensor, 0, NULL), TP_OK);
+    meta_seen tagged;
+    memset(&tagged, 0, sizeof tagged);
+    memset(&poll, 0, sizeof poll);
+    deadline = example_now_s() + 10.0;
+    while (poll.outcome != TP_POLL_DELIVERED && example_now_s() < deadline) {
+        EXPECT(tp_consumer_poll(consumer, on_meta_frame, &tagged, &poll), TP_OK);
+    }
+    CHECK(tagged.meta_version == 1 && tagged.meta_status == TP_META_CURRENT);
+    EXPECT(tp_consumer_get_counters(consumer, &counters), TP_OK);
+    CHECK(counters.metadata_updates == 1 && counters.metadata_dropped_malformed == 0);
 
     /* Closed handles. */
     EXPECT(tp_consumer_close(consumer), TP_OK);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "tensorpool.hpp"
 
@@ -62,6 +63,27 @@ int main() {
         status = error.status();
     }
     CHECK(status == TP_ERROR_CONNECT && reports == 0);
+
+    // Metadata settings are checked like every other.
+    for (int bad = 0; bad < 2; bad++) {
+        status = TP_OK;
+        try {
+            if (bad == 0) {
+                config.metadata_interval(std::chrono::milliseconds(0));
+            } else {
+                config.metadata_stream("udp://nowhere", 1300);
+            }
+        } catch (const tensorpool::Error &error) {
+            status = error.status();
+        }
+        CHECK(status == TP_ERROR_INVALID_ARGUMENT);
+    }
+    config.metadata_stream("aeron:ipc", 1300).metadata_interval(std::chrono::milliseconds(250));
+    tensorpool::Metadata metadata{0, "cam", "u8", {{"serial", "text/plain", {'S', 'N'}}}};
+    CHECK(metadata.attributes.size() == 1 && metadata.attributes[0].value.size() == 2);
+    static_assert(std::is_same_v<decltype(std::declval<const tensorpool::Frame &>().meta_status()),
+                                 tp_meta_status>,
+                  "a frame's metadata status is the C enumeration");
 
     tensorpool::Config moved = std::move(config);
     moved.client_id(7);

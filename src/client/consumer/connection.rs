@@ -1,12 +1,12 @@
 //! The consumer's Aeron side: its own client (external mode, connected to the media
 //! driver in `ClientStreams::aeron_dir`), the control link, the descriptor feed, and the
-//! hello and QoS publications. Rebuilt whole when the media driver goes away.
+//! hello and QoS publications, and the metadata subscription. Rebuilt whole when the media driver goes away.
 
 use super::config::ConsumerConfig;
 use super::descriptors::{DescriptorFeed, DescriptorStream};
 use super::ConsumerError;
 use crate::client::link::{stream_i32, ClientStreams, ControlLink};
-use crate::transport::Publication;
+use crate::transport::{Publication, Subscription};
 
 /// One Aeron connection of a consumer.
 pub(super) struct Connection {
@@ -15,6 +15,7 @@ pub(super) struct Connection {
     pub(super) descriptors: DescriptorFeed,
     pub(super) hello_pub: Publication,
     pub(super) qos_pub: Publication,
+    pub(super) metadata_sub: Subscription,
     pub(super) link: ControlLink,
 }
 
@@ -36,11 +37,17 @@ impl Connection {
             &streams.qos_channel,
             stream_i32(streams.qos_stream_id)?,
         )?;
+        let metadata_sub = Subscription::add(
+            link.client(),
+            &streams.metadata_channel,
+            stream_i32(streams.metadata_stream_id)?,
+        )?;
         let descriptors = DescriptorFeed::new(link.client(), shared_descriptor_stream(streams))?;
         Ok(Self {
             descriptors,
             hello_pub,
             qos_pub,
+            metadata_sub,
             link,
         })
     }

@@ -18,6 +18,7 @@ use super::ConsumerError;
 use crate::client::grant::{LeaseGrant, ProtocolError};
 use crate::client::link::{ClientStreams, LinkError};
 use crate::client::mapping::MappedEpoch;
+use crate::client::metadata::MetadataListener;
 use crate::client::session::{DriverSession, Request, SessionConfig, SessionEvent};
 use crate::clock::{monotonic_now_ns, realtime_now_ns};
 use crate::protocol::codec::{get_u32, MessageHeader, MESSAGE_HEADER_LEN};
@@ -69,15 +70,15 @@ pub struct Consumer {
     mapped: Option<MappedEpoch>,
     /// Deadline of the wait for a higher epoch after a producer revoke.
     awaiting_epoch_until: Option<u64>,
-    stream_id: u32,
+    pub(super) stream_id: u32,
     announces: AnnounceTracker,
     seqs: SeqTracker,
     /// The sequence whose slot latency mode last prefetched (0: none; see
     /// `watch_next_slot`). Not reset with the epoch: a stale value only skips one hint.
     primed_seq: u64,
     tensors: TensorCache,
-    counters: ConsumerCounters,
-    events: EventQueue,
+    pub(super) counters: ConsumerCounters,
+    pub(super) events: EventQueue,
     inbox: Vec<Inbound>,
     hello_due: bool,
     next_qos_ns: u64,
@@ -87,8 +88,10 @@ pub struct Consumer {
     shared_descriptors: DescriptorStream,
     next_reconnect_ns: u64,
     reconnect_backoff: Duration,
+    /// The stream's metadata (Wire Spec §10.3).
+    pub(super) metadata: MetadataListener,
     /// The Aeron side; `None` while the media driver is lost (reconnecting).
-    conn: Option<Connection>,
+    pub(super) conn: Option<Connection>,
     /// §15.14 liveness of the mapped regions.
     activity: ActivityWatch,
     /// §15.2: the writer's sequence went back; remap at the next duty cycle.
@@ -130,6 +133,7 @@ impl Consumer {
             shared_descriptors: shared_descriptor_stream(&config.streams),
             next_reconnect_ns: 0,
             reconnect_backoff: RECONNECT_BACKOFF_INITIAL,
+            metadata: MetadataListener::new(),
             conn: Some(conn),
             activity: ActivityWatch::new(
                 config.activity_timeout_ns(),
@@ -192,6 +196,7 @@ impl Consumer {
             self.on_inbound(inbound, now_ns)?;
         }
         self.inbox = inbox;
+        work += self.poll_metadata()?;
         work += self.poll_session(now_ns)?;
         work += self.check_epoch_wait(now_ns)?;
         work += self.check_liveness(now_ns)?;
@@ -257,8 +262,10 @@ impl Consumer {
             counters,
             remap_due,
             fallback,
+            metadata,
             ..
         } = self;
+        let meta_in_force = metadata.meta_version();
         let Some(conn) = conn.as_mut() else {
             // Reconnecting (see `do_work`): nothing to read.
             return Ok(0);
@@ -281,7 +288,15 @@ impl Consumer {
                 _ if fallback.is_some() => Err(DropReason::Fallback),
                 None => Err(DropReason::Unmapped),
                 Some(_) if awaiting_epoch_until.is_some() => Err(DropReason::AwaitingEpoch),
-                Some(mapped) => read_frame(mapped, &descriptor, seqs, tensors, counters, &mut read),
+                Some(mapped) => read_frame(
+                    mapped,
+                    &descriptor,
+                    seqs,
+                    tensors,
+                    counters,
+                    meta_in_force,
+                    &mut read,
+                ),
             };
             outcome(match result {
                 Ok(r) => {

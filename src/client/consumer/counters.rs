@@ -152,6 +152,13 @@ pub struct ConsumerCounters {
     pub events_dropped: u64,
     /// Times the Aeron connection was rebuilt after losing the media driver.
     pub reconnects: u64,
+    /// Metadata versions received complete (Wire Spec §10.3).
+    pub metadata_updates: u64,
+    /// Metadata messages of this stream dropped as malformed (truncated, inconsistent
+    /// lengths, text that is not printable ASCII, empty or repeated keys).
+    pub metadata_dropped_malformed: u64,
+    /// Metadata messages of this stream dropped for exceeding a size bound.
+    pub metadata_dropped_oversize: u64,
 }
 
 impl ConsumerCounters {

@@ -84,6 +84,12 @@ pub enum ConsumerEvent {
     /// mapping and the lease are dropped, and the consumer reconnects from `do_work`,
     /// then attaches afresh.
     MediaDriverLost,
+    /// A new metadata version of the stream arrived complete (Wire Spec §10.3); read it
+    /// with [`Consumer::metadata`](super::Consumer::metadata).
+    MetadataChanged {
+        /// The version now in force.
+        meta_version: u32,
+    },
 }
 
 /// A bounded queue that keeps the newest events.

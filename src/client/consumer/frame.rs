@@ -30,6 +30,8 @@ pub struct Frame<'a> {
     header_index: u32,
     descriptor_timestamp_ns: Option<u64>,
     trace_id: Option<u64>,
+    /// The consumer's metadata version in force when the frame was read.
+    meta_in_force: u32,
     fields: SlotFields,
     tensor: &'a TensorHeader,
     payload: &'a [u8],
@@ -78,9 +80,24 @@ impl<'a> Frame<'a> {
         self.trace_id
     }
 
-    /// Metadata version the frame refers to.
+    /// Metadata version the frame was taken under (`SlotHeader.meta_version`, Wire Spec
+    /// §10.3; 0: the producer set no metadata).
     pub fn meta_version(&self) -> u32 {
         self.fields.meta_version
+    }
+
+    /// How the frame's metadata version relates to the consumer's metadata in force
+    /// ([`Consumer::metadata`](super::Consumer::metadata)). A frame is delivered whatever
+    /// this says: a producer's new version may reach the frame path before the metadata
+    /// stream.
+    pub fn meta_status(&self) -> MetaStatus {
+        match self.fields.meta_version {
+            // 0, or the SBE null value other producers (tensor_pool_c) write without metadata.
+            0 | u32::MAX => MetaStatus::Absent,
+            v if v == self.meta_in_force => MetaStatus::Current,
+            v if self.meta_in_force != 0 && v < self.meta_in_force => MetaStatus::Superseded,
+            _ => MetaStatus::Unseen,
+        }
     }
 
     /// Payload pool the bytes live in.
@@ -96,6 +113,21 @@ impl<'a> Frame<'a> {
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
+}
+
+/// How a frame's `meta_version` relates to the metadata a consumer holds (Wire Spec
+/// §10.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaStatus {
+    /// The frame carries no metadata version (0, or the null value 0xFFFFFFFF).
+    Absent,
+    /// The frame was taken under the metadata the consumer holds.
+    Current,
+    /// The frame names a version the consumer has not received yet (its metadata is on
+    /// its way, or was lost): the frame is delivered all the same.
+    Unseen,
+    /// The frame was taken under an older version than the one the consumer holds.
+    Superseded,
 }
 
 /// What one `poll_frame` call did.
@@ -344,6 +376,7 @@ pub(crate) fn read_frame<R>(
     seqs: &mut SeqTracker,
     tensors: &mut TensorCache,
     counters: &mut ConsumerCounters,
+    meta_in_force: u32,
     f: impl FnOnce(&Frame<'_>) -> R,
 ) -> Result<R, DropReason> {
     if descriptor.epoch != mapped.epoch() {
@@ -402,6 +435,7 @@ pub(crate) fn read_frame<R>(
         header_index: index,
         descriptor_timestamp_ns: descriptor.timestamp_ns,
         trace_id: descriptor.trace_id,
+        meta_in_force,
         fields,
         tensor,
         payload,
@@ -537,6 +571,44 @@ mod tests {
         s.admit(seq, c)?;
         s.confirm(seq, c);
         Ok(())
+    }
+
+    #[test]
+    fn a_frames_meta_status_compares_its_version_with_the_one_in_force() {
+        let tensor = crate::client::tensor::bytes_header(1).expect("tensor");
+        let status = |frame_version: u32, in_force: u32| {
+            Frame {
+                seq: 0,
+                epoch: 1,
+                stream_id: 1,
+                header_index: 0,
+                descriptor_timestamp_ns: None,
+                trace_id: None,
+                meta_in_force: in_force,
+                fields: SlotFields {
+                    values_len_bytes: 1,
+                    payload_slot: 0,
+                    pool_id: 1,
+                    payload_offset: 0,
+                    timestamp_ns: 0,
+                    meta_version: frame_version,
+                },
+                tensor: &tensor,
+                payload: &[0],
+            }
+            .meta_status()
+        };
+        assert_eq!(status(0, 0), MetaStatus::Absent);
+        assert_eq!(status(0, 3), MetaStatus::Absent);
+        assert_eq!(
+            status(u32::MAX, 3),
+            MetaStatus::Absent,
+            "the SBE null value"
+        );
+        assert_eq!(status(3, 3), MetaStatus::Current);
+        assert_eq!(status(4, 3), MetaStatus::Unseen);
+        assert_eq!(status(1, 0), MetaStatus::Unseen, "nothing held yet");
+        assert_eq!(status(2, 3), MetaStatus::Superseded);
     }
 
     #[test]

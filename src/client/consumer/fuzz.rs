@@ -123,6 +123,7 @@ impl Harness {
             &mut seqs,
             &mut tensors,
             &mut counters,
+            0,
             |frame| {
                 assert_eq!(frame.seq(), descriptor.seq);
                 assert_eq!(frame.epoch(), self.reader.epoch());

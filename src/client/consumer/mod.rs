@@ -33,6 +33,7 @@ mod frame;
 #[doc(hidden)]
 pub mod fuzz;
 mod liveness;
+mod metadata;
 
 pub use announce::{validate_announce, AnnounceOutcome, AnnounceTracker, AnnouncedLayout};
 pub use config::{ConsumerConfig, MAX_CHANNEL_LEN};
@@ -41,7 +42,7 @@ pub use counters::{ConsumerCounters, DropReason};
 pub use descriptors::DescriptorStream;
 pub use events::{ConsumerEvent, UnmapReason, EVENT_QUEUE_CAPACITY};
 pub use fallback::{ConsumerState, FallbackUri, MAX_FALLBACK_URI_LEN};
-pub use frame::{Frame, FramePoll};
+pub use frame::{Frame, FramePoll, MetaStatus};
 
 /// The clock [`Consumer::do_work`] expects: CLOCK_MONOTONIC in nanoseconds, the domain
 /// of the driver's MONOTONIC announce timestamps.

@@ -133,7 +133,8 @@ pub(super) fn finish(
             epoch: grant.epoch,
             seq: slot.seq,
             timestamp_ns: stamp.wire_timestamp_ns(),
-            meta_version: None,
+            // 0 (no metadata) travels as the null value, as before metadata existed.
+            meta_version: Some(writer.meta_version()).filter(|v| *v != 0),
             trace_id: stamp.wire_trace_id(),
         };
         let mut buf = [0u8; DESCRIPTOR_LEN];

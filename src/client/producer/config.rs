@@ -2,6 +2,7 @@
 //! the session timings.
 
 use crate::client::link::ClientStreams;
+use crate::client::metadata::DEFAULT_METADATA_INTERVAL;
 use crate::client::session::SessionConfig;
 use crate::protocol::driver::{PublishMode, Role};
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ pub struct ProducerConfig {
     pub attach_timeout: Duration,
     /// `QosProducer` period.
     pub qos_interval: Duration,
+    /// Period of the metadata re-announce (`DataSourceAnnounce` + `DataSourceMeta`, Wire
+    /// Spec §10.3, §15.11), once metadata is set; changes go out at once.
+    pub metadata_interval: Duration,
 }
 
 impl ProducerConfig {
@@ -52,6 +56,7 @@ impl ProducerConfig {
             keepalive_interval: session.keepalive_interval,
             attach_timeout: session.attach_timeout,
             qos_interval: DEFAULT_QOS_INTERVAL,
+            metadata_interval: DEFAULT_METADATA_INTERVAL,
         }
     }
 
@@ -99,6 +104,12 @@ impl ProducerConfig {
     /// Sets the QoS period.
     pub fn qos_interval(mut self, interval: Duration) -> Self {
         self.qos_interval = interval;
+        self
+    }
+
+    /// Sets the metadata re-announce period.
+    pub fn metadata_interval(mut self, interval: Duration) -> Self {
+        self.metadata_interval = interval;
         self
     }
 

@@ -82,6 +82,10 @@ pub struct ProducerCounters {
     pub reconnects: u64,
     /// Events dropped because the application did not drain the queue.
     pub events_dropped: u64,
+    /// Metadata announces (`DataSourceAnnounce` + `DataSourceMeta`) sent.
+    pub metadata_sent: u64,
+    /// Metadata announces that hit back pressure or an Aeron error (retried).
+    pub metadata_send_failures: u64,
 }
 
 /// A bounded FIFO of events: the oldest is dropped when full.

@@ -1,5 +1,5 @@
 //! The producer client (Driver Model §2.2, §4.12.2; Wire Spec §8.3, §9, §10.1.3, §10.2.1,
-//! §10.4.2, §15.18).
+//! §10.3, §10.4.2, §15.18).
 //!
 //! A [`Producer`] attaches to a stream through the SHM driver, maps the granted epoch
 //! read-write (after the superblock checks), and publishes frames with the seqlock
@@ -22,6 +22,7 @@ mod control;
 mod descriptors;
 mod error;
 mod events;
+mod metadata;
 mod stamp;
 mod writer;
 
@@ -35,6 +36,7 @@ pub use stamp::DescriptorStamp;
 use crate::client::grant::LeaseGrant;
 use crate::client::link::ClientStreams;
 use crate::client::mapping::MappedEpoch;
+use crate::client::metadata::MetadataPublisher;
 use crate::client::qos::{ConsumerQos, QosBoard};
 use crate::client::session::{DriverSession, Request, SessionEvent};
 use crate::protocol::control::{QosProducer, TensorHeader};
@@ -74,6 +76,7 @@ pub struct Producer {
     next_qos_ns: u64,
     next_reconnect_ns: u64,
     reconnect_backoff: Duration,
+    metadata: MetadataPublisher,
 }
 
 impl Producer {
@@ -101,6 +104,7 @@ impl Producer {
             next_qos_ns: 0,
             next_reconnect_ns: 0,
             reconnect_backoff: RECONNECT_BACKOFF_INITIAL,
+            metadata: MetadataPublisher::new(config.metadata_interval),
             config,
         })
     }
@@ -133,6 +137,7 @@ impl Producer {
             work += conn.descriptors.poll_pending(&mut self.counters);
         }
         work += self.send_qos(now_ns);
+        work += self.send_metadata(now_ns);
         Ok(work)
     }
 
@@ -439,6 +444,7 @@ impl Producer {
                     "producer attached and mapped"
                 );
                 self.writer = Some(EpochWriter::new(mapped));
+                self.on_epoch_mapped_metadata();
                 self.next_qos_ns = now_ns;
                 if self.ever_attached {
                     self.counters.reattaches += 1;

@@ -39,6 +39,8 @@ pub(super) struct EpochWriter {
     image: [u8; HEADER_SLOT_BYTES],
     /// Changes each time the image's tensor description does.
     tensor_generation: u32,
+    /// `meta_version` every commit stores (Wire Spec §10.3: the metadata in force).
+    meta_version: u32,
     /// Per header slot, the `tensor_generation` whose description the slot holds (0:
     /// unknown). A slot that holds the current one only needs its first line written.
     slot_generations: Vec<u32>,
@@ -68,6 +70,7 @@ impl EpochWriter {
             tensor: None,
             image: [0; HEADER_SLOT_BYTES],
             tensor_generation: 0,
+            meta_version: 0,
             slot_generations: vec![0; nslots],
         }
     }
@@ -98,6 +101,17 @@ impl EpochWriter {
             }
         };
         check_extent(extent_bytes, len)
+    }
+
+    /// The `meta_version` frames committed from now on carry (0: no metadata).
+    pub(super) fn set_meta_version(&mut self, meta_version: u32) {
+        self.meta_version = meta_version;
+    }
+
+    /// The `meta_version` the next commit stores.
+    #[inline]
+    pub(super) fn meta_version(&self) -> u32 {
+        self.meta_version
     }
 
     /// The mapping.
@@ -169,7 +183,7 @@ impl EpochWriter {
                 pool_id: self.epoch.pools()[claim.pool].grant.pool_id,
                 payload_offset: 0,
                 timestamp_ns,
-                meta_version: 0,
+                meta_version: self.meta_version,
             },
         );
         // seq_commit in the image is not written: only the seqlock stores touch it.
@@ -301,6 +315,33 @@ mod tests {
         }
         assert_eq!(writer.next_seq(), 5);
         assert_eq!(writer.epoch().epoch(), 1);
+    }
+
+    #[test]
+    fn each_commit_stores_the_meta_version_in_force() {
+        let dir = base();
+        let grant = grant(dir.path());
+        let allowed = AllowedBaseDirs::new([dir.path()]).expect("allowed");
+        let mapped = MappedEpoch::map(&grant, &allowed, Access::ReadWrite).expect("maps");
+        let reader = MappedEpoch::map(&grant, &allowed, Access::ReadOnly).expect("maps");
+        let mut writer = EpochWriter::new(mapped);
+        let tensor = bytes_header(8).expect("tensor");
+        // Same tensor every time: only the slot's first line is rewritten after the first
+        // lap, and the version lives there.
+        for (seq, version) in [(0u64, 0u32), (1, 3), (2, 3), (3, 4), (4, 0), (5, 9)] {
+            writer.set_meta_version(version);
+            writer.check_tensor(&tensor, 8).expect("valid");
+            let claim = writer.begin(8, writer.pool_for(8).expect("fits"));
+            assert_eq!(claim.seq, seq);
+            writer.commit(&claim, 1);
+            let mut image = [0u8; 256];
+            reader.read_slot(claim.index, &mut image);
+            assert_eq!(
+                decode_slot(&image).expect("well-formed").1.meta_version,
+                version
+            );
+        }
+        assert_eq!(writer.meta_version(), 9);
     }
 
     #[test]

@@ -36,6 +36,12 @@ import shm.tensorpool.driver.Role;
  * or fails validation), drops_late (overwritten before or during the read), drops_other
  * (unmapped, another epoch, duplicate), drops_gap (sequences no descriptor named).
  *
+ * It also reads the stream's metadata (Wire Spec §10.3) from the metadata stream
+ * (--metadata-stream-id, 1300), prints each new version on stderr, and adds to the JSON
+ * line the fields the Rust and C consumers print: meta_version, meta_name, meta_summary,
+ * meta_attrs, meta_changes, first_frame_meta_version, last_frame_meta_version,
+ * frames_meta_unseen, frame_meta_regressions (and metadata_dropped).
+ *
  * Not in this example: per-consumer descriptor streams (--per-consumer-descriptor is
  * refused), resynchronising after being lapped (drops_resync stays 0), waiting for a new
  * epoch after a producer revoke, QosConsumer and ConsumerHello messages.
@@ -93,6 +99,11 @@ public final class Consumer implements DriverClient.Listener
     private long bytesReceived;
     private long firstFrameNs = -1;
     private long lastFrameNs = -1;
+    private Metadata.Listener metadata;
+    private long firstFrameMetaVersion = -1;
+    private long lastFrameMetaVersion = -1;
+    private long framesMetaUnseen;
+    private long frameMetaRegressions;
 
     public static void main(final String[] args)
     {
@@ -102,7 +113,8 @@ public final class Consumer implements DriverClient.Listener
             cli = new Cli("Consumer", args,
                 Set.of("aeron-dir", "stream-id", "frames", "timeout-s", "channel", "control-stream-id",
                     "announce-stream-id", "descriptor-stream-id", "qos-stream-id", "allowed-base-dir", "consumer-id",
-                    "per-consumer-descriptor", "announce-period-ms", "keepalive-ms", "expect-trace-id"),
+                    "per-consumer-descriptor", "announce-period-ms", "keepalive-ms", "expect-trace-id",
+                    "metadata-stream-id"),
                 Set.of("verify"));
             cli.string("aeron-dir", null);
             if (cli.has("per-consumer-descriptor"))
@@ -166,7 +178,17 @@ public final class Consumer implements DriverClient.Listener
             ",\"interrupted\":" + interrupted +
             ",\"elapsed_s\":" + Common.fixed(secs, 6) +
             ",\"frames_per_s\":" + Common.fixed(fps, 3) +
-            ",\"mib_per_s\":" + Common.fixed(mibps, 3) + "}";
+            ",\"mib_per_s\":" + Common.fixed(mibps, 3) +
+            ",\"meta_version\":" + (metadata == null ? 0 : metadata.version) +
+            ",\"meta_name\":" + Metadata.json(metadata == null ? "" : metadata.name) +
+            ",\"meta_summary\":" + Metadata.json(metadata == null ? "" : metadata.summary) +
+            ",\"meta_attrs\":" + Metadata.json(metadata == null ? "" : Metadata.attrsText(metadata.attributes)) +
+            ",\"meta_changes\":" + (metadata == null ? 0 : metadata.changes) +
+            ",\"metadata_dropped\":" + (metadata == null ? 0 : metadata.dropped) +
+            ",\"first_frame_meta_version\":" + Math.max(0, firstFrameMetaVersion) +
+            ",\"last_frame_meta_version\":" + Math.max(0, lastFrameMetaVersion) +
+            ",\"frames_meta_unseen\":" + framesMetaUnseen +
+            ",\"frame_meta_regressions\":" + frameMetaRegressions + "}";
     }
 
     private void run(final Cli cli, final long frames)
@@ -196,6 +218,9 @@ public final class Consumer implements DriverClient.Listener
         {
             final Subscription descriptors = c.aeron.addSubscription(
                 channel, (int)cli.u32("descriptor-stream-id", 1100));
+            metadata = new Metadata.Listener(streamId);
+            final Subscription metadataIn = c.aeron.addSubscription(
+                channel, (int)cli.u32("metadata-stream-id", Metadata.DEFAULT_STREAM_ID));
             final Common.Idle idle = new Common.Idle();
             while (framesReceived < frames && System.nanoTime() < deadline)
             {
@@ -205,6 +230,8 @@ public final class Consumer implements DriverClient.Listener
                     break;
                 }
                 int work = c.doWork(Common.monotonicNowNs());
+                metadata.streamId(streamId);
+                work += metadataIn.poll(metadata::onMessage, 8);
                 work += descriptors.poll(this::onDescriptor, (int)Math.min(FRAMES_PER_CYCLE, frames - framesReceived));
                 idle.idle(work);
             }
@@ -481,6 +508,21 @@ public final class Consumer implements DriverClient.Listener
         if (ring.getLongVolatile(slot) != first)
         {
             return Outcome.LATE;
+        }
+        final long frameMetaVersion = slotIn.metaVersion();
+        if (firstFrameMetaVersion < 0)
+        {
+            firstFrameMetaVersion = frameMetaVersion;
+        }
+        else if (frameMetaVersion < lastFrameMetaVersion)
+        {
+            frameMetaRegressions++;
+        }
+        lastFrameMetaVersion = frameMetaVersion;
+        if (frameMetaVersion != 0 && frameMetaVersion != 0xFFFF_FFFFL &&
+            (metadata == null || frameMetaVersion > metadata.version))
+        {
+            framesMetaUnseen++;
         }
         final long now = System.nanoTime();
         if (firstFrameNs < 0)
