@@ -103,6 +103,10 @@ pub enum tp_poll_outcome {
     TP_POLL_DROPPED = 2,
     /// A message that is not a descriptor of this stream was consumed.
     TP_POLL_IGNORED = 3,
+    /// A frame passed every check but was skipped to stay under the rate limit
+    /// (`tp_config_set_rate_limit`); counted in `frames_rate_limited`, not a drop; the frame
+    /// handler did not run.
+    TP_POLL_RATE_LIMITED = 4,
 }
 
 /// Why a descriptor was dropped (`tp_poll_result.drop_reason`); each has a counter.
@@ -295,6 +299,18 @@ pub struct tp_consumer_counters {
     pub events_dropped: u64,
     /// Times the Aeron connection was rebuilt after losing the media driver.
     pub reconnects: u64,
+    /// Frames skipped to stay under the rate limit (RATE_LIMITED mode); not drops.
+    pub frames_rate_limited: u64,
+    /// `FrameProgress` messages of this stream received (progress opted in).
+    pub progress_received: u64,
+    /// Frame prefixes delivered intact to the progress handler.
+    pub progress_prefixes_delivered: u64,
+    /// `FrameProgress` messages ignored for breaking a Wire Spec §10.2.2 rule
+    /// (regression, beyond values_len_bytes, bad progress unit/stride, bad state, not in
+    /// the slot).
+    pub progress_violations: u64,
+    /// `FrameProgress` messages for frames already passed or another epoch.
+    pub progress_stale: u64,
 }
 
 /// The consumer's state.
@@ -447,6 +463,7 @@ fn result_of(poll: FramePoll<u64>) -> tp_poll_result {
         FramePoll::Ignored => (O::TP_POLL_IGNORED, tp_drop_reason::TP_DROP_NONE, 0),
         FramePoll::Delivered(seq) => (O::TP_POLL_DELIVERED, tp_drop_reason::TP_DROP_NONE, seq),
         FramePoll::Dropped(reason) => (O::TP_POLL_DROPPED, drop_reason_of(reason), 0),
+        FramePoll::RateLimited => (O::TP_POLL_RATE_LIMITED, tp_drop_reason::TP_DROP_NONE, 0),
     };
     tp_poll_result {
         outcome: outcome as i32,
@@ -662,6 +679,11 @@ impl From<ConsumerCounters> for tp_consumer_counters {
             qos_send_failures: c.qos_send_failures,
             events_dropped: c.events_dropped,
             reconnects: c.reconnects,
+            frames_rate_limited: c.frames_rate_limited,
+            progress_received: c.progress.received,
+            progress_prefixes_delivered: c.progress.prefixes_delivered,
+            progress_violations: c.progress.violations(),
+            progress_stale: c.progress.stale,
         }
     }
 }

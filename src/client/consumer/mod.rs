@@ -33,12 +33,13 @@ mod frame;
 pub mod fuzz;
 
 pub use announce::{validate_announce, AnnounceOutcome, AnnounceTracker, AnnouncedLayout};
-pub use config::{ConsumerConfig, MAX_CHANNEL_LEN};
+pub use config::{ConsumerConfig, ConsumerMode, MAX_CHANNEL_LEN};
 pub use consumer::Consumer;
 pub use counters::{ConsumerCounters, DropReason};
 pub use descriptors::DescriptorStream;
 pub use events::{ConsumerEvent, UnmapReason, EVENT_QUEUE_CAPACITY};
 pub use frame::{Frame, FramePoll};
+pub use crate::client::rate::{gate_timestamp, RateClock, RateLimiter};
 
 /// The clock [`Consumer::do_work`] expects: CLOCK_MONOTONIC in nanoseconds, the domain
 /// of the driver's MONOTONIC announce timestamps.

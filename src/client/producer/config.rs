@@ -2,6 +2,7 @@
 //! the session timings.
 
 use crate::client::link::ClientStreams;
+use crate::client::progress::ProgressLimits;
 use crate::client::session::SessionConfig;
 use crate::protocol::driver::{PublishMode, Role};
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub struct ProducerConfig {
     pub attach_timeout: Duration,
     /// `QosProducer` period.
     pub qos_interval: Duration,
+    /// Defaults and floors of the frame-progress throttle (Wire Spec §10.2.2).
+    pub progress: ProgressLimits,
 }
 
 impl ProducerConfig {
@@ -52,6 +55,7 @@ impl ProducerConfig {
             keepalive_interval: session.keepalive_interval,
             attach_timeout: session.attach_timeout,
             qos_interval: DEFAULT_QOS_INTERVAL,
+            progress: ProgressLimits::default(),
         }
     }
 
@@ -99,6 +103,12 @@ impl ProducerConfig {
     /// Sets the QoS period.
     pub fn qos_interval(mut self, interval: Duration) -> Self {
         self.qos_interval = interval;
+        self
+    }
+
+    /// Sets the frame-progress throttle's defaults and floors.
+    pub fn progress_limits(mut self, limits: ProgressLimits) -> Self {
+        self.progress = limits;
         self
     }
 
