@@ -141,7 +141,11 @@ mod tests {
         let source: Vec<u64> = (0..300u64).map(|i| i * 1_000_000_000 / 30).collect();
         let delivered = run(&mut l, source);
         // One extra frame at the start (the tolerance), then 20 per second.
-        assert!((200..=201).contains(&delivered.len()), "{}", delivered.len());
+        assert!(
+            (200..=201).contains(&delivered.len()),
+            "{}",
+            delivered.len()
+        );
         for second in 1..10u64 {
             let in_second = delivered
                 .iter()
@@ -216,7 +220,10 @@ mod tests {
             (RateClock::Descriptor, 5)
         );
         assert_eq!(gate_timestamp(None, 9, local), (RateClock::SlotHeader, 9));
-        assert_eq!(gate_timestamp(Some(0), 9, local), (RateClock::SlotHeader, 9));
+        assert_eq!(
+            gate_timestamp(Some(0), 9, local),
+            (RateClock::SlotHeader, 9)
+        );
         assert_eq!(gate_timestamp(None, 0, local), (RateClock::Local, 77));
         assert_eq!(
             gate_timestamp(Some(u64::MAX), u64::MAX, local),

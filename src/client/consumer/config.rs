@@ -4,8 +4,8 @@
 
 use crate::client::link::ClientStreams;
 use crate::client::progress::ProgressHints;
-use std::num::NonZeroU32;
 use crate::shm::paths::DEFAULT_BASE_DIR;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -12,19 +12,18 @@ use super::frame::{
     decode_descriptor, read_frame, watch_next_slot, DescriptorMessage, Frame, FramePoll,
     SeqTracker, TensorCache,
 };
-use crate::client::rate::{gate_timestamp, RateLimiter};
-use crate::client::progress::{FramePrefix, ProgressPoll, ProgressReader};
 use super::ConsumerError;
 use crate::client::grant::{LeaseGrant, ProtocolError};
 use crate::client::link::{ClientStreams, LinkError};
 use crate::client::mapping::MappedEpoch;
+use crate::client::progress::{FramePrefix, ProgressPoll, ProgressReader};
+use crate::client::rate::{gate_timestamp, RateLimiter};
 use crate::client::session::{DriverSession, Request, SessionConfig, SessionEvent};
 use crate::clock::{monotonic_now_ns, realtime_now_ns};
 use crate::protocol::codec::{get_u32, MessageHeader, MESSAGE_HEADER_LEN};
 use crate::protocol::control::{
     self, consumer_config, frame_progress, shm_pool_announce, Bool, ConsumerConfigDecoder,
-    ConsumerHello, FrameProgress, FrameProgressDecoder, Mode, QosConsumer,
-    ShmPoolAnnounceDecoder,
+    ConsumerHello, FrameProgress, FrameProgressDecoder, Mode, QosConsumer, ShmPoolAnnounceDecoder,
 };
 use crate::protocol::driver::{self, LeaseRevokeReason, Role};
 use crate::shm::open::{Access, AllowedBaseDirs};
@@ -254,13 +253,17 @@ impl Consumer {
             tensors,
             counters,
             rate,
+            shared_descriptors,
             ..
         } = self;
         let Some(conn) = conn.as_mut() else {
             // Reconnecting (see `do_work`): nothing to read.
             return Ok(0);
         };
+        // §5: a producer may thin a rate-limited consumer's own stream; its gaps are that.
+        let thinned = rate.is_some() && *conn.descriptors.current() != *shared_descriptors;
         let mut handler = |bytes: &[u8]| {
+            let gaps_before = counters.drops_gap;
             let descriptor = match decode_descriptor(bytes) {
                 DescriptorMessage::Descriptor(d) if d.stream_id == *stream_id => d,
                 DescriptorMessage::Descriptor(_) => {
@@ -298,6 +301,10 @@ impl Consumer {
                     }),
                 },
             };
+            if thinned {
+                counters.gaps_rate_limited += counters.drops_gap - gaps_before;
+                counters.drops_gap = gaps_before;
+            }
             outcome(match result {
                 Ok(Some(r)) => {
                     counters.frames_delivered += 1;

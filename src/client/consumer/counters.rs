@@ -70,6 +70,10 @@ pub struct ConsumerCounters {
     /// Frames that passed every check but were skipped to stay under `max_rate_hz`
     /// (RATE_LIMITED mode, Wire Spec §11): not drops, and not reported as drops in QoS.
     pub frames_rate_limited: u64,
+    /// Sequences missing on a per-consumer descriptor stream while RATE_LIMITED: the
+    /// producer held them back for `max_rate_hz` (Wire Spec §5), so they count here
+    /// instead of in `drops_gap`.
+    pub gaps_rate_limited: u64,
     /// Sequences missing between consecutive descriptors (not descriptors received).
     pub drops_gap: u64,
     /// See [`DropReason::Unmapped`].

@@ -32,6 +32,7 @@ mod frame;
 #[doc(hidden)]
 pub mod fuzz;
 
+pub use crate::client::rate::{gate_timestamp, RateClock, RateLimiter};
 pub use announce::{validate_announce, AnnounceOutcome, AnnounceTracker, AnnouncedLayout};
 pub use config::{ConsumerConfig, ConsumerMode, MAX_CHANNEL_LEN};
 pub use consumer::Consumer;
@@ -39,7 +40,6 @@ pub use counters::{ConsumerCounters, DropReason};
 pub use descriptors::DescriptorStream;
 pub use events::{ConsumerEvent, UnmapReason, EVENT_QUEUE_CAPACITY};
 pub use frame::{Frame, FramePoll};
-pub use crate::client::rate::{gate_timestamp, RateClock, RateLimiter};
 
 /// The clock [`Consumer::do_work`] expects: CLOCK_MONOTONIC in nanoseconds, the domain
 /// of the driver's MONOTONIC announce timestamps.

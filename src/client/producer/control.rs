@@ -4,9 +4,9 @@
 //! consumer's private descriptor stream, and `ConsumerHello`s of its stream (§10.1.2:
 //! progress wishes and rate limits).
 
+use crate::client::progress::{ConsumerWish, ProgressHints};
 use crate::client::session::{DriverSession, SessionEvent};
 use crate::protocol::codec::MessageHeader;
-use crate::client::progress::{ConsumerWish, ProgressHints};
 use crate::protocol::control::{
     self, consumer_config, consumer_hello, Bool, ConsumerConfigDecoder, ConsumerHelloDecoder, Mode,
 };
@@ -76,8 +76,7 @@ pub(super) fn classify(
         };
     }
     let header = MessageHeader::read(bytes).ok()?;
-    if header.schema_id == control::SCHEMA_ID && header.template_id == consumer_hello::TEMPLATE_ID
-    {
+    if header.schema_id == control::SCHEMA_ID && header.template_id == consumer_hello::TEMPLATE_ID {
         return consumer_wish(bytes, stream_id).map(Inbound::ConsumerHello);
     }
     if header.schema_id != control::SCHEMA_ID || header.template_id != consumer_config::TEMPLATE_ID
@@ -265,7 +264,12 @@ mod tests {
     fn hellos_of_this_stream_carry_progress_wishes_and_rate_limits() {
         let mut s = session();
         assert_eq!(
-            classify(&hello(10000, 7, Bool::True, Mode::RateLimited, 15), &mut s, 10000, 0),
+            classify(
+                &hello(10000, 7, Bool::True, Mode::RateLimited, 15),
+                &mut s,
+                10000,
+                0
+            ),
             Some(Inbound::ConsumerHello(ConsumerWish {
                 consumer_id: 7,
                 supports_progress: true,
@@ -277,14 +281,26 @@ mod tests {
                 max_rate_hz: 15,
             }))
         );
-        let Some(Inbound::ConsumerHello(wish)) =
-            classify(&hello(10000, 8, Bool::False, Mode::Stream, 15), &mut s, 10000, 0)
-        else {
+        let Some(Inbound::ConsumerHello(wish)) = classify(
+            &hello(10000, 8, Bool::False, Mode::Stream, 15),
+            &mut s,
+            10000,
+            0,
+        ) else {
             panic!("a hello of this stream");
         };
-        assert_eq!((wish.supports_progress, wish.max_rate_hz), (false, 0), "STREAM ignores max_rate_hz");
         assert_eq!(
-            classify(&hello(10001, 7, Bool::True, Mode::Stream, 0), &mut s, 10000, 0),
+            (wish.supports_progress, wish.max_rate_hz),
+            (false, 0),
+            "STREAM ignores max_rate_hz"
+        );
+        assert_eq!(
+            classify(
+                &hello(10001, 7, Bool::True, Mode::Stream, 0),
+                &mut s,
+                10000,
+                0
+            ),
             None
         );
         let mut truncated = hello(10000, 7, Bool::True, Mode::Stream, 0);

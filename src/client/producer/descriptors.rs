@@ -6,13 +6,13 @@
 //! [`crate::client::rate`]); the shared stream is never thinned.
 
 use super::events::ProducerCounters;
-use crate::clock::monotonic_now_ns;
 use crate::client::rate::{gate_timestamp, RateLimiter};
-use std::cell::Cell;
-use std::num::NonZeroU32;
+use crate::clock::monotonic_now_ns;
 use crate::transport::{
     AeronClient, OfferOutcome, PendingPublication, Publication, TransportError,
 };
+use std::cell::Cell;
+use std::num::NonZeroU32;
 
 /// Offers of one descriptor under back pressure before it is counted as dropped.
 const OFFER_ATTEMPTS: usize = 4;
@@ -71,8 +71,8 @@ impl DescriptorFanout {
                 continue;
             };
             if let Some(mut rate) = consumer.rate.get() {
-                let (clock, t) =
-                    *gate.get_or_insert_with(|| gate_timestamp(None, timestamp_ns, monotonic_now_ns));
+                let (clock, t) = *gate
+                    .get_or_insert_with(|| gate_timestamp(None, timestamp_ns, monotonic_now_ns));
                 if !rate.conforms(clock, t) {
                     counters.descriptors_rate_limited += 1;
                     continue;

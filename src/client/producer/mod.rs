@@ -342,7 +342,8 @@ impl Producer {
                     self.counters.consumer_hellos += 1;
                     self.wishes.on_hello(wish);
                     if let Some(conn) = self.conn.as_mut() {
-                        conn.descriptors.set_rate(wish.consumer_id, wish.max_rate_hz);
+                        conn.descriptors
+                            .set_rate(wish.consumer_id, wish.max_rate_hz);
                     }
                 }
                 Inbound::ConsumerLeaseEnded { consumer_id } => {

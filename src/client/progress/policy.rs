@@ -205,7 +205,11 @@ mod tests {
         assert_eq!(t.policy(), None);
         t.on_hello(wish(1, false, hints(Some(1), Some(1), Some(1))));
         t.on_hello(wish(2, false, ProgressHints::default()));
-        assert_eq!(t.policy(), None, "hints of consumers without progress count for nothing");
+        assert_eq!(
+            t.policy(),
+            None,
+            "hints of consumers without progress count for nothing"
+        );
         t.on_hello(wish(3, true, ProgressHints::default()));
         assert_eq!(
             t.policy(),
@@ -258,7 +262,10 @@ mod tests {
         }
         assert!(!t.on_hello(wish(9_999, true, ProgressHints::default())));
         assert_eq!((t.rejected(), t.policy()), (1, None));
-        assert!(t.on_hello(wish(5, true, ProgressHints::default())), "known ids update");
+        assert!(
+            t.on_hello(wish(5, true, ProgressHints::default())),
+            "known ids update"
+        );
         assert!(t.policy().is_some());
         t.clear();
         assert_eq!(t.policy(), None);

@@ -249,7 +249,12 @@ impl ProgressReader {
         }
         let judged = match position.and_then(|i| self.frames[i]) {
             // The header was judged when the frame was first heard of.
-            Some(known) => Ok((known.values_len, known.pool_id, known.header, known_layout(&known))),
+            Some(known) => Ok((
+                known.values_len,
+                known.pool_id,
+                known.header,
+                known_layout(&known),
+            )),
             None => judge_slot(mapped, index),
         };
         let (values_len, pool_id, header, layout) = match judged {
@@ -387,7 +392,12 @@ fn judge_slot(
     header.pad = [0; crate::protocol::control::tensor_header::PAD_LEN];
     let layout = tensor_layout(&header).map_err(|_| ())?;
     check_extent(layout.extent_bytes, fields.values_len_bytes as usize).map_err(|_| ())?;
-    Ok((fields.values_len_bytes, fields.pool_id, header, Some(layout)))
+    Ok((
+        fields.values_len_bytes,
+        fields.pool_id,
+        header,
+        Some(layout),
+    ))
 }
 
 /// §10.2.2 "Progress payload prefix safety": how many bytes from the start are safe to
@@ -418,14 +428,12 @@ fn safe_prefix(
         0
     };
     let stride = u64::from(header.progress_stride_bytes);
-    let units = unit_dim.filter(|_| stride > 0).map(|dim| {
-        (filled / stride).min(header.dims[dim].max(0) as u64)
-    });
+    let units = unit_dim
+        .filter(|_| stride > 0)
+        .map(|dim| (filled / stride).min(header.dims[dim].max(0) as u64));
     let limit = u64::from(values_len);
     match (unit_dim, units) {
-        (Some(dim), Some(units)) if dim == outermost => {
-            ((units * stride).min(limit), Some(units))
-        }
+        (Some(dim), Some(units)) if dim == outermost => ((units * stride).min(limit), Some(units)),
         _ if contiguous => (filled.min(limit), units),
         _ => (0, units),
     }
@@ -462,7 +470,11 @@ mod tests {
         let h = rows(&[4, 8], &[32, 0], MajorOrder::Row, ProgressUnit::Rows);
         assert_eq!(h.progress_stride_bytes, 32);
         assert_eq!(prefix(&h, 70, 128), (64, Some(2)));
-        assert_eq!(prefix(&h, 200, 128), (128, Some(4)), "never past the last row");
+        assert_eq!(
+            prefix(&h, 200, 128),
+            (128, Some(4)),
+            "never past the last row"
+        );
         // Without the unit, a padded layout makes the count informational only.
         let h = rows(&[4, 8], &[32, 0], MajorOrder::Row, ProgressUnit::None);
         assert_eq!(prefix(&h, 70, 128), (0, None));
@@ -471,7 +483,12 @@ mod tests {
     #[test]
     fn a_unit_across_the_layout_is_informational_unless_contiguous() {
         // Column-major 3-d tensor reporting columns (dim 1), not its outermost dim.
-        let h = rows(&[2, 3, 4], &[0, 0, 32], MajorOrder::Column, ProgressUnit::Columns);
+        let h = rows(
+            &[2, 3, 4],
+            &[0, 0, 32],
+            MajorOrder::Column,
+            ProgressUnit::Columns,
+        );
         assert_eq!(prefix(&h, 20, 128).0, 0);
         let h = rows(&[2, 3, 4], &[], MajorOrder::Column, ProgressUnit::Columns);
         assert_eq!(prefix(&h, 20, 48), (20, Some(3)));

@@ -86,7 +86,11 @@ mod tests {
         // 16 KiB rows arrive every 50 µs; 250 µs, 64 KiB.
         let steps: Vec<(u64, u64)> = (1..=40).map(|i| (i * 50, i * 16 * 1024)).collect();
         let sent = run(&policy(250, 64 * 1024, 0), 16 * 1024, &steps);
-        assert_eq!(sent.first(), Some(&(250, 5 * 16 * 1024)), "the latest, not the 64 KiB mark");
+        assert_eq!(
+            sent.first(),
+            Some(&(250, 5 * 16 * 1024)),
+            "the latest, not the 64 KiB mark"
+        );
         assert!(sent.windows(2).all(|w| w[1].0 - w[0].0 >= 250));
         assert_eq!(sent.len(), 8);
     }
@@ -96,7 +100,10 @@ mod tests {
         // 1 KiB every 1 ms: the interval has long passed, the 64 KiB delta decides.
         let steps: Vec<(u64, u64)> = (1..=200).map(|i| (i * 1_000, i * 1024)).collect();
         let sent = run(&policy(250, 64 * 1024, 0), 0, &steps);
-        assert_eq!(sent, [(64_000, 65_536), (128_000, 131_072), (192_000, 196_608)]);
+        assert_eq!(
+            sent,
+            [(64_000, 65_536), (128_000, 131_072), (192_000, 196_608)]
+        );
     }
 
     #[test]
