@@ -8,7 +8,7 @@ use tensorpool::shm::layout::LAYOUT_VERSION;
 /// Version of this C ABI. It changes only when a function, struct or enum changes in a
 /// way that breaks programs built against an older header; compare
 /// `tp_version_info.abi_version` with it at start-up.
-pub const TP_ABI_VERSION: u32 = 1;
+pub const TP_ABI_VERSION: u32 = 2;
 
 /// Versions of the library and of the formats it speaks.
 #[allow(non_camel_case_types)]
