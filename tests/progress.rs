@@ -11,6 +11,8 @@
 #[path = "support/mod.rs"]
 mod support;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -38,6 +40,34 @@ use tensorpool::transport::{AeronClient, OfferOutcome, Publication, Subscription
 
 const MS: u64 = 1_000_000;
 const US: u64 = 1_000;
+
+/// Counts heap allocations per thread, to pin the allocation-free progress paths.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the count is a thread-local without drop glue.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
 
 fn start_driver(env: &TestEnv) -> InThreadDriver {
     let settings = DriverSettings {
@@ -366,12 +396,17 @@ fn a_consumer_reads_the_prefix_while_rows_land() {
     .expect("rows");
     let len = rows as usize * row_bytes;
     let t0 = 50 * MS;
+    // Publishing with progress allocates nothing (STARTED, PROGRESS, COMPLETE included).
+    let mut publish_allocations = 0;
+    let before = allocations();
     let mut fill = producer
         .claim_with_progress(len, &tensor, t0)
         .expect("claim");
+    publish_allocations += allocations() - before;
     let seq = fill.seq();
     let mut last_units = 0;
     let mut prefixes = 0;
+    let mut poll_allocations = 0;
     for row in 1..=rows {
         let at = (row as usize - 1) * row_bytes;
         for (i, b) in fill.payload_mut()[at..at + row_bytes]
@@ -381,15 +416,18 @@ fn a_consumer_reads_the_prefix_while_rows_land() {
             *b = pattern(seq, at + i);
         }
         // One row a millisecond: every 4 rows (2 KiB) clear the 4-row unit delta.
-        if !fill
+        let before = allocations();
+        let sent = fill
             .progress(row * row_bytes as u64, t0 + row * MS)
-            .expect("report")
-        {
+            .expect("report");
+        publish_allocations += allocations() - before;
+        if !sent {
             continue;
         }
         let deadline = Instant::now() + DEADLINE;
         let units = loop {
             consumer.do_work(monotonic_now_ns()).expect("consumer");
+            let before = allocations();
             let poll = consumer.poll_progress(|p| {
                 let intact = p
                     .prefix()
@@ -398,6 +436,7 @@ fn a_consumer_reads_the_prefix_while_rows_land() {
                     .all(|(i, b)| *b == pattern(p.seq(), i));
                 (p.seq(), p.units_filled(), p.prefix().len(), intact)
             });
+            poll_allocations += allocations() - before;
             match poll {
                 ProgressPoll::Delivered((got_seq, units, prefix_len, intact)) => {
                     assert_eq!(got_seq, seq);
@@ -418,7 +457,11 @@ fn a_consumer_reads_the_prefix_while_rows_land() {
         prefixes += 1;
     }
     assert_eq!(prefixes, rows / 4);
+    let before = allocations();
     assert_eq!(fill.commit(t0), seq);
+    publish_allocations += allocations() - before;
+    assert_eq!((publish_allocations, poll_allocations), (0, 0));
+    assert_eq!(producer.counters().progress_sent, 1 + rows / 4 + 1);
     // The frame itself comes as for everyone, whole.
     let delivered = pump(
         &mut producer,
