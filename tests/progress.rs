@@ -719,3 +719,41 @@ fn the_producer_thins_a_rate_limited_consumers_own_stream() {
     // The sequences held back between delivered frames are no drops either.
     assert_eq!((c.gaps_rate_limited, c.drops_gap), (8 + 8 * 9, 0), "{c:?}");
 }
+
+#[test]
+fn a_producer_that_starts_after_its_consumers_learns_their_wishes() {
+    let env = TestEnv::new();
+    let _driver = start_driver(&env);
+    let mut consumer = Consumer::connect(ConsumerConfig {
+        progress: Some(ProgressHints {
+            interval_us: Some(300),
+            ..ProgressHints::default()
+        }),
+        mode: ConsumerMode::RateLimited {
+            max_rate_hz: NonZeroU32::new(25).expect("non-zero"),
+        },
+        ..consumer_config(&env)
+    })
+    .expect("consumer connects");
+    let deadline = Instant::now() + DEADLINE;
+    while consumer.lease_id().is_none() {
+        consumer.do_work(monotonic_now_ns()).expect("consumer");
+        assert!(Instant::now() < deadline, "the consumer's attach");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let hellos = consumer.counters().hellos_sent;
+    // The producer attaches later: its epoch makes the consumer remap and say hello again.
+    let mut producer = producer(&env);
+    let id = consumer.consumer_id();
+    let wish = pump(&mut producer, Some(&mut consumer), "the wish", |p, _| {
+        p.consumer_wish(id)
+    });
+    assert!(wish.supports_progress);
+    assert_eq!(wish.hints.interval_us, Some(300));
+    assert_eq!(wish.max_rate_hz, 25);
+    assert_eq!(
+        producer.progress_policy().map(|p| p.interval_ns),
+        Some(300 * US)
+    );
+    assert!(consumer.counters().hellos_sent > hellos);
+}
