@@ -26,9 +26,9 @@
 //! ```text
 //! {"role":"consumer","frames_received":10000,"frames_verified":10000,"verify_failures":0,
 //!  "drops_gap":0,"drops_late":0,"drops_resync":0,"drops_invalid":0,"drops_other":0,
-//!  "qos_drops_gap":0,"qos_drops_late":0,"epoch_changes":0,"trace_ids_verified":0,
-//!  "trace_failures":0,"interrupted":false,"elapsed_s":10.001,"frames_per_s":999.9,
-//!  "mib_per_s":62.49}
+//!  "qos_drops_gap":0,"qos_drops_late":0,"frames_rate_limited":0,"gaps_rate_limited":0,
+//!  "epoch_changes":0,"trace_ids_verified":0,"trace_failures":0,"interrupted":false,
+//!  "elapsed_s":10.001,"frames_per_s":999.9,"mib_per_s":62.49, ...metadata fields}
 //! ```
 //!
 //! With `--expect-trace-id BASE` every delivered frame's descriptor must carry the trace
@@ -61,12 +61,13 @@ mod common;
 
 use clap::Parser;
 use common::Pattern;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tensorpool::client::consumer::{
     monotonic_now_ns, Consumer, ConsumerConfig, ConsumerCounters, ConsumerError, ConsumerEvent,
-    Frame, FramePoll, MetaStatus,
+    ConsumerMode, Frame, FramePoll, MetaStatus,
 };
 use tensorpool::client::metadata::StreamMetadata;
 use tensorpool::client::{attach_refusal_fix, ClientStreams, LinkError};
@@ -147,6 +148,11 @@ struct Args {
     /// BASE + s (what the producers' `--trace-id BASE` sends); 0 does not check.
     #[arg(long, default_value_t = 0)]
     expect_trace_id: u64,
+    /// RATE_LIMITED mode (Wire Spec §11): take at most this many frames a second (gated
+    /// on the frames' timestamps); the others are skipped and counted in
+    /// `frames_rate_limited`, not as drops. 0: every frame.
+    #[arg(long, default_value_t = 0)]
+    max_rate_hz: u32,
 }
 
 /// Splits `CHANNEL:ID` at the last colon (channels contain colons themselves).
@@ -281,8 +287,9 @@ impl Report {
             "{{\"role\":\"consumer\",\"frames_received\":{},\"frames_verified\":{},\
              \"verify_failures\":{},\"drops_gap\":{},\"drops_late\":{},\"drops_resync\":{},\
              \"drops_invalid\":{},\"drops_other\":{},\"qos_drops_gap\":{},\
-             \"qos_drops_late\":{},\"epoch_changes\":{},\"trace_ids_verified\":{},\
-             \"trace_failures\":{},\"interrupted\":{},\
+             \"qos_drops_late\":{},\"frames_rate_limited\":{},\"gaps_rate_limited\":{},\
+             \"epoch_changes\":{},\"trace_ids_verified\":{},\"trace_failures\":{},\
+             \"interrupted\":{},\
              \"elapsed_s\":{:.6},\"frames_per_s\":{:.3},\"mib_per_s\":{:.3},{}}}",
             self.frames_received,
             self.frames_verified,
@@ -294,6 +301,8 @@ impl Report {
             other,
             c.qos_drops_gap(),
             c.qos_drops_late(),
+            c.frames_rate_limited,
+            c.gaps_rate_limited,
             c.epoch_changes,
             self.trace_ids_verified,
             self.trace_failures,
@@ -343,6 +352,10 @@ fn config(args: &Args) -> ConsumerConfig {
         request_per_consumer_descriptor: args.per_consumer_descriptor.clone(),
         announce_period: Duration::from_millis(args.announce_period_ms.max(1)),
         keepalive_interval: args.keepalive_ms.map(Duration::from_millis),
+        mode: match NonZeroU32::new(args.max_rate_hz) {
+            Some(max_rate_hz) => ConsumerMode::RateLimited { max_rate_hz },
+            None => ConsumerMode::Stream,
+        },
         client_name: "tensorpool-consumer-example".into(),
         ..ConsumerConfig::new(streams, args.stream_id)
     }
@@ -529,7 +542,7 @@ fn run(args: &Args, report: &mut Report) -> Result<(), String> {
                         break;
                     }
                 }
-                FramePoll::Dropped(_) | FramePoll::Ignored => {}
+                FramePoll::Dropped(_) | FramePoll::Ignored | FramePoll::RateLimited => {}
             }
             work += 1;
         }

@@ -986,7 +986,7 @@ fn slow_consumer_delivers(
                 s.producer.publish(next);
                 next += 1;
             }
-            FramePoll::Dropped(_) | FramePoll::Ignored => {}
+            FramePoll::Dropped(_) | FramePoll::Ignored | FramePoll::RateLimited => {}
         }
         s.consumer.do_work(monotonic_now_ns()).expect("duty cycle");
         s.producer.pump();

@@ -536,3 +536,61 @@ fn a_consumer_that_never_attached_names_the_last_refusal_and_the_fix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_rate_limited_consumer_counts_frames_skipped_by_rate_apart_from_drops() {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: "tp-examples-rate".into(),
+        ..DriverSettings::shared_announce()
+    };
+    let _driver = start_fast_lease_driver(&env, &settings);
+    // 50 frames a second out of 1,000: 40 frames span most of a second of the stream.
+    let mut consumer = spawn_example(
+        &env,
+        "consumer",
+        "consumer",
+        &["--frames", "40", "--verify", "--max-rate-hz", "50"],
+    );
+    wait_for_counter(
+        &env.aeron_dir(),
+        &settings.counter_label("active consumer leases"),
+        |v| v == 1,
+    );
+    let mut producer = spawn_example(
+        &env,
+        "producer",
+        "producer",
+        &[
+            "--frames",
+            "3000",
+            "--payload-bytes",
+            "1000",
+            "--rate",
+            "1000",
+        ],
+    );
+    wait_success(&mut consumer, "the rate-limited consumer");
+    producer.kill();
+    let received = summary(&consumer);
+    assert_eq!(received.u64("frames_received"), 40, "{received}");
+    assert_eq!(received.u64("frames_verified"), 40, "{received}");
+    // GCRA with a tolerance of one period: 40 frames need at least 38 periods (20 ms)
+    // of the producer's timestamps, i.e. hundreds of frames skipped at 1 kHz.
+    assert!(received.u64("frames_rate_limited") >= 38, "{received}");
+    for key in [
+        "verify_failures",
+        "drops_gap",
+        "drops_late",
+        "drops_resync",
+        "drops_invalid",
+        "qos_drops_gap",
+        "qos_drops_late",
+    ] {
+        assert_eq!(
+            received.u64(key),
+            0,
+            "skipped by rate is no drop: {key}: {received}"
+        );
+    }
+}

@@ -400,6 +400,8 @@ fn our_consumer_reads_tensor_pool_c_producer_through_our_driver() {
         match poll {
             FramePoll::Delivered(frame) => delivered.push(frame),
             FramePoll::Empty => std::thread::sleep(Duration::from_millis(1)),
+            // The consumer is in STREAM mode: nothing is skipped for rate.
+            FramePoll::RateLimited => panic!("a STREAM consumer skipped a frame for rate"),
             FramePoll::Ignored | FramePoll::Dropped(_) => {}
         }
     }

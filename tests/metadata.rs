@@ -133,6 +133,7 @@ fn next_frame(consumer: &mut Consumer) -> (u64, u32, MetaStatus) {
         {
             FramePoll::Delivered(frame) => return frame,
             FramePoll::Dropped(reason) => panic!("frame dropped: {reason:?}"),
+            FramePoll::RateLimited => panic!("a STREAM consumer skipped a frame for rate"),
             FramePoll::Empty | FramePoll::Ignored => {}
         }
         assert!(Instant::now() < deadline, "timed out waiting for a frame");

@@ -200,7 +200,7 @@ fn run_consumer(
                     report.epoch = epoch;
                 }
                 FramePoll::Dropped(_) if saw_torn.get() => report.torn_caught += 1,
-                FramePoll::Dropped(_) | FramePoll::Ignored => {}
+                FramePoll::Dropped(_) | FramePoll::Ignored | FramePoll::RateLimited => {}
             }
             if linger {
                 report.lingers += 1;

@@ -45,9 +45,10 @@
 
 // Version of this C ABI. It changes only when a function, struct or enum changes in a
 // way that breaks programs built against an older header; compare
-// `tp_version_info.abi_version` with it at start-up. 2: `tp_frame_info` and
-// `tp_consumer_counters` grew (trace id, publish time, metadata version and status;
-// FALLBACK, sequence regression, activity, beyond-ndims and metadata counters).
+// `tp_version_info.abi_version` with it at start-up. 2: `tp_frame_info`,
+// `tp_consumer_counters` and `tp_producer_counters` grew (trace id, publish time,
+// metadata version and status; FALLBACK, sequence regression, activity, beyond-ndims,
+// metadata, rate-limit and progress counters).
 #define TP_ABI_VERSION 2
 
 // The result of every `tp_*` call that can fail: `TP_OK` (0) or a negative error.
@@ -298,6 +299,10 @@ enum tp_poll_outcome
   TP_POLL_DROPPED = 2,
   // A message that is not a descriptor of this stream was consumed.
   TP_POLL_IGNORED = 3,
+  // A frame passed every check but was skipped to stay under the rate limit
+  // (`tp_config_set_rate_limit`); counted in `frames_rate_limited`, not a drop; the frame
+  // handler did not run.
+  TP_POLL_RATE_LIMITED = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -455,6 +460,27 @@ typedef int32_t tp_meta_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What `tp_consumer_poll_progress` did.
+enum tp_progress_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No news on any frame being written.
+  TP_PROGRESS_EMPTY = 0,
+  // A prefix was handed out and the slot still held the frame afterwards.
+  TP_PROGRESS_DELIVERED = 1,
+  // The slot moved on while the handler read: discard what it read.
+  TP_PROGRESS_OVERWRITTEN = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tp_progress_outcome tp_progress_outcome;
+#else
+typedef int32_t tp_progress_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Client settings for `tp_producer_create` and `tp_consumer_create` (opaque). The
 // defaults agree with the shipped `config/driver.toml`: Aeron's default directory, every
 // stream on `aeron:ipc?term-length=4m`, control 1000, announce 1001, descriptors 1100,
@@ -496,10 +522,6 @@ typedef struct tp_poll_result {
   uint64_t seq;
 } tp_poll_result;
 
-// Called by `tp_consumer_poll_frames` with the outcome of each message read, after
-// the frame handler (if it ran) returned.
-typedef void (*tp_outcome_handler)(const struct tp_poll_result *result, void *user);
-
 // A tensor description: element type, layout and shape of a frame's payload. Entries of
 // `dims` and `strides` at and beyond `ndims` are ignored; a stride of 0 means
 // contiguous. `tp_tensor_bytes` fills one for a plain byte payload.
@@ -521,6 +543,39 @@ typedef struct tp_tensor {
   // Byte stride of each dimension (0 = contiguous).
   int32_t strides[TP_MAX_DIMS];
 } tp_tensor;
+
+// The filled part of a frame being written (Wire Spec §10.2.2), valid only inside the
+// `tp_progress_handler` it is passed to; what was read counts only if the poll then
+// reports TP_PROGRESS_DELIVERED.
+typedef struct tp_frame_prefix {
+  // The bytes safe to read, in place: `[0, filled)` of a contiguous tensor, or the
+  // whole rows (columns) filled; NULL with `prefix_len` 0 when the layout makes the
+  // report informational only.
+  const uint8_t *prefix;
+  // Bytes at `prefix`.
+  size_t prefix_len;
+  // The frame's sequence.
+  uint64_t seq;
+  // `payload_bytes_filled` as reported.
+  uint64_t filled_bytes;
+  // Whole rows (columns) filled; UINT64_MAX when the tensor declares no progress unit.
+  uint64_t units_filled;
+  // 1 STARTED, 2 PROGRESS, 3 COMPLETE (COMPLETE is no promise: the frame is
+  // available only when `tp_consumer_poll` delivers it).
+  uint8_t state;
+  // The frame's `values_len_bytes`.
+  uint32_t values_len;
+  // The frame's tensor description.
+  struct tp_tensor tensor;
+} tp_frame_prefix;
+
+// Called with the filled part of a frame being written; it must not unwind and must not
+// call functions of this consumer.
+typedef void (*tp_progress_handler)(const struct tp_frame_prefix *prefix, void *user);
+
+// Called by `tp_consumer_poll_frames` with the outcome of each message read, after
+// the frame handler (if it ran) returned.
+typedef void (*tp_outcome_handler)(const struct tp_poll_result *result, void *user);
 
 // A borrowed view of a frame: the payload in shared memory and its description. The
 // payload pointer is valid only inside the callback, and what was read from it counts
@@ -664,6 +719,18 @@ typedef struct tp_consumer_counters {
   uint64_t metadata_dropped_malformed;
   // Metadata messages of this stream dropped for exceeding a size bound.
   uint64_t metadata_dropped_oversize;
+  // Frames skipped to stay under the rate limit (RATE_LIMITED mode); not drops.
+  uint64_t frames_rate_limited;
+  // `FrameProgress` messages of this stream received (progress opted in).
+  uint64_t progress_received;
+  // Frame prefixes delivered intact to the progress handler.
+  uint64_t progress_prefixes_delivered;
+  // `FrameProgress` messages ignored for breaking a Wire Spec §10.2.2 rule
+  // (regression, beyond values_len_bytes, bad progress unit/stride, bad state, not in
+  // the slot).
+  uint64_t progress_violations;
+  // `FrameProgress` messages for frames already passed or another epoch.
+  uint64_t progress_stale;
 } tp_consumer_counters;
 
 // The consumer's state.
@@ -787,6 +854,14 @@ typedef struct tp_producer_counters {
   uint64_t metadata_sent;
   // Metadata announces that hit back pressure or an Aeron error (retried).
   uint64_t metadata_send_failures;
+  // `FrameProgress` messages published.
+  uint64_t progress_sent;
+  // Progress reports held back by the throttle.
+  uint64_t progress_throttled;
+  // `FrameProgress` messages that could not be offered.
+  uint64_t progress_not_sent;
+  // Descriptors held back from RATE_LIMITED consumers' own descriptor streams.
+  uint64_t descriptors_rate_limited;
 } tp_producer_counters;
 
 // The producer's state.
@@ -952,6 +1027,23 @@ tp_status tp_config_set_max_outstanding_seq_gap(struct tp_config *config, uint64
 // against their descriptors.
 tp_status tp_config_set_watch_next_slot(struct tp_config *config, int32_t on);
 
+// RATE_LIMITED mode for consumers (Wire Spec §11): at most `max_rate_hz` frames a
+// second, asked of the producer in the hello and enforced locally; skipped frames count
+// in `frames_rate_limited` and poll as TP_POLL_RATE_LIMITED. 0 (the default) is STREAM
+// mode: every frame.
+tp_status tp_config_set_rate_limit(struct tp_config *config, uint32_t max_rate_hz);
+
+// Frame progress for consumers (Wire Spec §10.2.2): `on` 1 opts in (the hello says
+// `supports_progress` with these hints, and `tp_consumer_poll_progress` hands out the
+// filled prefix of frames being written), 0 (the default) ignores progress. Each hint
+// 0 leaves the producer's default: `interval_us` between reports, `bytes_delta` bytes
+// and `major_delta_units` rows/columns of advance worth a report.
+tp_status tp_config_set_progress(struct tp_config *config,
+                                 int32_t on,
+                                 uint32_t interval_us,
+                                 uint32_t bytes_delta,
+                                 uint32_t major_delta_units);
+
 // Connects to the media driver (waiting up to the config's connect timeout) and
 // prepares a consumer of `stream_id`; the attach starts on the first
 // `tp_consumer_do_work`. The handle belongs to the calling thread.
@@ -976,6 +1068,14 @@ tp_status tp_consumer_poll(struct tp_consumer *consumer,
                            tp_frame_handler handler,
                            void *user,
                            struct tp_poll_result *result);
+
+// Hands `handler` the filled prefix of the oldest frame being written that has news,
+// when the config opted in (`tp_config_set_progress`); `*outcome` (a
+// `tp_progress_outcome`) says whether what it read counts. Allocates nothing.
+tp_status tp_consumer_poll_progress(struct tp_consumer *consumer,
+                                    tp_progress_handler handler,
+                                    void *user,
+                                    int32_t *outcome);
 
 // Reads up to `limit` messages from the descriptor stream in one pass: `handler` runs
 // on each frame that passes the checks, then `outcome` (may be NULL) learns what became
@@ -1101,8 +1201,37 @@ tp_status tp_producer_commit(struct tp_producer *producer,
                              uint64_t timestamp_ns,
                              uint64_t *seq_out);
 
-// Gives up the open claim: its slot stays in progress and consumers see a gap.
+// Gives up the open claim (either kind): its slot stays in progress and consumers see
+// a gap.
 tp_status tp_producer_abort(struct tp_producer *producer);
+
+// Like `tp_producer_claim`, for a frame filled over time (e.g. rows from a camera DMA)
+// with frame progress (Wire Spec §10.2.2): `*tensor` is checked and the whole header
+// written first, STARTED goes out at `now_ns` (CLOCK_MONOTONIC, e.g.
+// `tp_monotonic_now_ns()`), `tp_producer_report_progress` reports the fill and
+// `tp_producer_commit_filled` publishes the frame. Nothing is sent while no consumer
+// supports progress.
+tp_status tp_producer_claim_with_progress(struct tp_producer *producer,
+                                          size_t len,
+                                          const struct tp_tensor *tensor,
+                                          uint64_t now_ns,
+                                          struct tp_claim *out);
+
+// The first `filled` bytes of the frame opened by `tp_producer_claim_with_progress` are
+// written as of `now_ns`: a PROGRESS goes out if the throttle lets one through
+// (`*sent`, may be NULL, says whether). Reports must not go back nor beyond the frame
+// (TP_ERROR_INVALID_ARGUMENT, nothing changes).
+tp_status tp_producer_report_progress(struct tp_producer *producer,
+                                      uint64_t filled,
+                                      uint64_t now_ns,
+                                      int32_t *sent);
+
+// Commits the frame opened by `tp_producer_claim_with_progress` (capture time
+// `timestamp_ns`), announces it and sends COMPLETE; `seq_out` (may be NULL) receives its
+// sequence.
+tp_status tp_producer_commit_filled(struct tp_producer *producer,
+                                    uint64_t timestamp_ns,
+                                    uint64_t *seq_out);
 
 // Copies `len` bytes from `data` into a payload slot and publishes them described by
 // `*tensor`, with capture time `timestamp_ns`; `seq_out` (may be NULL) receives the

@@ -169,6 +169,19 @@ class Config {
         check(tp_config_set_max_outstanding_seq_gap(config_, frames), "max_outstanding_seq_gap");
         return *this;
     }
+    // RATE_LIMITED consumers: at most max_rate_hz frames a second (0: every frame).
+    Config &rate_limit(std::uint32_t max_rate_hz) {
+        check(tp_config_set_rate_limit(config_, max_rate_hz), "rate_limit");
+        return *this;
+    }
+    // Frame progress for consumers, with hints (0: the producer's default).
+    Config &progress(bool on, std::uint32_t interval_us = 0, std::uint32_t bytes_delta = 0,
+                     std::uint32_t major_delta_units = 0) {
+        check(tp_config_set_progress(config_, on ? 1 : 0, interval_us, bytes_delta,
+                                     major_delta_units),
+              "progress");
+        return *this;
+    }
 
     const tp_config *get() const noexcept { return config_; }
 
@@ -232,6 +245,47 @@ class Claim {
     tp_claim claim_;
 };
 
+// A frame filled with progress: write data() in order, report(filled) as it fills, then
+// commit(); the destructor aborts a fill still open.
+class Fill {
+  public:
+    Fill(Fill &&other) noexcept
+        : producer_(std::exchange(other.producer_, nullptr)), claim_(other.claim_) {}
+    Fill &operator=(Fill &&) = delete;
+    Fill(const Fill &) = delete;
+    Fill &operator=(const Fill &) = delete;
+    ~Fill() {
+        if (producer_ != nullptr) {
+            tp_producer_abort(producer_);
+        }
+    }
+
+    Span<std::uint8_t> data() const noexcept { return {claim_.data, claim_.len}; }
+    std::uint64_t seq() const noexcept { return claim_.seq; }
+
+    // The first filled bytes are written as of now_ns; returns whether a PROGRESS went out.
+    bool report(std::uint64_t filled, std::uint64_t now_ns) {
+        std::int32_t sent = 0;
+        check(tp_producer_report_progress(producer_, filled, now_ns, &sent),
+              "tp_producer_report_progress");
+        return sent != 0;
+    }
+
+    // Publishes the frame (and COMPLETE); returns its sequence.
+    std::uint64_t commit(std::uint64_t timestamp_ns) {
+        std::uint64_t seq = 0;
+        tp_producer *producer = std::exchange(producer_, nullptr);
+        check(tp_producer_commit_filled(producer, timestamp_ns, &seq), "tp_producer_commit_filled");
+        return seq;
+    }
+
+  private:
+    friend class Producer;
+    Fill(tp_producer *producer, tp_claim claim) : producer_(producer), claim_(claim) {}
+    tp_producer *producer_;
+    tp_claim claim_;
+};
+
 // A stream's producer (see tp_producer).
 class Producer {
   public:
@@ -280,6 +334,14 @@ class Producer {
               "tp_producer_get_consumer_qos");
         rows.resize(std::min(count, rows.size()));
         return rows;
+    }
+
+    // A frame of len bytes filled over time, with frame progress (STARTED sent at now_ns).
+    Fill claim_with_progress(std::size_t len, const tp_tensor &tensor, std::uint64_t now_ns) {
+        tp_claim claim{};
+        check(tp_producer_claim_with_progress(producer_, len, &tensor, now_ns, &claim),
+              "tp_producer_claim_with_progress");
+        return Fill(producer_, claim);
     }
 
     // Copies payload into a slot and publishes it; returns the sequence.
@@ -368,6 +430,8 @@ struct PollResult {
     // The frame was intact after the callback returned: what it read counts.
     bool delivered() const noexcept { return raw.outcome == TP_POLL_DELIVERED; }
     bool dropped() const noexcept { return raw.outcome == TP_POLL_DROPPED; }
+    // Skipped to stay under the rate limit (not a drop).
+    bool rate_limited() const noexcept { return raw.outcome == TP_POLL_RATE_LIMITED; }
     std::uint64_t seq() const noexcept { return raw.seq; }
 };
 
@@ -405,6 +469,21 @@ class Consumer {
         }
         check(status, "tp_consumer_poll");
         return result;
+    }
+
+    // Hands on_prefix(const tp_frame_prefix &) the filled part of the oldest frame being
+    // written that has news; act on what it read only if the result is
+    // TP_PROGRESS_DELIVERED.
+    template <typename F> tp_progress_outcome poll_progress(F &&on_prefix) {
+        PrefixTrampoline<F> trampoline{on_prefix, nullptr};
+        std::int32_t outcome = TP_PROGRESS_EMPTY;
+        tp_status status = tp_consumer_poll_progress(consumer_, &PrefixTrampoline<F>::call,
+                                                     &trampoline, &outcome);
+        if (trampoline.error) {
+            std::rethrow_exception(trampoline.error);
+        }
+        check(status, "tp_consumer_poll_progress");
+        return static_cast<tp_progress_outcome>(outcome);
     }
 
     // The oldest pending event, if any.
@@ -485,6 +564,20 @@ class Consumer {
                 tp_frame_info info{};
                 check(tp_frame_get(frame, &info), "tp_frame_get");
                 self->on_frame(Frame(info));
+            } catch (...) {
+                self->error = std::current_exception();
+            }
+        }
+    };
+
+    template <typename F> struct PrefixTrampoline {
+        F &on_prefix;
+        std::exception_ptr error;
+
+        static void call(const tp_frame_prefix *prefix, void *user) noexcept {
+            auto *self = static_cast<PrefixTrampoline *>(user);
+            try {
+                self->on_prefix(*prefix);
             } catch (...) {
                 self->error = std::current_exception();
             }

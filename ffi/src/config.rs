@@ -4,10 +4,12 @@
 use crate::handle::{self, Kind, Shell};
 use crate::status::{guard, tp_status, write_out, Failure};
 use std::ffi::{c_char, CStr};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
-use tensorpool::client::consumer::{ConsumerConfig, MAX_CHANNEL_LEN};
+use tensorpool::client::consumer::{ConsumerConfig, ConsumerMode, MAX_CHANNEL_LEN};
 use tensorpool::client::producer::ProducerConfig;
+use tensorpool::client::progress::ProgressHints;
 use tensorpool::client::ClientStreams;
 use tensorpool::protocol::driver::PublishMode;
 
@@ -48,6 +50,8 @@ pub(crate) struct Settings {
     pub(crate) max_outstanding_seq_gap: Option<u64>,
     pub(crate) watch_next_slot: bool,
     pub(crate) metadata_interval: Duration,
+    pub(crate) mode: ConsumerMode,
+    pub(crate) progress: Option<ProgressHints>,
 }
 
 impl Default for Settings {
@@ -66,6 +70,8 @@ impl Default for Settings {
             max_outstanding_seq_gap: consumer.max_outstanding_seq_gap,
             watch_next_slot: consumer.watch_next_slot,
             metadata_interval: producer.metadata_interval,
+            mode: consumer.mode,
+            progress: consumer.progress,
         }
     }
 }
@@ -97,6 +103,8 @@ impl Settings {
             attach_timeout: self.attach_timeout,
             max_outstanding_seq_gap: self.max_outstanding_seq_gap,
             watch_next_slot: self.watch_next_slot,
+            mode: self.mode,
+            progress: self.progress,
             client_name: "tensorpool-c-consumer".into(),
             ..ConsumerConfig::new(self.streams.clone(), stream_id)
         }
@@ -433,6 +441,49 @@ pub extern "C" fn tp_config_set_watch_next_slot(config: *mut tp_config, on: i32)
                     "watch_next_slot {other} is not 0 or 1"
                 )))
             }
+        };
+        Ok(())
+    })
+}
+
+/// RATE_LIMITED mode for consumers (Wire Spec §11): at most `max_rate_hz` frames a
+/// second, asked of the producer in the hello and enforced locally; skipped frames count
+/// in `frames_rate_limited` and poll as TP_POLL_RATE_LIMITED. 0 (the default) is STREAM
+/// mode: every frame.
+#[no_mangle]
+pub extern "C" fn tp_config_set_rate_limit(config: *mut tp_config, max_rate_hz: u32) -> tp_status {
+    edit(config, |s| {
+        s.mode = match NonZeroU32::new(max_rate_hz) {
+            Some(max_rate_hz) => ConsumerMode::RateLimited { max_rate_hz },
+            None => ConsumerMode::Stream,
+        };
+        Ok(())
+    })
+}
+
+/// Frame progress for consumers (Wire Spec §10.2.2): `on` 1 opts in (the hello says
+/// `supports_progress` with these hints, and `tp_consumer_poll_progress` hands out the
+/// filled prefix of frames being written), 0 (the default) ignores progress. Each hint
+/// 0 leaves the producer's default: `interval_us` between reports, `bytes_delta` bytes
+/// and `major_delta_units` rows/columns of advance worth a report.
+#[no_mangle]
+pub extern "C" fn tp_config_set_progress(
+    config: *mut tp_config,
+    on: i32,
+    interval_us: u32,
+    bytes_delta: u32,
+    major_delta_units: u32,
+) -> tp_status {
+    edit(config, |s| {
+        let hint = |v: u32| (v != 0).then_some(v);
+        s.progress = match on {
+            0 => None,
+            1 => Some(ProgressHints {
+                interval_us: hint(interval_us),
+                bytes_delta: hint(bytes_delta),
+                major_delta_units: hint(major_delta_units),
+            }),
+            other => return Err(Failure::invalid(format!("progress {other} is not 0 or 1"))),
         };
         Ok(())
     })

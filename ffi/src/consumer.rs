@@ -13,6 +13,8 @@ use tensorpool::client::consumer::{
     monotonic_now_ns, Consumer, ConsumerCounters, ConsumerEvent, ConsumerState, DropReason, Frame,
     FramePoll, UnmapReason,
 };
+use tensorpool::client::progress::ProgressPoll;
+use tensorpool::protocol::control::FrameProgressState;
 
 /// A stream's consumer (opaque). Create with `tp_consumer_create`, drive with
 /// `tp_consumer_do_work` and read with `tp_consumer_poll` from the thread that created
@@ -112,6 +114,10 @@ pub enum tp_poll_outcome {
     TP_POLL_DROPPED = 2,
     /// A message that is not a descriptor of this stream was consumed.
     TP_POLL_IGNORED = 3,
+    /// A frame passed every check but was skipped to stay under the rate limit
+    /// (`tp_config_set_rate_limit`); counted in `frames_rate_limited`, not a drop; the frame
+    /// handler did not run.
+    TP_POLL_RATE_LIMITED = 4,
 }
 
 /// Why a descriptor was dropped (`tp_poll_result.drop_reason`); each has a counter.
@@ -356,6 +362,18 @@ pub struct tp_consumer_counters {
     pub metadata_dropped_malformed: u64,
     /// Metadata messages of this stream dropped for exceeding a size bound.
     pub metadata_dropped_oversize: u64,
+    /// Frames skipped to stay under the rate limit (RATE_LIMITED mode); not drops.
+    pub frames_rate_limited: u64,
+    /// `FrameProgress` messages of this stream received (progress opted in).
+    pub progress_received: u64,
+    /// Frame prefixes delivered intact to the progress handler.
+    pub progress_prefixes_delivered: u64,
+    /// `FrameProgress` messages ignored for breaking a Wire Spec §10.2.2 rule
+    /// (regression, beyond values_len_bytes, bad progress unit/stride, bad state, not in
+    /// the slot).
+    pub progress_violations: u64,
+    /// `FrameProgress` messages for frames already passed or another epoch.
+    pub progress_stale: u64,
 }
 
 /// The consumer's state.
@@ -518,6 +536,7 @@ fn result_of(poll: FramePoll<u64>) -> tp_poll_result {
         FramePoll::Ignored => (O::TP_POLL_IGNORED, tp_drop_reason::TP_DROP_NONE, 0),
         FramePoll::Delivered(seq) => (O::TP_POLL_DELIVERED, tp_drop_reason::TP_DROP_NONE, seq),
         FramePoll::Dropped(reason) => (O::TP_POLL_DROPPED, drop_reason_of(reason), 0),
+        FramePoll::RateLimited => (O::TP_POLL_RATE_LIMITED, tp_drop_reason::TP_DROP_NONE, 0),
     };
     tp_poll_result {
         outcome: outcome as i32,
@@ -573,6 +592,100 @@ pub extern "C" fn tp_consumer_poll(
             .map_err(|e| Failure::new(tp_status::TP_ERROR_AERON, e.to_string()))?;
         // SAFETY: checked non-NULL; writable by the contract.
         unsafe { write_out(result, "result", result_of(poll)) }
+    })
+}
+
+/// The filled part of a frame being written (Wire Spec §10.2.2), valid only inside the
+/// `tp_progress_handler` it is passed to; what was read counts only if the poll then
+/// reports TP_PROGRESS_DELIVERED.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct tp_frame_prefix {
+    /// The bytes safe to read, in place: `[0, filled)` of a contiguous tensor, or the
+    /// whole rows (columns) filled; NULL with `prefix_len` 0 when the layout makes the
+    /// report informational only.
+    pub prefix: *const u8,
+    /// Bytes at `prefix`.
+    pub prefix_len: usize,
+    /// The frame's sequence.
+    pub seq: u64,
+    /// `payload_bytes_filled` as reported.
+    pub filled_bytes: u64,
+    /// Whole rows (columns) filled; UINT64_MAX when the tensor declares no progress unit.
+    pub units_filled: u64,
+    /// 1 STARTED, 2 PROGRESS, 3 COMPLETE (COMPLETE is no promise: the frame is
+    /// available only when `tp_consumer_poll` delivers it).
+    pub state: u8,
+    /// The frame's `values_len_bytes`.
+    pub values_len: u32,
+    /// The frame's tensor description.
+    pub tensor: tp_tensor,
+}
+
+/// Called with the filled part of a frame being written; it must not unwind and must not
+/// call functions of this consumer.
+#[allow(non_camel_case_types)]
+pub type tp_progress_handler =
+    Option<unsafe extern "C" fn(prefix: *const tp_frame_prefix, user: *mut c_void)>;
+
+/// What `tp_consumer_poll_progress` did.
+#[allow(non_camel_case_types)]
+#[repr(i32)]
+#[derive(Debug, Clone, Copy)]
+pub enum tp_progress_outcome {
+    /// No news on any frame being written.
+    TP_PROGRESS_EMPTY = 0,
+    /// A prefix was handed out and the slot still held the frame afterwards.
+    TP_PROGRESS_DELIVERED = 1,
+    /// The slot moved on while the handler read: discard what it read.
+    TP_PROGRESS_OVERWRITTEN = 2,
+}
+
+/// Hands `handler` the filled prefix of the oldest frame being written that has news,
+/// when the config opted in (`tp_config_set_progress`); `*outcome` (a
+/// `tp_progress_outcome`) says whether what it read counts. Allocates nothing.
+#[no_mangle]
+pub extern "C" fn tp_consumer_poll_progress(
+    consumer: *mut tp_consumer,
+    handler: tp_progress_handler,
+    user: *mut c_void,
+    outcome: *mut i32,
+) -> tp_status {
+    with(consumer, |inner| {
+        let handler = handler.ok_or_else(|| Failure::null("handler"))?;
+        if outcome.is_null() {
+            return Err(Failure::null("outcome"));
+        }
+        let poll = inner.consumer.poll_progress(|p| {
+            let view = tp_frame_prefix {
+                prefix: if p.prefix().is_empty() {
+                    std::ptr::null()
+                } else {
+                    p.prefix().as_ptr()
+                },
+                prefix_len: p.prefix().len(),
+                seq: p.seq(),
+                filled_bytes: p.filled_bytes(),
+                units_filled: p.units_filled().unwrap_or(u64::MAX),
+                state: match p.state() {
+                    FrameProgressState::Started => 1,
+                    FrameProgressState::Progress => 2,
+                    _ => 3,
+                },
+                values_len: p.values_len(),
+                tensor: tp_tensor::from_header(p.tensor()),
+            };
+            // SAFETY: a C callback given by the caller, with its own `user`.
+            unsafe { handler(&view, user) };
+        });
+        let code = match poll {
+            ProgressPoll::Empty => tp_progress_outcome::TP_PROGRESS_EMPTY,
+            ProgressPoll::Delivered(()) => tp_progress_outcome::TP_PROGRESS_DELIVERED,
+            ProgressPoll::Overwritten => tp_progress_outcome::TP_PROGRESS_OVERWRITTEN,
+        };
+        // SAFETY: checked non-NULL; writable by the contract.
+        unsafe { write_out(outcome, "outcome", code as i32) }
     })
 }
 
@@ -755,6 +868,11 @@ impl From<ConsumerCounters> for tp_consumer_counters {
             metadata_updates: c.metadata_updates,
             metadata_dropped_malformed: c.metadata_dropped_malformed,
             metadata_dropped_oversize: c.metadata_dropped_oversize,
+            frames_rate_limited: c.frames_rate_limited,
+            progress_received: c.progress.received,
+            progress_prefixes_delivered: c.progress.prefixes_delivered,
+            progress_violations: c.progress.violations(),
+            progress_stale: c.progress.stale,
         }
     }
 }

@@ -9,8 +9,8 @@ use crate::tensor::tp_tensor;
 use std::ffi::c_char;
 use std::ptr::NonNull;
 use tensorpool::client::producer::{
-    monotonic_now_ns, DescriptorStamp, FrameClaim, Producer, ProducerCounters, ProducerError,
-    ProducerEvent, PublishError,
+    monotonic_now_ns, DescriptorStamp, FrameClaim, FrameFill, Producer, ProducerCounters,
+    ProducerError, ProducerEvent, ProgressError, PublishError,
 };
 
 /// A stream's producer (opaque). Create with `tp_producer_create`, drive with
@@ -119,6 +119,14 @@ pub struct tp_producer_counters {
     pub metadata_sent: u64,
     /// Metadata announces that hit back pressure or an Aeron error (retried).
     pub metadata_send_failures: u64,
+    /// `FrameProgress` messages published.
+    pub progress_sent: u64,
+    /// Progress reports held back by the throttle.
+    pub progress_throttled: u64,
+    /// `FrameProgress` messages that could not be offered.
+    pub progress_not_sent: u64,
+    /// Descriptors held back from RATE_LIMITED consumers' own descriptor streams.
+    pub descriptors_rate_limited: u64,
 }
 
 /// The producer's state.
@@ -146,6 +154,8 @@ pub struct tp_producer_info {
 pub(crate) struct ProducerInner {
     // Declared first so it drops before the producer it borrows.
     claim: Option<FrameClaim<'static>>,
+    /// A frame filled with progress (`tp_producer_claim_with_progress`), also borrowing.
+    fill: Option<FrameFill<'static>>,
     producer: NonNull<Producer>,
     /// What `tp_producer_set_frame_stamp` set for the next frame; taken by the next
     /// publish or commit.
@@ -154,7 +164,7 @@ pub(crate) struct ProducerInner {
 
 impl ProducerInner {
     pub(crate) fn producer(&mut self) -> Result<&mut Producer, Failure> {
-        if self.claim.is_some() {
+        if self.claim.is_some() || self.fill.is_some() {
             return Err(Failure::fixed(
                 tp_status::TP_ERROR_WRONG_STATE,
                 "a claim is open: commit or abort it first",
@@ -169,6 +179,7 @@ impl ProducerInner {
 impl Drop for ProducerInner {
     fn drop(&mut self) {
         self.claim = None;
+        self.fill = None;
         // SAFETY: made by `Box::into_raw` in `tp_producer_create`, dropped only here.
         drop(unsafe { Box::from_raw(self.producer.as_ptr()) });
     }
@@ -223,6 +234,7 @@ pub extern "C" fn tp_producer_create(
         })?;
         let inner = ProducerInner {
             claim: None,
+            fill: None,
             producer: NonNull::from(Box::leak(Box::new(producer))),
             stamp: DescriptorStamp::NONE,
         };
@@ -275,15 +287,10 @@ pub extern "C" fn tp_producer_claim(
         if out.is_null() {
             return Err(Failure::null("out"));
         }
-        if inner.claim.is_some() {
-            return Err(Failure::fixed(
-                tp_status::TP_ERROR_WRONG_STATE,
-                "a claim is already open: commit or abort it first",
-            ));
-        }
         // SAFETY: the claim borrows the boxed producer, which outlives it (`claim` is
         // dropped first), and no other reference to the producer is made while it is
-        // open (`ProducerInner::producer` refuses).
+        // open (`ProducerInner::producer` refuses, and so does this call).
+        inner.producer()?;
         let producer: &'static mut Producer = unsafe { &mut *inner.producer.as_ptr() };
         let mut claim = producer.claim(len).map_err(publish_failure)?;
         let view = tp_claim {
@@ -332,18 +339,113 @@ pub extern "C" fn tp_producer_commit(
     })
 }
 
-/// Gives up the open claim: its slot stays in progress and consumers see a gap.
+/// Gives up the open claim (either kind): its slot stays in progress and consumers see
+/// a gap.
 #[no_mangle]
 pub extern "C" fn tp_producer_abort(producer: *mut tp_producer) -> tp_status {
-    with(producer, |inner| match inner.claim.take() {
-        Some(claim) => {
-            drop(claim);
-            Ok(())
+    with(producer, |inner| {
+        match (inner.claim.take(), inner.fill.take()) {
+            (None, None) => Err(Failure::fixed(
+                tp_status::TP_ERROR_WRONG_STATE,
+                "no claim is open: nothing to abort",
+            )),
+            _ => Ok(()),
         }
-        None => Err(Failure::fixed(
-            tp_status::TP_ERROR_WRONG_STATE,
-            "no claim is open: nothing to abort",
-        )),
+    })
+}
+
+/// Like `tp_producer_claim`, for a frame filled over time (e.g. rows from a camera DMA)
+/// with frame progress (Wire Spec §10.2.2): `*tensor` is checked and the whole header
+/// written first, STARTED goes out at `now_ns` (CLOCK_MONOTONIC, e.g.
+/// `tp_monotonic_now_ns()`), `tp_producer_report_progress` reports the fill and
+/// `tp_producer_commit_filled` publishes the frame. Nothing is sent while no consumer
+/// supports progress.
+#[no_mangle]
+pub extern "C" fn tp_producer_claim_with_progress(
+    producer: *mut tp_producer,
+    len: usize,
+    tensor: *const tp_tensor,
+    now_ns: u64,
+    out: *mut tp_claim,
+) -> tp_status {
+    with(producer, |inner| {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        if tensor.is_null() {
+            return Err(Failure::null("tensor"));
+        }
+        // SAFETY: non-NULL and readable by the contract.
+        let header = unsafe { *tensor }.to_header();
+        // SAFETY: as in `tp_producer_claim`: the fill borrows the boxed producer, which
+        // outlives it, and nothing else borrows the producer while it is open.
+        inner.producer()?;
+        let producer: &'static mut Producer = unsafe { &mut *inner.producer.as_ptr() };
+        let mut fill = producer
+            .claim_with_progress(len, &header, now_ns)
+            .map_err(publish_failure)?;
+        let view = tp_claim {
+            data: fill.payload_mut().as_mut_ptr(),
+            len: fill.len(),
+            seq: fill.seq(),
+        };
+        inner.fill = Some(fill);
+        // SAFETY: checked non-NULL; writable by the contract.
+        unsafe { write_out(out, "out", view) }
+    })
+}
+
+/// The first `filled` bytes of the frame opened by `tp_producer_claim_with_progress` are
+/// written as of `now_ns`: a PROGRESS goes out if the throttle lets one through
+/// (`*sent`, may be NULL, says whether). Reports must not go back nor beyond the frame
+/// (TP_ERROR_INVALID_ARGUMENT, nothing changes).
+#[no_mangle]
+pub extern "C" fn tp_producer_report_progress(
+    producer: *mut tp_producer,
+    filled: u64,
+    now_ns: u64,
+    sent: *mut i32,
+) -> tp_status {
+    with(producer, |inner| {
+        let Some(fill) = inner.fill.as_mut() else {
+            return Err(Failure::fixed(
+                tp_status::TP_ERROR_WRONG_STATE,
+                "no frame with progress is open: tp_producer_claim_with_progress first",
+            ));
+        };
+        let went = fill
+            .progress(filled, now_ns)
+            .map_err(|e: ProgressError| Failure::invalid(e.to_string()))?;
+        if !sent.is_null() {
+            // SAFETY: non-NULL and writable by the contract.
+            unsafe { sent.write(i32::from(went)) };
+        }
+        Ok(())
+    })
+}
+
+/// Commits the frame opened by `tp_producer_claim_with_progress` (capture time
+/// `timestamp_ns`), announces it and sends COMPLETE; `seq_out` (may be NULL) receives its
+/// sequence.
+#[no_mangle]
+pub extern "C" fn tp_producer_commit_filled(
+    producer: *mut tp_producer,
+    timestamp_ns: u64,
+    seq_out: *mut u64,
+) -> tp_status {
+    with(producer, |inner| {
+        let Some(fill) = inner.fill.take() else {
+            return Err(Failure::fixed(
+                tp_status::TP_ERROR_WRONG_STATE,
+                "no frame with progress is open: tp_producer_claim_with_progress first",
+            ));
+        };
+        let seq = fill.commit(timestamp_ns);
+        if !seq_out.is_null() {
+            // SAFETY: non-NULL and writable by the contract.
+            unsafe { seq_out.write(seq) };
+        }
+        Ok(())
     })
 }
 
@@ -519,6 +621,10 @@ pub extern "C" fn tp_producer_get_counters(
             events_dropped: c.events_dropped,
             metadata_sent: c.metadata_sent,
             metadata_send_failures: c.metadata_send_failures,
+            progress_sent: c.progress_sent,
+            progress_throttled: c.progress_throttled,
+            progress_not_sent: c.progress_not_sent,
+            descriptors_rate_limited: c.descriptors_rate_limited,
         };
         // SAFETY: checked non-NULL; writable by the contract.
         unsafe { write_out(out, "out", counters) }

@@ -7,9 +7,10 @@ use tensorpool::shm::layout::LAYOUT_VERSION;
 
 /// Version of this C ABI. It changes only when a function, struct or enum changes in a
 /// way that breaks programs built against an older header; compare
-/// `tp_version_info.abi_version` with it at start-up. 2: `tp_frame_info` and
-/// `tp_consumer_counters` grew (trace id, publish time, metadata version and status;
-/// FALLBACK, sequence regression, activity, beyond-ndims and metadata counters).
+/// `tp_version_info.abi_version` with it at start-up. 2: `tp_frame_info`,
+/// `tp_consumer_counters` and `tp_producer_counters` grew (trace id, publish time,
+/// metadata version and status; FALLBACK, sequence regression, activity, beyond-ndims,
+/// metadata, rate-limit and progress counters).
 pub const TP_ABI_VERSION: u32 = 2;
 
 /// Versions of the library and of the formats it speaks.

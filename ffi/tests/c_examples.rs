@@ -428,3 +428,31 @@ fn c_and_cpp_consumers_end_soon_after_their_producer_detached() {
         assert!(got > 0 && got <= 200, "{}", consumer.describe());
     }
 }
+
+#[test]
+fn c_progress_example_reads_rows_while_they_land_and_then_the_whole_frame() {
+    let env = TestEnv::new();
+    let _driver = start_driver(&env, "tp-ffi-progress");
+    let args = with_args(
+        &env,
+        &[
+            "--frames",
+            "10",
+            "--rows",
+            "32",
+            "--row-bytes",
+            "1024",
+            "--timeout-s",
+            "30",
+        ],
+    );
+    let mut run = Proc::spawn(&env, "progress", &c_example("progress"), &args);
+    let status = run.finish(RUN_TIMEOUT);
+    assert!(status.success(), "{}", run.describe());
+    let line = summary(&run);
+    assert_eq!(line.text("role"), Some("progress"), "{line}");
+    assert_eq!(line.u64("frames"), 10, "{line}");
+    assert!(line.u64("prefixes") > 0, "{line}");
+    assert!(line.u64("prefix_bytes") > 0, "{line}");
+    assert_eq!(line.u64("verify_failures"), 0, "{line}");
+}

@@ -248,6 +248,12 @@ impl ControlLink {
         Ok(published)
     }
 
+    /// Offers an already encoded message on the control stream (e.g. `FrameProgress`,
+    /// Wire Spec §10.2.2), without blocking.
+    pub fn offer(&self, bytes: &[u8]) -> Result<OfferOutcome, TransportError> {
+        self.control_pub.offer(bytes)
+    }
+
     /// Whether the driver (or anyone) subscribes to the control stream.
     pub fn is_connected(&self) -> bool {
         self.control_pub.is_connected()

@@ -920,7 +920,7 @@ fn run_consumer(spec: &RoleSpec, out: &mut LineOut) {
                         delivered.last_seq_top_epoch = seq;
                     }
                 }
-                FramePoll::Dropped(_) | FramePoll::Ignored => {}
+                FramePoll::Dropped(_) | FramePoll::Ignored | FramePoll::RateLimited => {}
             }
             polled += 1;
         }

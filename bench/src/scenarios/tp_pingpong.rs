@@ -440,7 +440,7 @@ impl PingTransport for TpPing {
             .poll_frame(|frame| (seq_of(frame.payload()), frame.payload().len()))
             .measure("reading the pong stream")?;
         match poll {
-            FramePoll::Empty | FramePoll::Ignored => Ok(false),
+            FramePoll::Empty | FramePoll::Ignored | FramePoll::RateLimited => Ok(false),
             FramePoll::Delivered((got, _)) if got & PROBE != 0 => Ok(false),
             FramePoll::Delivered(got) if got == (seq, size) => Ok(true),
             FramePoll::Delivered((got_seq, got_len)) => Err(BenchError::Measure(format!(
@@ -529,7 +529,10 @@ pub fn run_pong(aeron_dir: &Path, shm_dir: &Path) -> Result<(), BenchError> {
                 FramePoll::Delivered(Echo::Failed(error)) => {
                     return Err(BenchError::Measure(format!("echo: {error}")))
                 }
-                FramePoll::Empty | FramePoll::Ignored | FramePoll::Dropped(_) => {}
+                FramePoll::Empty
+                | FramePoll::Ignored
+                | FramePoll::Dropped(_)
+                | FramePoll::RateLimited => {}
             }
         }
         iterations = iterations.wrapping_add(1);

@@ -113,6 +113,15 @@ static void config_checks(void) {
     EXPECT(tp_config_set_watch_next_slot(config, 2), TP_ERROR_INVALID_ARGUMENT);
     CHECK(strstr(tp_last_error_message(), "watch_next_slot") != NULL);
     EXPECT(tp_config_set_watch_next_slot(config, 1), TP_OK);
+    EXPECT(tp_config_set_progress(config, 2, 0, 0, 0), TP_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(tp_last_error_message(), "progress") != NULL);
+    EXPECT(tp_config_set_progress(config, 1, 250, 0, 0), TP_OK);
+    EXPECT(tp_config_set_progress(NULL, 1, 0, 0, 0), TP_ERROR_NULL_POINTER);
+    EXPECT(tp_config_set_rate_limit(config, 30), TP_OK);
+    EXPECT(tp_config_set_rate_limit(config, 0), TP_OK);
+    EXPECT(tp_producer_report_progress(NULL, 0, 0, NULL), TP_ERROR_NULL_POINTER);
+    EXPECT(tp_producer_commit_filled(NULL, 0, NULL), TP_ERROR_NULL_POINTER);
+    EXPECT(tp_consumer_poll_progress(NULL, NULL, NULL, NULL), TP_ERROR_NULL_POINTER);
     EXPECT(tp_config_set_attach_timeout_ms(config, 0), TP_ERROR_INVALID_ARGUMENT);
     EXPECT(tp_config_set_attach_timeout_ms(config, 500), TP_OK);
     EXPECT(tp_config_set_publish_mode(config, TP_PUBLISH_EXISTING_OR_CREATE), TP_OK);

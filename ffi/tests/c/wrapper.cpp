@@ -25,6 +25,7 @@ static_assert(!std::is_copy_constructible_v<tensorpool::Consumer>, "Consumer is 
 static_assert(std::is_nothrow_move_constructible_v<tensorpool::Consumer>, "movable");
 static_assert(!std::is_copy_constructible_v<tensorpool::QosMonitor>, "QosMonitor is move-only");
 static_assert(std::is_nothrow_move_constructible_v<tensorpool::QosMonitor>, "movable");
+static_assert(!std::is_copy_constructible_v<tensorpool::Fill>, "Fill is move-only");
 
 int main() {
     CHECK(tensorpool::version().abi_version == TP_ABI_VERSION);
@@ -86,7 +87,7 @@ int main() {
                   "a frame's metadata status is the C enumeration");
 
     tensorpool::Config moved = std::move(config);
-    moved.client_id(7);
+    moved.client_id(7).rate_limit(20).progress(true, 250, 65536).rate_limit(0).progress(false);
     std::printf("wrapper: %d failed\n", failures);
     return failures == 0 ? 0 : 1;
 }

@@ -3,7 +3,9 @@
 //! `max_outstanding_seq_gap`; Driver Model §4.4 keepalives, §4.9 revoke wait).
 
 use crate::client::link::ClientStreams;
+use crate::client::progress::ProgressHints;
 use crate::shm::paths::DEFAULT_BASE_DIR;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -60,6 +62,38 @@ pub struct ConsumerConfig {
     /// window of §15.1: a shorter one would fire between two refreshes); `None` disables
     /// the check. Default: 5 s, 5× the default announce period (the spec suggests 3–5×).
     pub activity_timeout: Option<Duration>,
+    /// STREAM (every frame) or RATE_LIMITED (Wire Spec §11), sent in `ConsumerHello`.
+    pub mode: ConsumerMode,
+    /// Opt in to frame progress (Wire Spec §10.2.2): `ConsumerHello` says
+    /// `supports_progress` with these hints, and
+    /// [`Consumer::poll_progress`](super::Consumer::poll_progress) hands out the filled
+    /// prefix of frames being written. `None` (the default) ignores `FrameProgress`.
+    pub progress: Option<ProgressHints>,
+}
+
+/// How many frames the consumer wants (Wire Spec §11).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConsumerMode {
+    /// Every frame.
+    #[default]
+    Stream,
+    /// At most `max_rate_hz` frames a second: asked of the producer in `ConsumerHello`
+    /// (which may thin a per-consumer descriptor stream) and enforced locally in any case;
+    /// frames skipped for it count in `frames_rate_limited`, not as drops.
+    RateLimited {
+        /// Most frames per second.
+        max_rate_hz: NonZeroU32,
+    },
+}
+
+impl ConsumerMode {
+    /// `max_rate_hz` for `ConsumerHello` (0: unlimited).
+    pub fn max_rate_hz(&self) -> u32 {
+        match self {
+            Self::Stream => 0,
+            Self::RateLimited { max_rate_hz } => max_rate_hz.get(),
+        }
+    }
 }
 
 impl ConsumerConfig {
@@ -81,6 +115,8 @@ impl ConsumerConfig {
             client_name: "tensorpool-consumer".into(),
             watch_next_slot: false,
             activity_timeout: Some(Duration::from_secs(5)),
+            mode: ConsumerMode::Stream,
+            progress: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! mapped epoch and the descriptor, hello and QoS streams.
 
 use super::announce::{AnnounceOutcome, AnnounceTracker};
-use super::config::{duration_ns, ConsumerConfig, MAX_CHANNEL_LEN};
+use super::config::{duration_ns, ConsumerConfig, ConsumerMode, MAX_CHANNEL_LEN};
 use super::connection::{shared_descriptor_stream, Connection};
 use super::counters::{ConsumerCounters, DropReason};
 use super::descriptors::DescriptorStream;
@@ -19,12 +19,14 @@ use crate::client::grant::{LeaseGrant, ProtocolError};
 use crate::client::link::{ClientStreams, LinkError};
 use crate::client::mapping::MappedEpoch;
 use crate::client::metadata::MetadataListener;
+use crate::client::progress::{FramePrefix, ProgressPoll, ProgressReader};
+use crate::client::rate::{gate_timestamp, RateLimiter};
 use crate::client::session::{DriverSession, Request, SessionConfig, SessionEvent};
 use crate::clock::{monotonic_now_ns, realtime_now_ns};
 use crate::protocol::codec::{get_u32, MessageHeader, MESSAGE_HEADER_LEN};
 use crate::protocol::control::{
-    self, consumer_config, shm_pool_announce, Bool, ConsumerConfigDecoder, ConsumerHello, Mode,
-    QosConsumer, ShmPoolAnnounceDecoder,
+    self, consumer_config, frame_progress, shm_pool_announce, Bool, ConsumerConfigDecoder,
+    ConsumerHello, FrameProgress, FrameProgressDecoder, Mode, QosConsumer, ShmPoolAnnounceDecoder,
 };
 use crate::protocol::driver::{self, LeaseRevokeReason, Role};
 use crate::shm::open::{Access, AllowedBaseDirs};
@@ -47,6 +49,7 @@ enum Inbound {
     Announce(AnnounceOutcome),
     Assignment(Option<DescriptorStream>),
     Shm(ShmDirective),
+    Progress(FrameProgress),
 }
 
 /// A consumer of one stream: attaches through the driver, maps the granted regions
@@ -98,6 +101,10 @@ pub struct Consumer {
     remap_due: bool,
     /// §15.12 FALLBACK: told not to use SHM, and where the payload is instead.
     fallback: Option<FallbackUri>,
+    /// RATE_LIMITED mode's local limiter (Wire Spec §11).
+    rate: Option<RateLimiter>,
+    /// Frame progress, when opted in (Wire Spec §10.2.2).
+    progress: Option<ProgressReader>,
 }
 
 impl Consumer {
@@ -141,6 +148,11 @@ impl Consumer {
             ),
             remap_due: false,
             fallback: None,
+            rate: match config.mode {
+                ConsumerMode::Stream => None,
+                ConsumerMode::RateLimited { max_rate_hz } => Some(RateLimiter::new(max_rate_hz)),
+            },
+            progress: config.progress.map(|_| ProgressReader::default()),
             config,
         })
     }
@@ -227,6 +239,7 @@ impl Consumer {
                     // One message per call: `read` runs at most once.
                     FramePoll::Delivered(None) | FramePoll::Ignored => FramePoll::Ignored,
                     FramePoll::Dropped(reason) => FramePoll::Dropped(reason),
+                    FramePoll::RateLimited => FramePoll::RateLimited,
                     FramePoll::Empty => FramePoll::Empty,
                 }
             },
@@ -263,6 +276,8 @@ impl Consumer {
             remap_due,
             fallback,
             metadata,
+            rate,
+            shared_descriptors,
             ..
         } = self;
         let meta_in_force = metadata.meta_version();
@@ -270,7 +285,10 @@ impl Consumer {
             // Reconnecting (see `do_work`): nothing to read.
             return Ok(0);
         };
+        // §5: a producer may thin a rate-limited consumer's own stream; its gaps are that.
+        let thinned = rate.is_some() && *conn.descriptors.current() != *shared_descriptors;
         let mut handler = |bytes: &[u8]| {
+            let gaps_before = counters.drops_gap;
             let descriptor = match decode_descriptor(bytes) {
                 DescriptorMessage::Descriptor(d) if d.stream_id == *stream_id => d,
                 DescriptorMessage::Descriptor(_) => {
@@ -288,20 +306,55 @@ impl Consumer {
                 _ if fallback.is_some() => Err(DropReason::Fallback),
                 None => Err(DropReason::Unmapped),
                 Some(_) if awaiting_epoch_until.is_some() => Err(DropReason::AwaitingEpoch),
-                Some(mapped) => read_frame(
-                    mapped,
-                    &descriptor,
-                    seqs,
-                    tensors,
-                    counters,
-                    meta_in_force,
-                    &mut read,
-                ),
+                Some(mapped) => match rate.as_mut() {
+                    None => read_frame(
+                        mapped,
+                        &descriptor,
+                        seqs,
+                        tensors,
+                        counters,
+                        meta_in_force,
+                        &mut read,
+                    )
+                    .map(Some),
+                    // §11: gate on the frame's timestamp; a frame counts against the rate
+                    // only once it was delivered intact.
+                    Some(rate) => read_frame(
+                        mapped,
+                        &descriptor,
+                        seqs,
+                        tensors,
+                        counters,
+                        meta_in_force,
+                        |f| {
+                            let (clock, t) = gate_timestamp(
+                                f.descriptor_timestamp_ns(),
+                                f.timestamp_ns(),
+                                monotonic_now_ns,
+                            );
+                            rate.conforms(clock, t).then(|| (read(f), clock, t))
+                        },
+                    )
+                    .map(|taken| {
+                        taken.map(|(r, clock, t)| {
+                            rate.take(clock, t);
+                            r
+                        })
+                    }),
+                },
             };
+            if thinned {
+                counters.gaps_rate_limited += counters.drops_gap - gaps_before;
+                counters.drops_gap = gaps_before;
+            }
             outcome(match result {
-                Ok(r) => {
+                Ok(Some(r)) => {
                     counters.frames_delivered += 1;
                     FramePoll::Delivered(r)
+                }
+                Ok(None) => {
+                    counters.frames_rate_limited += 1;
+                    FramePoll::RateLimited
                 }
                 Err(reason) => {
                     *remap_due |= reason == DropReason::SeqRegression;
@@ -323,6 +376,18 @@ impl Consumer {
             // The media driver went away; the next `do_work` reconnects.
             Err(_) if conn.is_closed() => Ok(0),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Hands the application the filled prefix of the oldest frame being written that
+    /// has news (Wire Spec §10.2.2; see [`FramePrefix`]), when the consumer opted in with
+    /// [`ConsumerConfig::progress`]. `f`'s result counts only if the slot still held the
+    /// frame after it ran. The frame itself still comes through
+    /// [`Consumer::poll_frame`]. Allocates nothing.
+    pub fn poll_progress<R>(&mut self, f: impl FnOnce(&FramePrefix<'_>) -> R) -> ProgressPoll<R> {
+        match (self.progress.as_mut(), self.awaiting_epoch_until) {
+            (Some(progress), None) => progress.poll(self.mapped.as_ref(), f),
+            _ => ProgressPoll::Empty,
         }
     }
 
@@ -348,6 +413,11 @@ impl Consumer {
         ConsumerCounters {
             protocol_errors: self.retired_protocol_errors + session_errors,
             events_dropped: self.events.dropped(),
+            progress: self
+                .progress
+                .as_ref()
+                .map(ProgressReader::counters)
+                .unwrap_or_default(),
             ..self.counters
         }
     }
@@ -436,6 +506,11 @@ impl Consumer {
         match inbound {
             Inbound::Session(event) => self.on_session_event(event, now_ns)?,
             Inbound::Announce(outcome) => self.on_announce(outcome, now_ns)?,
+            Inbound::Progress(message) => {
+                if let Some(progress) = self.progress.as_mut() {
+                    progress.on_message(&message, self.mapped.as_ref(), self.seqs.last_seq());
+                }
+            }
             Inbound::Assignment(stream) => {
                 self.counters.consumer_configs += 1;
                 tracing::debug!(?stream, "descriptor stream assignment");
@@ -668,6 +743,8 @@ impl Consumer {
         self.mapped = None;
         if self.map(&grant) {
             self.counters.remaps += 1;
+            // A new epoch may mean a new producer: tell it what this consumer wants.
+            self.hello_due |= self.config.progress.is_some() || self.rate.is_some();
             self.events.push(ConsumerEvent::EpochChanged { epoch });
         } else {
             self.events.push(ConsumerEvent::Unmapped {
@@ -728,6 +805,12 @@ impl Consumer {
         self.mapped = None;
         self.awaiting_epoch_until = None;
         self.seqs.reset();
+        if let Some(progress) = self.progress.as_mut() {
+            progress.reset();
+        }
+        if let Some(rate) = self.rate.as_mut() {
+            rate.reset();
+        }
         if self.allowed.is_none() {
             // Built on first use: the base directory appears when the driver starts.
             match AllowedBaseDirs::new(&self.config.allowed_base_dirs) {
@@ -866,17 +949,22 @@ impl Consumer {
             .request_per_consumer_descriptor
             .as_ref()
             .map_or((&[][..], 0), |(c, id)| (c.as_bytes(), *id));
+        let hints = self.config.progress.unwrap_or_default();
         let hello = ConsumerHello {
             stream_id: grant.stream_id,
             consumer_id: self.session.client_id(),
             supports_shm: Bool::True,
-            supports_progress: Bool::False,
-            mode: Mode::Stream,
-            max_rate_hz: 0,
+            supports_progress: if self.config.progress.is_some() {
+                Bool::True
+            } else {
+                Bool::False
+            },
+            mode: wire_mode(&self.config.mode),
+            max_rate_hz: self.config.mode.max_rate_hz(),
             expected_layout_version: grant.layout_version,
-            progress_interval_us: None,
-            progress_bytes_delta: None,
-            progress_major_delta_units: None,
+            progress_interval_us: hints.interval_us,
+            progress_bytes_delta: hints.bytes_delta,
+            progress_major_delta_units: hints.major_delta_units,
             descriptor_stream_id,
             control_stream_id: 0,
             descriptor_channel: channel,
@@ -909,7 +997,7 @@ impl Consumer {
             last_seq_seen: self.seqs.last_seq().unwrap_or(0),
             drops_gap: self.counters.qos_drops_gap(),
             drops_late: self.counters.qos_drops_late(),
-            mode: Mode::Stream,
+            mode: wire_mode(&self.config.mode),
         };
         let len = qos.encode(&mut self.send_buf)?;
         let Some(conn) = self.conn.as_ref() else {
@@ -939,6 +1027,14 @@ impl Drop for Consumer {
                 let _ = conn.link.do_work();
             }
         }
+    }
+}
+
+/// The wire value of a consumer mode.
+fn wire_mode(mode: &ConsumerMode) -> Mode {
+    match mode {
+        ConsumerMode::Stream => Mode::Stream,
+        ConsumerMode::RateLimited { .. } => Mode::RateLimited,
     }
 }
 
@@ -989,6 +1085,13 @@ fn classify(
             };
             if outcome != AnnounceOutcome::OtherStream {
                 inbox.push(Inbound::Announce(outcome));
+            }
+        }
+        frame_progress::TEMPLATE_ID => {
+            if let Ok(progress) = FrameProgressDecoder::wrap(bytes) {
+                if progress.stream_id() == stream_id {
+                    inbox.push(Inbound::Progress(progress.to_value()));
+                }
             }
         }
         consumer_config::TEMPLATE_ID => {

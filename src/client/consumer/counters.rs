@@ -1,6 +1,9 @@
 //! What the consumer counts (Wire Spec §10.4.1, §15.4): every descriptor of the stream
 //! that is not delivered lands in exactly one drop counter, and sequence gaps are counted
-//! apart, so `frames_delivered + frame_drops() == descriptors_received` always holds.
+//! apart, so `frames_delivered + frame_drops() + frames_rate_limited ==
+//! descriptors_received` always holds.
+
+use crate::client::progress::ProgressCounters;
 
 /// Why a descriptor did not become a delivered frame; each reason has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +75,13 @@ pub struct ConsumerCounters {
     pub descriptors_received: u64,
     /// Frames handed to the application and still intact after it returned.
     pub frames_delivered: u64,
+    /// Frames that passed every check but were skipped to stay under `max_rate_hz`
+    /// (RATE_LIMITED mode, Wire Spec §11): not drops, and not reported as drops in QoS.
+    pub frames_rate_limited: u64,
+    /// Sequences missing on a per-consumer descriptor stream while RATE_LIMITED: the
+    /// producer held them back for `max_rate_hz` (Wire Spec §5), so they count here
+    /// instead of in `drops_gap`.
+    pub gaps_rate_limited: u64,
     /// Sequences missing between consecutive descriptors (not descriptors received).
     pub drops_gap: u64,
     /// See [`DropReason::Unmapped`].
@@ -159,6 +169,8 @@ pub struct ConsumerCounters {
     pub metadata_dropped_malformed: u64,
     /// Metadata messages of this stream dropped for exceeding a size bound.
     pub metadata_dropped_oversize: u64,
+    /// What became of `FrameProgress` messages (all zero unless the consumer opted in).
+    pub progress: ProgressCounters,
 }
 
 impl ConsumerCounters {

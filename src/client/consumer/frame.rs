@@ -141,6 +141,9 @@ pub enum FramePoll<R> {
     Dropped(DropReason),
     /// A frame was delivered; the closure's result.
     Delivered(R),
+    /// A frame passed every check but was skipped to stay under `max_rate_hz`
+    /// (RATE_LIMITED mode, Wire Spec §11; counted in `frames_rate_limited`).
+    RateLimited,
 }
 
 /// One message read from a descriptor stream.

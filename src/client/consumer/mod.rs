@@ -35,8 +35,9 @@ pub mod fuzz;
 mod liveness;
 mod metadata;
 
+pub use crate::client::rate::{gate_timestamp, RateClock, RateLimiter};
 pub use announce::{validate_announce, AnnounceOutcome, AnnounceTracker, AnnouncedLayout};
-pub use config::{ConsumerConfig, MAX_CHANNEL_LEN};
+pub use config::{ConsumerConfig, ConsumerMode, MAX_CHANNEL_LEN};
 pub use consumer::Consumer;
 pub use counters::{ConsumerCounters, DropReason};
 pub use descriptors::DescriptorStream;

@@ -140,7 +140,7 @@ pub(super) fn finish(
         let mut buf = [0u8; DESCRIPTOR_LEN];
         // Cannot fail: the buffer is exactly the fixed encoded length.
         if let Ok(len) = descriptor.encode(&mut buf) {
-            descriptors.offer(&buf[..len], counters);
+            descriptors.offer(&buf[..len], timestamp_ns, counters);
         }
     }
     slot.seq

@@ -3,6 +3,7 @@
 
 use crate::client::link::ClientStreams;
 use crate::client::metadata::DEFAULT_METADATA_INTERVAL;
+use crate::client::progress::ProgressLimits;
 use crate::client::session::SessionConfig;
 use crate::protocol::driver::{PublishMode, Role};
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub struct ProducerConfig {
     /// Period of the metadata re-announce (`DataSourceAnnounce` + `DataSourceMeta`, Wire
     /// Spec §10.3, §15.11), once metadata is set; changes go out at once.
     pub metadata_interval: Duration,
+    /// Defaults and floors of the frame-progress throttle (Wire Spec §10.2.2).
+    pub progress: ProgressLimits,
 }
 
 impl ProducerConfig {
@@ -57,6 +60,7 @@ impl ProducerConfig {
             attach_timeout: session.attach_timeout,
             qos_interval: DEFAULT_QOS_INTERVAL,
             metadata_interval: DEFAULT_METADATA_INTERVAL,
+            progress: ProgressLimits::default(),
         }
     }
 
@@ -110,6 +114,12 @@ impl ProducerConfig {
     /// Sets the metadata re-announce period.
     pub fn metadata_interval(mut self, interval: Duration) -> Self {
         self.metadata_interval = interval;
+        self
+    }
+
+    /// Sets the frame-progress throttle's defaults and floors.
+    pub fn progress_limits(mut self, limits: ProgressLimits) -> Self {
+        self.progress = limits;
         self
     }
 

@@ -1,11 +1,15 @@
 //! What the producer takes from the control stream: session messages (through
 //! [`DriverSession::on_message`]), `ConsumerConfig` for its stream (Wire Spec §10.1.3) and
 //! revocations of consumer leases on its stream (Driver Model §4.9), which end that
-//! consumer's private descriptor stream.
+//! consumer's private descriptor stream, and `ConsumerHello`s of its stream (§10.1.2:
+//! progress wishes and rate limits).
 
+use crate::client::progress::{ConsumerWish, ProgressHints};
 use crate::client::session::{DriverSession, SessionEvent};
 use crate::protocol::codec::MessageHeader;
-use crate::protocol::control::{self, consumer_config, ConsumerConfigDecoder};
+use crate::protocol::control::{
+    self, consumer_config, consumer_hello, Bool, ConsumerConfigDecoder, ConsumerHelloDecoder, Mode,
+};
 use crate::protocol::driver::{Role, ShmLeaseRevokedDecoder};
 
 /// What a `ConsumerConfig` says about a consumer's private descriptor stream.
@@ -37,6 +41,8 @@ pub(super) enum Inbound {
         /// Its descriptor stream.
         assignment: Assignment,
     },
+    /// A consumer of this stream said hello.
+    ConsumerHello(ConsumerWish),
     /// A consumer lease on this producer's stream ended.
     ConsumerLeaseEnded {
         /// Consumer (client) id.
@@ -70,6 +76,9 @@ pub(super) fn classify(
         };
     }
     let header = MessageHeader::read(bytes).ok()?;
+    if header.schema_id == control::SCHEMA_ID && header.template_id == consumer_hello::TEMPLATE_ID {
+        return consumer_wish(bytes, stream_id).map(Inbound::ConsumerHello);
+    }
     if header.schema_id != control::SCHEMA_ID || header.template_id != consumer_config::TEMPLATE_ID
     {
         return None;
@@ -81,6 +90,28 @@ pub(super) fn classify(
     Some(Inbound::ConsumerConfig {
         consumer_id: config.consumer_id(),
         assignment: assignment(config.descriptor_channel(), config.descriptor_stream_id()),
+    })
+}
+
+/// What a `ConsumerHello` of `stream_id` asks of its producer: progress (with hints) and,
+/// in RATE_LIMITED mode, `max_rate_hz` (§10.1.2; ignored in STREAM mode).
+fn consumer_wish(bytes: &[u8], stream_id: u32) -> Option<ConsumerWish> {
+    let hello = ConsumerHelloDecoder::wrap(bytes).ok()?;
+    if hello.stream_id() != stream_id {
+        return None;
+    }
+    Some(ConsumerWish {
+        consumer_id: hello.consumer_id(),
+        supports_progress: hello.supports_progress() == Bool::True,
+        hints: ProgressHints {
+            interval_us: hello.progress_interval_us(),
+            bytes_delta: hello.progress_bytes_delta(),
+            major_delta_units: hello.progress_major_delta_units(),
+        },
+        max_rate_hz: match hello.mode() {
+            Mode::RateLimited => hello.max_rate_hz(),
+            _ => 0,
+        },
     })
 }
 
@@ -203,6 +234,78 @@ mod tests {
             classify(&revoked(10000, 42, Role::Producer), &mut s, 10000, 0),
             None
         );
+    }
+
+    fn hello(stream_id: u32, consumer_id: u32, progress: Bool, mode: Mode, hz: u32) -> Vec<u8> {
+        let mut buf = vec![0u8; 256];
+        let len = control::ConsumerHello {
+            stream_id,
+            consumer_id,
+            supports_shm: Bool::True,
+            supports_progress: progress,
+            mode,
+            max_rate_hz: hz,
+            expected_layout_version: 1,
+            progress_interval_us: Some(400),
+            progress_bytes_delta: None,
+            progress_major_delta_units: Some(3),
+            descriptor_stream_id: 0,
+            control_stream_id: 0,
+            descriptor_channel: b"",
+            control_channel: b"",
+        }
+        .encode(&mut buf)
+        .expect("fits");
+        buf.truncate(len);
+        buf
+    }
+
+    #[test]
+    fn hellos_of_this_stream_carry_progress_wishes_and_rate_limits() {
+        let mut s = session();
+        assert_eq!(
+            classify(
+                &hello(10000, 7, Bool::True, Mode::RateLimited, 15),
+                &mut s,
+                10000,
+                0
+            ),
+            Some(Inbound::ConsumerHello(ConsumerWish {
+                consumer_id: 7,
+                supports_progress: true,
+                hints: ProgressHints {
+                    interval_us: Some(400),
+                    bytes_delta: None,
+                    major_delta_units: Some(3),
+                },
+                max_rate_hz: 15,
+            }))
+        );
+        let Some(Inbound::ConsumerHello(wish)) = classify(
+            &hello(10000, 8, Bool::False, Mode::Stream, 15),
+            &mut s,
+            10000,
+            0,
+        ) else {
+            panic!("a hello of this stream");
+        };
+        assert_eq!(
+            (wish.supports_progress, wish.max_rate_hz),
+            (false, 0),
+            "STREAM ignores max_rate_hz"
+        );
+        assert_eq!(
+            classify(
+                &hello(10001, 7, Bool::True, Mode::Stream, 0),
+                &mut s,
+                10000,
+                0
+            ),
+            None
+        );
+        let mut truncated = hello(10000, 7, Bool::True, Mode::Stream, 0);
+        truncated.truncate(30);
+        assert_eq!(classify(&truncated, &mut s, 10000, 0), None);
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! Where `FrameDescriptor`s go (Wire Spec §10.2.1, §10.1.3): the shared descriptor stream
 //! and one publication per consumer the driver assigned a private descriptor stream.
 //! Per-consumer publications are added without blocking and polled from the duty cycle.
+//! A consumer that asked for RATE_LIMITED in its hello gets at most `max_rate_hz`
+//! descriptors on its own stream (§5), gated as the consumer gates them (see
+//! [`crate::client::rate`]); the shared stream is never thinned.
 
 use super::events::ProducerCounters;
+use crate::client::rate::{gate_timestamp, RateLimiter};
+use crate::clock::monotonic_now_ns;
 use crate::transport::{
     AeronClient, OfferOutcome, PendingPublication, Publication, TransportError,
 };
+use std::cell::Cell;
+use std::num::NonZeroU32;
 
 /// Offers of one descriptor under back pressure before it is counted as dropped.
 const OFFER_ATTEMPTS: usize = 4;
@@ -32,12 +39,16 @@ struct ConsumerStream {
     channel: String,
     stream_id: i32,
     link: Link,
+    /// Its `max_rate_hz` limiter, if it asked for one.
+    rate: Cell<Option<RateLimiter>>,
 }
 
 /// The shared descriptor publication plus the per-consumer ones.
 pub(super) struct DescriptorFanout {
     shared: Publication,
     consumers: Vec<ConsumerStream>,
+    /// `max_rate_hz` of consumers that asked for RATE_LIMITED (stream or not yet).
+    rates: Vec<(u32, NonZeroU32)>,
 }
 
 impl DescriptorFanout {
@@ -45,17 +56,59 @@ impl DescriptorFanout {
         Self {
             shared,
             consumers: Vec::new(),
+            rates: Vec::new(),
         }
     }
 
-    /// Offers one encoded descriptor everywhere; never blocks (bounded retries).
-    pub(super) fn offer(&self, bytes: &[u8], counters: &mut ProducerCounters) {
+    /// Offers one encoded descriptor everywhere, of a frame with capture time
+    /// `timestamp_ns` (what rate-limited streams are gated on); never blocks (bounded
+    /// retries).
+    pub(super) fn offer(&self, bytes: &[u8], timestamp_ns: u64, counters: &mut ProducerCounters) {
         offer_one(&self.shared, bytes, counters);
+        let mut gate = None;
         for consumer in &self.consumers {
-            if let Link::Ready(publication) = &consumer.link {
-                offer_one(publication, bytes, counters);
+            let Link::Ready(publication) = &consumer.link else {
+                continue;
+            };
+            if let Some(mut rate) = consumer.rate.get() {
+                let (clock, t) = *gate
+                    .get_or_insert_with(|| gate_timestamp(None, timestamp_ns, monotonic_now_ns));
+                if !rate.conforms(clock, t) {
+                    counters.descriptors_rate_limited += 1;
+                    continue;
+                }
+                rate.take(clock, t);
+                consumer.rate.set(Some(rate));
             }
+            offer_one(publication, bytes, counters);
         }
+    }
+
+    /// Records `consumer_id`'s `max_rate_hz` from its hello (0: unlimited).
+    pub(super) fn set_rate(&mut self, consumer_id: u32, max_rate_hz: u32) {
+        let wanted = NonZeroU32::new(max_rate_hz);
+        let known = self.rates.iter().position(|(id, _)| *id == consumer_id);
+        match (known, wanted) {
+            (Some(i), Some(hz)) if self.rates[i].1 == hz => return,
+            (Some(i), Some(hz)) => self.rates[i].1 = hz,
+            (Some(i), None) => {
+                self.rates.swap_remove(i);
+            }
+            (None, Some(hz)) if self.rates.len() < MAX_CONSUMER_STREAMS => {
+                self.rates.push((consumer_id, hz))
+            }
+            (None, _) => return,
+        }
+        if let Some(stream) = self.consumers.iter().find(|c| c.consumer_id == consumer_id) {
+            stream.rate.set(wanted.map(RateLimiter::new));
+        }
+    }
+
+    fn rate_of(&self, consumer_id: u32) -> Option<RateLimiter> {
+        self.rates
+            .iter()
+            .find(|(id, _)| *id == consumer_id)
+            .map(|(_, hz)| RateLimiter::new(*hz))
     }
 
     /// The state of `consumer_id`'s stream, if it has one.
@@ -102,6 +155,7 @@ impl DescriptorFanout {
             channel: channel.to_owned(),
             stream_id,
             link: Link::Pending(pending),
+            rate: Cell::new(self.rate_of(consumer_id)),
         });
         Ok(())
     }
@@ -109,6 +163,7 @@ impl DescriptorFanout {
     /// Closes `consumer_id`'s stream if it has one.
     pub(super) fn close(&mut self, consumer_id: u32, counters: &mut ProducerCounters) {
         let before = self.consumers.len();
+        self.rates.retain(|(id, _)| *id != consumer_id);
         self.consumers.retain(|c| c.consumer_id != consumer_id);
         if self.consumers.len() != before {
             tracing::info!(consumer_id, "closed per-consumer descriptor stream");
@@ -120,6 +175,7 @@ impl DescriptorFanout {
     pub(super) fn close_all(&mut self, counters: &mut ProducerCounters) {
         counters.consumer_streams_closed += self.consumers.len() as u64;
         self.consumers.clear();
+        self.rates.clear();
     }
 
     /// Completes pending registrations; drops those the media driver refused.

@@ -86,6 +86,18 @@ pub struct ProducerCounters {
     pub metadata_sent: u64,
     /// Metadata announces that hit back pressure or an Aeron error (retried).
     pub metadata_send_failures: u64,
+    /// `FrameProgress` messages published (Wire Spec §10.2.2).
+    pub progress_sent: u64,
+    /// Progress reports held back by the throttle.
+    pub progress_throttled: u64,
+    /// `FrameProgress` messages that could not be offered (back pressure, no
+    /// subscriber).
+    pub progress_not_sent: u64,
+    /// `ConsumerHello`s of this stream taken in (progress wishes, rate limits).
+    pub consumer_hellos: u64,
+    /// Descriptors held back from a RATE_LIMITED consumer's own descriptor stream
+    /// (Wire Spec §5 `max_rate_hz`).
+    pub descriptors_rate_limited: u64,
 }
 
 /// A bounded FIFO of events: the oldest is dropped when full.

@@ -23,6 +23,7 @@ mod descriptors;
 mod error;
 mod events;
 mod metadata;
+mod progress;
 mod stamp;
 mod writer;
 
@@ -31,12 +32,14 @@ pub use config::{ProducerConfig, DEFAULT_ALLOWED_BASE_DIR, DEFAULT_QOS_INTERVAL}
 pub use descriptors::{ConsumerStreamState, MAX_CONSUMER_STREAMS};
 pub use error::{ProducerError, PublishError};
 pub use events::{ProducerCounters, ProducerEvent, EVENT_QUEUE_CAPACITY};
+pub use progress::{FrameFill, ProgressError};
 pub use stamp::DescriptorStamp;
 
 use crate::client::grant::LeaseGrant;
 use crate::client::link::ClientStreams;
 use crate::client::mapping::MappedEpoch;
 use crate::client::metadata::MetadataPublisher;
+use crate::client::progress::{ConsumerWish, ConsumerWishes, ProgressPolicy, ProgressThrottle};
 use crate::client::qos::{ConsumerQos, QosBoard};
 use crate::client::session::{DriverSession, Request, SessionEvent};
 use crate::protocol::control::{QosProducer, TensorHeader};
@@ -77,6 +80,9 @@ pub struct Producer {
     next_reconnect_ns: u64,
     reconnect_backoff: Duration,
     metadata: MetadataPublisher,
+    /// What the stream's consumers asked for in their hellos (Wire Spec §10.1.2).
+    wishes: ConsumerWishes,
+    progress_throttle: ProgressThrottle,
 }
 
 impl Producer {
@@ -105,6 +111,8 @@ impl Producer {
             next_reconnect_ns: 0,
             reconnect_backoff: RECONNECT_BACKOFF_INITIAL,
             metadata: MetadataPublisher::new(config.metadata_interval),
+            wishes: ConsumerWishes::new(config.progress),
+            progress_throttle: ProgressThrottle::default(),
             config,
         })
     }
@@ -199,6 +207,53 @@ impl Producer {
             &mut self.counters,
             slot,
         ))
+    }
+
+    /// Like [`Producer::claim`], for a frame filled over time (e.g. rows from a camera
+    /// DMA) with frame progress (Wire Spec §10.2.2): `tensor` is checked and the whole
+    /// header written first, STARTED goes out at `now_ns`, and [`FrameFill::progress`]
+    /// reports the fill, throttled as the consumers' hints ask. Nothing is sent while no
+    /// consumer supports progress. Allocates nothing.
+    pub fn claim_with_progress(
+        &mut self,
+        len: usize,
+        tensor: &TensorHeader,
+        now_ns: u64,
+    ) -> Result<FrameFill<'_>, PublishError> {
+        let writer = self.writer.as_mut().ok_or(PublishError::NotAttached)?;
+        let pool = writer
+            .pool_for(len)
+            .inspect_err(|_| self.counters.frames_too_large += 1)?;
+        if let Err(error) = writer.check_tensor(tensor, len) {
+            self.counters.invalid_tensors += 1;
+            return Err(error.into());
+        }
+        let slot = writer.begin(len, pool);
+        writer.write_header(&slot, 0);
+        let outlet = progress::ProgressOutlet {
+            link: self.conn.as_ref().map(|c| &c.link),
+            policy: self.wishes.policy(),
+            throttle: &mut self.progress_throttle,
+        };
+        Ok(FrameFill::start(
+            writer,
+            self.conn.as_ref().map(|c| &c.descriptors),
+            &mut self.counters,
+            outlet,
+            slot,
+            u64::from(tensor.progress_stride_bytes),
+            now_ns,
+        ))
+    }
+
+    /// The frame-progress throttle in force; `None` while no consumer supports progress.
+    pub fn progress_policy(&self) -> Option<ProgressPolicy> {
+        self.wishes.policy()
+    }
+
+    /// What `consumer_id` asked for in its latest `ConsumerHello`, while its lease lasts.
+    pub fn consumer_wish(&self, consumer_id: u32) -> Option<ConsumerWish> {
+        self.wishes.get(consumer_id).copied()
     }
 
     /// The oldest event not yet taken.
@@ -345,8 +400,17 @@ impl Producer {
                     consumer_id,
                     assignment,
                 } => self.on_consumer_config(consumer_id, assignment),
+                Inbound::ConsumerHello(wish) => {
+                    self.counters.consumer_hellos += 1;
+                    self.wishes.on_hello(wish);
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.descriptors
+                            .set_rate(wish.consumer_id, wish.max_rate_hz);
+                    }
+                }
                 Inbound::ConsumerLeaseEnded { consumer_id } => {
                     self.qos.forget_consumer(self.stream_id(), consumer_id);
+                    self.wishes.remove(consumer_id);
                     if let Some(conn) = self.conn.as_mut() {
                         conn.descriptors.close(consumer_id, &mut self.counters);
                     }
@@ -418,6 +482,7 @@ impl Producer {
                 tracing::warn!(%reason, "driver shut down; unmapped");
                 self.writer = None;
                 // Consumer leases ended with the driver, and their streams with them.
+                self.wishes.clear();
                 if let Some(conn) = self.conn.as_mut() {
                     conn.descriptors.close_all(&mut self.counters);
                 }

@@ -174,6 +174,16 @@ impl EpochWriter {
     /// first for every frame (a slot committed without one describes the payload as it
     /// was checked last, or not at all).
     pub(super) fn commit(&mut self, claim: &SlotClaim, timestamp_ns: u64) {
+        self.write_header(claim, timestamp_ns);
+        self.epoch
+            .seq_commit(claim.index)
+            .store_committed(claim.seq);
+    }
+
+    /// Step 5 alone: writes the whole header for `claim` and leaves it IN-PROGRESS. A
+    /// frame published with progress has its header written first, so consumers can
+    /// judge the layout of the prefix (Wire Spec §10.2.2).
+    pub(super) fn write_header(&mut self, claim: &SlotClaim, timestamp_ns: u64) {
         put_slot_fields(
             &mut self.image,
             &SlotFields {
@@ -194,9 +204,6 @@ impl EpochWriter {
             self.epoch.write_slot_body(claim.index, &self.image);
             *generation = self.tensor_generation;
         }
-        self.epoch
-            .seq_commit(claim.index)
-            .store_committed(claim.seq);
     }
 }
 
