@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds DarrylGamroth/tensor_pool_c (the Wire Spec author's C implementation) from local
 # sources, for the interop tests (tests/interop_tensor_pool_c.rs): its driver `tp_driver`,
-# its example producer and consumer, and the stock `aeronmd` its driver runs beside.
+# its example producer and consumer, its `tp_control_listen` (a decoder of the control,
+# metadata and QoS streams), and the stock `aeronmd` its driver runs beside.
 #
 # Nothing is downloaded. The inputs are:
 #   - tensor_pool_c's sources: TENSOR_POOL_C_SRC (a source tree), else the bare git mirror
@@ -20,9 +21,9 @@
 # 2 cores, most of it aeronmd). Concurrent runs wait for each other.
 #
 # Prints the build directory on stdout (binaries: tp_driver, tp_example_producer_driver,
-# tp_example_consumer_driver, aeron-driver/aeronmd). Exit status: 0 built; 3 an input is
-# missing (the reason on stderr, starting "tensor_pool_c cannot be built:"); 1 the build
-# itself failed (log tail on stderr).
+# tp_example_consumer_driver, tp_control_listen, aeron-driver/aeronmd). Exit status: 0
+# built; 3 an input is missing (the reason on stderr, starting "tensor_pool_c cannot be
+# built:"); 1 the build itself failed (log tail on stderr).
 #
 # Usage: scripts/build-tensor-pool-c.sh   (TP_C_JOBS=N overrides the parallelism, default 2)
 set -euo pipefail
@@ -118,6 +119,6 @@ if [[ ! -f "$build/CMakeCache.txt" || "$(cat "$out/.configured" 2>/dev/null)" !=
   echo "$configure_key" >"$out/.configured"
 fi
 cmake --build "$build" -j "${TP_C_JOBS:-2}" --target tp_driver tp_example_producer_driver \
-  tp_example_consumer_driver aeronmd >"$out/build.log" 2>&1 \
+  tp_example_consumer_driver tp_control_listen aeronmd >"$out/build.log" 2>&1 \
   || { tail -50 "$out/build.log" >&2; exit 1; }
 echo "$build"

@@ -535,3 +535,217 @@ profile = "small"
     c_driver.kill();
     media_driver.kill();
 }
+
+/// `(seq, meta_version, trace_id)` of every `Descriptor seq=S ts=T meta=V trace=I` line
+/// tensor_pool_c's consumer example writes on stderr under `TP_EXAMPLE_VERBOSE=1`: the
+/// `FrameDescriptor` fields as its decoder read them.
+fn descriptors_seen_by_tpc(stderr: &str) -> Vec<(u64, u64, u64)> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("Descriptor seq="))
+        .map(|l| {
+            let get = |key| field(l, key).unwrap_or_else(|| panic!("no {key} in {l:?}"));
+            (get("seq"), get("meta"), get("trace"))
+        })
+        .collect()
+}
+
+/// What tensor_pool_c's `tp_control_listen -j` decoded on the metadata stream.
+struct MetadataSeen {
+    /// Each `DataSourceAnnounce` as `{"stream":S,"meta_version":V,"name":N,"summary":M}`.
+    announces: Vec<String>,
+    /// Each `DataSourceMeta`: (stream, meta_version, its attributes as (key, format,
+    /// value), the line).
+    metas: Vec<(u64, u64, Vec<(String, String, String)>, String)>,
+}
+
+/// Parses `tp_control_listen -j` output: it prints a message's `DataSourceMetaAttr`
+/// lines as it decodes them, then the `DataSourceMeta` line they belong to.
+fn metadata_seen_by_tpc(stdout: &str) -> MetadataSeen {
+    let mut seen = MetadataSeen {
+        announces: Vec::new(),
+        metas: Vec::new(),
+    };
+    let mut attrs = Vec::new();
+    for line in stdout.lines().filter(|l| l.starts_with('{')) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let text = |key: &str| value[key].as_str().unwrap_or_default().to_string();
+        let number = |key: &str| value[key].as_u64().unwrap_or(u64::MAX);
+        match value["type"].as_str() {
+            Some("DataSourceAnnounce") => seen.announces.push(
+                serde_json::json!({
+                    "stream": number("stream"),
+                    "meta_version": number("meta_version"),
+                    "name": text("name"),
+                    "summary": text("summary"),
+                })
+                .to_string(),
+            ),
+            Some("DataSourceMetaAttr") => {
+                attrs.push((text("key"), text("format"), text("value")));
+            }
+            Some("DataSourceMeta") => {
+                let count = number("attrs");
+                assert_eq!(count, attrs.len() as u64, "attribute lines before {line:?}");
+                seen.metas.push((
+                    number("stream"),
+                    number("meta_version"),
+                    std::mem::take(&mut attrs),
+                    line.to_string(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// Our producer publishes metadata (Wire Spec §10.3) and changes it mid-stream: its
+/// listener decodes our `DataSourceAnnounce` and `DataSourceMeta` (name, summary, each
+/// attribute's key, format and value) under `meta_version` 1, then 2; every
+/// `FrameDescriptor` tensor_pool_c's consumer decodes carries the `meta_version` the
+/// frame was taken under — 1 before the change, 2 from the change on, never back — and
+/// the trace id our producer set for it (§10.2.1), while it still reads every frame.
+#[test]
+fn tensor_pool_c_consumer_sees_our_meta_version_change_and_trace_ids() {
+    let test = "tensor_pool_c_consumer_sees_our_meta_version_change_and_trace_ids";
+    let Some(build) = tensor_pool_c(test) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let _driver = start_our_driver(&env, "interop-c-meta", 60_000);
+    // It stops after `wanted` frames; at least `wanted` frames after the change are
+    // published, so it sees frames taken under version 2 whenever it joined, and under
+    // version 1 as it joins within the first second (it maps on the announce that follows
+    // the producer's attach, see the first test).
+    let (total, change_at, wanted, trace_base) = (600u64, 200u64, 300u32, 1_000_000u64);
+    // Its listener decodes every DataSourceAnnounce / DataSourceMeta on the metadata
+    // stream (1300 on the control channel, its default and ours). It subscribes while
+    // its consumer starts, long before our producer attaches; the metadata is also
+    // re-announced every 100 ms, several times before the change.
+    let aeron = env.aeron_dir().display().to_string();
+    let mut listener = ProcessDriver::spawn_program(
+        &build.join("tp_control_listen"),
+        "",
+        &env,
+        "tp_control_listen",
+        &["-a", &aeron, "-c", TPC_CHANNEL, "-j"],
+        &[],
+    );
+    let mut consumer = start_tpc_example(
+        build,
+        &env,
+        "tp_example_consumer_driver",
+        (78, wanted),
+        &[
+            ("TP_EXAMPLE_VERBOSE", "1"),
+            ("TP_EXAMPLE_MAX_WAIT_MS", "30000"),
+            ("TP_EXAMPLE_ATTACH_TIMEOUT_MS", "30000"),
+        ],
+        "Control subscription connected",
+    );
+    let (total_arg, change_arg, trace_arg) = (
+        total.to_string(),
+        change_at.to_string(),
+        trace_base.to_string(),
+    );
+    let mut producer = spawn_our_example(
+        &env,
+        "producer",
+        &[
+            "--frames",
+            &total_arg,
+            "--payload-bytes",
+            "5000",
+            "--rate",
+            "200",
+            "--trace-id",
+            &trace_arg,
+            "--meta-name",
+            "interop-camera",
+            "--meta-summary",
+            "metadata for tensor_pool_c",
+            "--meta-attr",
+            "units=mm",
+            "--meta-change-at",
+            &change_arg,
+            "--meta-interval-ms",
+            "100",
+        ],
+    );
+    wait_success(&mut consumer, "tensor_pool_c's consumer");
+    wait_success(&mut producer, "our producer");
+    // It prints through stdio buffers, flushed as SIGINT ends its loop.
+    listener.signal(nix::sys::signal::Signal::SIGINT);
+    wait_success(&mut listener, "tensor_pool_c's tp_control_listen");
+    let versions = metadata_seen_by_tpc(&listener.stdout());
+    for (version, phase) in [(1u64, "1"), (2, "2")] {
+        let announce = serde_json::json!({
+            "stream": STATIC_STREAM,
+            "meta_version": version,
+            "name": "interop-camera",
+            "summary": "metadata for tensor_pool_c",
+        })
+        .to_string();
+        assert!(
+            versions.announces.contains(&announce),
+            "DataSourceAnnounce {announce} in {:?}",
+            versions.announces
+        );
+        let attrs = vec![
+            (
+                "units".to_string(),
+                "text/plain".to_string(),
+                "mm".to_string(),
+            ),
+            (
+                "phase".to_string(),
+                "text/plain".to_string(),
+                phase.to_string(),
+            ),
+        ];
+        let metas: Vec<_> = versions
+            .metas
+            .iter()
+            .filter(|m| m.0 == STATIC_STREAM as u64 && m.1 == version)
+            .collect();
+        assert!(
+            !metas.is_empty(),
+            "DataSourceMeta v{version}: {:?}",
+            versions.metas
+        );
+        for meta in metas {
+            let mut got = meta.2.clone();
+            got.sort();
+            let mut want = attrs.clone();
+            want.sort();
+            assert_eq!(got, want, "attributes of DataSourceMeta v{version}");
+        }
+    }
+    assert!(
+        versions.metas.iter().all(|m| m.1 == 1 || m.1 == 2),
+        "only meta_version 1 and 2: {:?}",
+        versions.metas
+    );
+
+    let read = frames_read_by_tpc(&consumer.stdout());
+    assert!(read.len() >= wanted as usize, "{}", consumer.stdout());
+    let seen = descriptors_seen_by_tpc(&consumer.stderr());
+    assert!(seen.len() >= read.len(), "{}", consumer.stderr());
+    for &(seq, meta, trace) in &seen {
+        assert!(meta == 1 || meta == 2, "seq {seq}: meta_version {meta}");
+        if seq >= change_at {
+            assert_eq!(meta, 2, "seq {seq}: taken after the change");
+        }
+        assert_eq!(trace, trace_base + seq, "seq {seq}: our trace id");
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+        "seq increases and meta_version never goes back: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|d| d.1 == 1) && seen.iter().any(|d| d.1 == 2),
+        "frames of both metadata versions: {seen:?}"
+    );
+}
