@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 use support::*;
 use system::{summary, JsonLine};
 use tensorpool::client::consumer::{Consumer, ConsumerConfig, FramePoll};
+use tensorpool::client::producer::{Producer, ProducerConfig, ProducerEvent};
+use tensorpool::client::progress::{ProgressHints, ProgressPoll};
+use tensorpool::client::tensor::bytes_header;
 use tensorpool::client::ClientStreams;
 use tensorpool::clock::monotonic_now_ns;
-use tensorpool::protocol::control::Dtype;
+use tensorpool::protocol::control::{Dtype, FrameProgressState};
 
 /// The channel of every stream, tensor_pool_c's examples' default (they take one channel
 /// for all streams, so ours must be the very same string).
@@ -334,6 +337,27 @@ fn tensor_pool_c_consumer_reads_our_producer_through_our_driver() {
     assert_eq!(sent.u64("frames_sent"), 600, "{sent}");
 }
 
+/// tensor_pool_c's stream ids on [`TPC_CHANNEL`], for our clients in the test process.
+fn tpc_streams(env: &TestEnv) -> ClientStreams {
+    ClientStreams {
+        control_stream_id: 1000,
+        announce_stream_id: 1001,
+        descriptor_stream_id: 1100,
+        qos_stream_id: 1200,
+        connect_timeout: DEADLINE,
+        ..ClientStreams::on_channel(env.aeron_dir(), TPC_CHANNEL)
+    }
+}
+
+/// Our consumer, in the test process, on tensor_pool_c's stream ids; `progress` opts it
+/// in to frame progress.
+fn connect_our_consumer(env: &TestEnv, progress: Option<ProgressHints>) -> Consumer {
+    let mut config = ConsumerConfig::new(tpc_streams(env), STATIC_STREAM);
+    config.allowed_base_dirs = vec![env.shm_dir()];
+    config.progress = progress;
+    Consumer::connect(config).expect("our consumer connects")
+}
+
 /// Its producer attaches first and waits for a consumer's `ConsumerHello`; ours attaches
 /// to the producer's epoch, says hello, and reads every frame, checked byte for byte
 /// against the C example's interop pattern and tensor description.
@@ -363,17 +387,7 @@ fn our_consumer_reads_tensor_pool_c_producer_through_our_driver() {
         "Attach info",
     );
 
-    let streams = ClientStreams {
-        control_stream_id: 1000,
-        announce_stream_id: 1001,
-        descriptor_stream_id: 1100,
-        qos_stream_id: 1200,
-        connect_timeout: DEADLINE,
-        ..ClientStreams::on_channel(env.aeron_dir(), TPC_CHANNEL)
-    };
-    let mut config = ConsumerConfig::new(streams, STATIC_STREAM);
-    config.allowed_base_dirs = vec![env.shm_dir()];
-    let mut consumer = Consumer::connect(config).expect("our consumer connects");
+    let mut consumer = connect_our_consumer(&env, None);
 
     // (seq, tensor as described, payload) of every frame delivered.
     let mut delivered: Vec<(u64, bool, Vec<u8>)> = Vec::new();
@@ -747,5 +761,268 @@ fn tensor_pool_c_consumer_sees_our_meta_version_change_and_trace_ids() {
     assert!(
         seen.iter().any(|d| d.1 == 1) && seen.iter().any(|d| d.1 == 2),
         "frames of both metadata versions: {seen:?}"
+    );
+}
+
+/// Its producer with `TP_EXAMPLE_PUBLISH_PROGRESS=1` sends a COMPLETE `FrameProgress`
+/// (Wire Spec §10.2.2) with `payload_bytes_filled` = the frame's length right after it
+/// committed the frame and published its descriptor. Our consumer, opted in, decodes every
+/// one without a rule broken: a COMPLETE still ahead of the frame's descriptor is handed
+/// out as the whole 16-byte frame, one that trails it is counted stale or forgotten once
+/// the descriptor passes it (the frame itself is delivered then), and every frame still
+/// arrives, byte for byte, through the descriptor.
+#[test]
+fn our_progress_consumer_reads_tensor_pool_c_progress_and_frames() {
+    let test = "our_progress_consumer_reads_tensor_pool_c_progress_and_frames";
+    let Some(build) = tensor_pool_c(test) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let _driver = start_our_driver(&env, "interop-c-progress", 1000);
+    let frames = 64u32;
+    let mut producer = start_tpc_example(
+        build,
+        &env,
+        "tp_example_producer_driver",
+        (89, frames),
+        &[
+            ("TP_PATTERN", "interop"),
+            ("TP_EXAMPLE_PUBLISH_PROGRESS", "1"),
+            ("TP_EXAMPLE_PRINT_ATTACH", "1"),
+            ("TP_EXAMPLE_WAIT_CONSUMER_MS", "20000"),
+            ("TP_EXAMPLE_KEEPALIVE_MS", "500"),
+            ("TP_EXAMPLE_ATTACH_TIMEOUT_MS", "30000"),
+        ],
+        "Attach info",
+    );
+    let mut consumer = connect_our_consumer(&env, Some(ProgressHints::default()));
+
+    let mut delivered: Vec<(u64, Vec<u8>)> = Vec::new();
+    // (seq, state, bytes filled, prefix) of every prefix handed out.
+    let mut prefixes: Vec<(u64, FrameProgressState, u64, Vec<u8>)> = Vec::new();
+    let deadline = Instant::now() + ENDS_BY_ITSELF;
+    while delivered.len() < frames as usize {
+        assert!(
+            Instant::now() < deadline,
+            "delivered {} of {frames} frames; counters {:?}; producer stderr:\n{}",
+            delivered.len(),
+            consumer.counters(),
+            producer.stderr()
+        );
+        consumer
+            .do_work(monotonic_now_ns())
+            .expect("consumer duty cycle");
+        while let ProgressPoll::Delivered(prefix) =
+            consumer.poll_progress(|p| (p.seq(), p.state(), p.filled_bytes(), p.prefix().to_vec()))
+        {
+            prefixes.push(prefix);
+        }
+        match consumer
+            .poll_frame(|frame| (frame.seq(), frame.payload().to_vec()))
+            .expect("polling frames")
+        {
+            FramePoll::Delivered(frame) => delivered.push(frame),
+            FramePoll::Empty => std::thread::sleep(Duration::from_millis(1)),
+            FramePoll::RateLimited => panic!("a STREAM consumer skipped a frame for rate"),
+            FramePoll::Ignored | FramePoll::Dropped(_) => {}
+        }
+    }
+    wait_success(&mut producer, "tensor_pool_c's producer");
+    // Its last COMPLETE may still be in flight behind the last descriptor.
+    let deadline = Instant::now() + ENDS_BY_ITSELF;
+    while consumer.counters().progress.received < u64::from(frames) {
+        assert!(
+            Instant::now() < deadline,
+            "progress counters {:?}",
+            consumer.counters().progress
+        );
+        consumer
+            .do_work(monotonic_now_ns())
+            .expect("consumer duty cycle");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let published = seqs_published_by_tpc(&producer.stdout());
+    assert_eq!(published.len(), frames as usize, "{}", producer.stdout());
+    for (index, (seq, payload)) in delivered.iter().enumerate() {
+        assert_eq!(*seq, published[index], "frames arrive in publication order");
+        assert_eq!(payload.as_slice(), tpc_interop_payload(index as u64));
+    }
+    let progress = consumer.counters().progress;
+    assert_eq!(progress.received, u64::from(frames), "{progress:?}");
+    assert_eq!(progress.violations(), 0, "no rule broken: {progress:?}");
+    assert_eq!(
+        progress.prefixes_delivered,
+        prefixes.len() as u64,
+        "{progress:?}"
+    );
+    for (seq, state, filled, prefix) in &prefixes {
+        let index = published
+            .iter()
+            .position(|s| s == seq)
+            .unwrap_or_else(|| panic!("prefix of unpublished seq {seq}"));
+        assert_eq!(*state, FrameProgressState::Complete, "seq {seq}");
+        assert_eq!(*filled, 16, "seq {seq}: the whole frame");
+        assert_eq!(prefix.as_slice(), tpc_interop_payload(index as u64));
+    }
+    eprintln!("tensor_pool_c progress as our consumer judged it: {progress:?}");
+}
+
+/// `(seq, payload_bytes_filled, state)` of every `Progress seq=S bytes=B state=T` line
+/// tensor_pool_c's consumer example writes on stderr under `TP_EXAMPLE_VERBOSE=1`.
+fn progress_seen_by_tpc(stderr: &str) -> Vec<(u64, u64, u64)> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("Progress seq="))
+        .map(|l| {
+            let get = |key| field(l, key).unwrap_or_else(|| panic!("no {key} in {l:?}"));
+            (get("seq"), get("bytes"), get("state"))
+        })
+        .collect()
+}
+
+/// Runs our producer's duty cycle until `probe` says yes.
+fn pump_producer(
+    producer: &mut Producer,
+    what: &str,
+    mut probe: impl FnMut(&mut Producer) -> bool,
+) {
+    let deadline = Instant::now() + ENDS_BY_ITSELF;
+    loop {
+        producer
+            .do_work(monotonic_now_ns())
+            .expect("producer duty cycle");
+        if probe(producer) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Our producer (in the test process) fills each frame in four quarters with
+/// `claim_with_progress`, so STARTED / PROGRESS / COMPLETE (Wire Spec §10.2.2) go out
+/// once tensor_pool_c's consumer says `supports_progress` in its `ConsumerHello` (it
+/// does, with no hints: our default throttle applies, whose 64 KiB bytes delta holds back
+/// the 4 KiB quarters of these 16 KiB frames). Its consumer, polling progress, decodes
+/// our messages (those it keeps: only while the slot is committed, see DESIGN.md
+/// "Interop with tensor_pool_c"): COMPLETE at the frame's length last, STARTED at 0
+/// first, bytes and state never going back; and it still reads the frames.
+#[test]
+fn tensor_pool_c_consumer_reads_our_frame_progress() {
+    let test = "tensor_pool_c_consumer_reads_our_frame_progress";
+    let Some(build) = tensor_pool_c(test) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let _driver = start_our_driver(&env, "interop-c-progress-out", 60_000);
+    let (frames, len) = (20u32, 16 * 1024usize);
+    // It keeps a FrameProgress only if the slot is committed when it polls it (see
+    // below): a COMPLETE polled before our commit store is dropped there. Half the frames'
+    // at least.
+    let progress_min = (frames / 2).to_string();
+    let mut consumer = start_tpc_example(
+        build,
+        &env,
+        "tp_example_consumer_driver",
+        (79, frames),
+        &[
+            ("TP_EXAMPLE_VERBOSE", "1"),
+            ("TP_EXAMPLE_REQUIRE_PROGRESS", "1"),
+            ("TP_EXAMPLE_PROGRESS_MIN", &progress_min),
+            ("TP_EXAMPLE_MAX_WAIT_MS", "30000"),
+            ("TP_EXAMPLE_ATTACH_TIMEOUT_MS", "30000"),
+        ],
+        "Control subscription connected",
+    );
+    let config = ProducerConfig::new(STATIC_STREAM)
+        .streams(tpc_streams(&env))
+        .allowed_base_dirs([env.shm_dir()]);
+    let mut producer = Producer::new(config).expect("our producer connects");
+    pump_producer(&mut producer, "our producer's attach", |p| {
+        p.events()
+            .any(|e| matches!(e, ProducerEvent::Attached { .. }))
+    });
+    // Its consumer maps our epoch on the announce that follows our attach, then says
+    // hello with supports_progress.
+    pump_producer(&mut producer, "its consumer's hello", |p| {
+        p.progress_policy().is_some()
+    });
+
+    let tensor = bytes_header(len).expect("tensor");
+    let quarter = len / 4;
+    let mut seqs = Vec::new();
+    for frame in 0..frames {
+        let mut fill = producer
+            .claim_with_progress(len, &tensor, monotonic_now_ns())
+            .expect("claim with progress");
+        for part in 1..=4u64 {
+            let at = (part as usize - 1) * quarter;
+            fill.payload_mut()[at..at + quarter].fill(frame as u8);
+            if part < 4 {
+                // Below the default bytes delta (64 KiB): held back by the throttle.
+                fill.progress(part * quarter as u64, monotonic_now_ns())
+                    .expect("progress within the frame");
+            }
+        }
+        seqs.push(fill.commit(monotonic_now_ns()));
+        let next = Instant::now() + Duration::from_millis(5);
+        pump_producer(&mut producer, "the frame pace", |_| Instant::now() >= next);
+    }
+    // Keep the lease while its consumer finishes.
+    let mut done = None;
+    pump_producer(&mut producer, "its consumer's exit", |_| {
+        done = consumer.wait(Duration::ZERO);
+        done.is_some()
+    });
+    let status = done.expect("exited");
+    assert!(
+        status.success(),
+        "its consumer exited with {status}; stdout:\n{}\nstderr:\n{}",
+        consumer.stdout(),
+        consumer.stderr()
+    );
+
+    let read = frames_read_by_tpc(&consumer.stdout());
+    assert!(read.len() >= frames as usize, "{}", consumer.stdout());
+    assert!(read.iter().all(|&(_, _, l)| l == len as u64), "{read:?}");
+    let seen = progress_seen_by_tpc(&consumer.stderr());
+    let completes = seen.iter().filter(|w| w.2 == 3).count();
+    assert!(completes >= frames as usize / 2, "{}", consumer.stderr());
+    for &seq in &seqs {
+        let words: Vec<_> = seen
+            .iter()
+            .filter(|w| w.0 == seq)
+            .map(|w| (w.1, w.2))
+            .collect();
+        assert!(
+            words
+                .windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1),
+            "seq {seq}: bytes and state never go back: {words:?}"
+        );
+        // It hands its application a FrameProgress only once the slot is committed
+        // (tp_consumer_validate_progress), so a STARTED shows only when it polled after
+        // the commit; when it shows, it is first and at 0 bytes.
+        if words.iter().any(|w| w.1 == 1) {
+            assert_eq!(words.first(), Some(&(0, 1)), "seq {seq}: STARTED first");
+        }
+        if words.iter().any(|w| w.1 == 3) {
+            assert_eq!(
+                words.last(),
+                Some(&(len as u64, 3)),
+                "seq {seq}: COMPLETE at the frame's length last"
+            );
+        }
+        assert!(
+            words
+                .iter()
+                .all(|w| (1..=3).contains(&w.1) && w.0 <= len as u64),
+            "seq {seq}: a known state, within the frame: {words:?}"
+        );
+    }
+    assert!(
+        seen.iter().all(|w| seqs.contains(&w.0)),
+        "progress only for frames we published: {seen:?}"
     );
 }
