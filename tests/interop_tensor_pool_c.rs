@@ -1,8 +1,9 @@
 //! Interop with DarrylGamroth/tensor_pool_c, the Wire Spec author's C implementation,
 //! built from local sources by scripts/build-tensor-pool-c.sh: its clients through our
 //! `tp-driver` (each side producing for the other), and our producer and consumer
-//! through its driver. Frames are verified on whichever side reads them, against the
-//! writer's byte pattern.
+//! through its driver; our metadata (and trace ids) as its listener and consumer decode
+//! them; and frame progress both ways. Frames are verified on whichever side reads them,
+//! against the writer's byte pattern.
 //!
 //! Skipped, saying why ("SKIPPED: tensor_pool_c cannot be built: ..."), where its sources,
 //! tomlc17, the jars or a JDK are missing; `TP_INTEROP_REQUIRED=1` turns a skip into a
@@ -564,13 +565,15 @@ fn descriptors_seen_by_tpc(stderr: &str) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
+/// A metadata attribute as `tp_control_listen -j` prints it: (key, format, value).
+type MetaAttr = (String, String, String);
+
 /// What tensor_pool_c's `tp_control_listen -j` decoded on the metadata stream.
 struct MetadataSeen {
     /// Each `DataSourceAnnounce` as `{"stream":S,"meta_version":V,"name":N,"summary":M}`.
     announces: Vec<String>,
-    /// Each `DataSourceMeta`: (stream, meta_version, its attributes as (key, format,
-    /// value), the line).
-    metas: Vec<(u64, u64, Vec<(String, String, String)>, String)>,
+    /// Each `DataSourceMeta`: (stream, meta_version, its attributes).
+    metas: Vec<(u64, u64, Vec<MetaAttr>)>,
 }
 
 /// Parses `tp_control_listen -j` output: it prints a message's `DataSourceMetaAttr`
@@ -606,7 +609,6 @@ fn metadata_seen_by_tpc(stdout: &str) -> MetadataSeen {
                     number("stream"),
                     number("meta_version"),
                     std::mem::take(&mut attrs),
-                    line.to_string(),
                 ));
             }
             _ => {}
