@@ -45,6 +45,18 @@ fn start_fast_lease_driver(env: &TestEnv, settings: &DriverSettings) -> ProcessD
     driver
 }
 
+/// A fresh test environment with a [`start_fast_lease_driver`] named `instance_id`
+/// (dropped first: the driver is killed before its directories go).
+fn fast_lease_driver(instance_id: &str) -> (TestEnv, DriverSettings, ProcessDriver) {
+    let env = TestEnv::new();
+    let settings = DriverSettings {
+        instance_id: instance_id.into(),
+        ..DriverSettings::shared_announce()
+    };
+    let driver = start_fast_lease_driver(&env, &settings);
+    (env, settings, driver)
+}
+
 /// The arguments every example needs for the test environment besides `--aeron-dir`
 /// (keepalive left at its default on purpose); `extra` may override the stream and the
 /// timeout (20 s otherwise).
@@ -108,12 +120,7 @@ fn counter(aeron_dir: &Path, settings: &DriverSettings, name: &str) -> i64 {
 
 #[test]
 fn examples_at_their_defaults_move_verified_frames_through_a_fast_lease_driver() {
-    let env = TestEnv::new();
-    let settings = DriverSettings {
-        instance_id: "tp-examples-frames".into(),
-        ..DriverSettings::shared_announce()
-    };
-    let driver = start_fast_lease_driver(&env, &settings);
+    let (env, settings, driver) = fast_lease_driver("tp-examples-frames");
     let frames = "3000";
     let mut consumer = spawn_example(
         &env,
@@ -178,12 +185,7 @@ fn examples_at_their_defaults_move_verified_frames_through_a_fast_lease_driver()
 /// Starts an example that would run for a long time, waits for its lease, signals it,
 /// and returns its exit status and JSON line.
 fn interrupt(name: &str, signal: Signal, extra: &[&str]) -> (i32, JsonLine, i64) {
-    let env = TestEnv::new();
-    let settings = DriverSettings {
-        instance_id: format!("tp-examples-{name}-{signal}"),
-        ..DriverSettings::shared_announce()
-    };
-    let _driver = start_fast_lease_driver(&env, &settings);
+    let (env, settings, _driver) = fast_lease_driver(&format!("tp-examples-{name}-{signal}"));
     let role = if name == "producer" {
         "producer"
     } else {
@@ -246,12 +248,7 @@ fn granted_stream(producer: &ProcessDriver) -> Option<u32> {
 
 #[test]
 fn a_created_stream_is_reported_under_the_id_the_driver_granted_and_read_there() {
-    let env = TestEnv::new();
-    let settings = DriverSettings {
-        instance_id: "tp-examples-create".into(),
-        ..DriverSettings::shared_announce()
-    };
-    let _driver = start_fast_lease_driver(&env, &settings);
+    let (env, _, _driver) = fast_lease_driver("tp-examples-create");
     // 12345 is outside the driver's dynamic range, so the driver picks an id of its own.
     let mut producer = spawn_example(
         &env,
@@ -303,12 +300,7 @@ fn a_created_stream_is_reported_under_the_id_the_driver_granted_and_read_there()
 
 #[test]
 fn a_producer_on_an_unknown_stream_stops_at_once_with_the_reason_and_the_fix() {
-    let env = TestEnv::new();
-    let settings = DriverSettings {
-        instance_id: "tp-examples-unknown".into(),
-        ..DriverSettings::shared_announce()
-    };
-    let _driver = start_fast_lease_driver(&env, &settings);
+    let (env, _, _driver) = fast_lease_driver("tp-examples-unknown");
     let mut producer = spawn_example(
         &env,
         "producer",
@@ -333,12 +325,7 @@ fn a_producer_on_an_unknown_stream_stops_at_once_with_the_reason_and_the_fix() {
 
 #[test]
 fn a_consumer_ends_soon_after_its_producer_detached() {
-    let env = TestEnv::new();
-    let settings = DriverSettings {
-        instance_id: "tp-examples-finished".into(),
-        ..DriverSettings::shared_announce()
-    };
-    let _driver = start_fast_lease_driver(&env, &settings);
+    let (env, settings, _driver) = fast_lease_driver("tp-examples-finished");
     let announce_ms = ANNOUNCE_PERIOD.as_millis().to_string();
     // Asks for far more frames than the producer sends.
     let mut consumer = spawn_example(
@@ -394,12 +381,7 @@ fn a_consumer_ends_soon_after_its_producer_detached() {
 
 #[test]
 fn examples_without_aeron_dir_or_user_find_the_driver_in_aerons_default_directory() {
-    let env = TestEnv::new();
-    let settings = DriverSettings {
-        instance_id: "tp-examples-default-dir".into(),
-        ..DriverSettings::shared_announce()
-    };
-    let _driver = start_fast_lease_driver(&env, &settings);
+    let (env, settings, _driver) = fast_lease_driver("tp-examples-default-dir");
     // Aeron's default directory is AERON_DIR when set (this test's own directory, so the
     // machine's real default is never touched); USER is unset as in a bare shell.
     let aeron_dir = env.aeron_dir().display().to_string();
@@ -512,12 +494,7 @@ fn without_a_media_driver_the_error_names_the_directory_the_whole_wait_and_the_f
 
 #[test]
 fn a_consumer_that_never_attached_names_the_last_refusal_and_the_fix() {
-    let env = TestEnv::new();
-    let settings = DriverSettings {
-        instance_id: "tp-examples-consumer-unknown".into(),
-        ..DriverSettings::shared_announce()
-    };
-    let _driver = start_fast_lease_driver(&env, &settings);
+    let (env, _, _driver) = fast_lease_driver("tp-examples-consumer-unknown");
     // Retried to the end: a producer with --create could still make the stream.
     let mut consumer = spawn_example(
         &env,
@@ -539,12 +516,7 @@ fn a_consumer_that_never_attached_names_the_last_refusal_and_the_fix() {
 
 #[test]
 fn a_rate_limited_consumer_counts_frames_skipped_by_rate_apart_from_drops() {
-    let env = TestEnv::new();
-    let settings = DriverSettings {
-        instance_id: "tp-examples-rate".into(),
-        ..DriverSettings::shared_announce()
-    };
-    let _driver = start_fast_lease_driver(&env, &settings);
+    let (env, settings, _driver) = fast_lease_driver("tp-examples-rate");
     // 50 frames a second out of 1,000: 40 frames span most of a second of the stream.
     let mut consumer = spawn_example(
         &env,
