@@ -15,8 +15,6 @@ pub mod rate;
 pub mod refusal;
 pub mod session;
 pub mod tensor;
-#[cfg(any(test, fuzzing))]
-pub(crate) mod test_epoch;
 
 pub use grant::{LeaseGrant, PoolGrant, ProtocolError};
 pub use link::{ClientStreams, ControlLink, LinkError};

@@ -11,12 +11,16 @@ use std::path::PathBuf;
 
 use super::counters::ConsumerCounters;
 use super::frame::{decode_descriptor, read_frame, DescriptorMessage, SeqTracker, TensorCache};
+use crate::client::grant::{LeaseGrant, PoolGrant};
 use crate::client::mapping::MappedEpoch;
 use crate::client::tensor::tensor_layout;
-use crate::client::test_epoch::provisioned_epoch;
-use crate::shm::layout::{decode_slot_fields, header_index, HEADER_SLOT_BYTES};
+use crate::config::{DriverConfig, NoEnv};
+use crate::driver::core::Provisioner;
+use crate::driver::provision::ShmProvisioner;
+use crate::shm::layout::{decode_slot_fields, header_index, HEADER_SLOT_BYTES, LAYOUT_VERSION};
 use crate::shm::open::{Access, AllowedBaseDirs};
 use crate::shm::seqlock::committed;
+use crate::shm::uri::RegionUri;
 
 /// Environment variable naming the directory the harness provisions its files under (the
 /// fuzz script gives each run one and removes it); otherwise `tp-fuzz-frame-<pid>` in the
@@ -37,8 +41,43 @@ impl Harness {
             PathBuf::from,
         );
         std::fs::create_dir_all(&dir).expect("the fuzz harness directory");
-        // The provisioner's mappings are not needed: the harness maps the files itself.
-        let (_, grant) = provisioned_epoch(&dir, "fuzz", 4, &[64, 4096]);
+        let config = DriverConfig::from_toml_str(
+            &format!(
+                "[shm]\nbase_dir = \"{}\"\n[policies]\nprefault_shm = false\n\
+                 [profiles.p]\nheader_nslots = 4\npayload_pools = [{{ pool_id = 1, \
+                 stride_bytes = 64 }}, {{ pool_id = 2, stride_bytes = 4096 }}]\n",
+                dir.display()
+            ),
+            &NoEnv,
+        )
+        .expect("the harness configuration is valid");
+        let mut provisioner =
+            ShmProvisioner::with_user(&config, "fuzz").expect("the harness provisioner");
+        let profile = config.profile("p").expect("profile p").clone();
+        let epoch = provisioner.highest_epoch(10000).expect("highest epoch") + 1;
+        let layout = provisioner
+            .provision(10000, epoch, LAYOUT_VERSION, &profile)
+            .expect("the harness files");
+        let grant = LeaseGrant {
+            lease_id: 1,
+            stream_id: layout.stream_id,
+            epoch: layout.epoch,
+            layout_version: layout.layout_version,
+            header_nslots: layout.header_nslots,
+            header_uri: RegionUri::parse(&layout.header_region_uri).expect("header uri"),
+            pools: layout
+                .pools
+                .iter()
+                .map(|p| PoolGrant {
+                    pool_id: p.pool_id,
+                    nslots: p.nslots,
+                    stride_bytes: p.stride_bytes,
+                    uri: RegionUri::parse(&p.region_uri).expect("pool uri"),
+                })
+                .collect(),
+            lease_expiry_ns: None,
+            node_id: None,
+        };
         let allowed = AllowedBaseDirs::new([&dir]).expect("allowed base dir");
         Self {
             writer: MappedEpoch::map(&grant, &allowed, Access::ReadWrite).expect("writer map"),

@@ -71,14 +71,50 @@ pub(crate) fn sequence_regressed(mapped: &MappedEpoch, last: u64, seq: u64) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::grant::LeaseGrant;
-    use crate::client::test_epoch::provisioned_epoch;
+    use crate::client::grant::{LeaseGrant, PoolGrant};
+    use crate::config::{DriverConfig, NoEnv};
+    use crate::driver::core::Provisioner;
     use crate::driver::provision::ShmProvisioner;
+    use crate::shm::layout::LAYOUT_VERSION;
     use crate::shm::open::{Access, AllowedBaseDirs};
+    use crate::shm::uri::RegionUri;
 
     /// A provisioned epoch (a ring of 4) in `dir`, with the provisioner that refreshes it.
     fn provisioned(dir: &std::path::Path) -> (ShmProvisioner, LeaseGrant) {
-        provisioned_epoch(dir, "tester", 4, &[64])
+        let config = DriverConfig::from_toml_str(
+            &format!(
+                "[shm]\nbase_dir = \"{}\"\n[policies]\nprefault_shm = false\n[profiles.p]\nheader_nslots = 4\npayload_pools = [{{ pool_id = 1, stride_bytes = 64 }}]\n",
+                dir.display()
+            ),
+            &NoEnv,
+        )
+        .expect("config");
+        let mut prov = ShmProvisioner::with_user(&config, "tester").expect("provisioner");
+        let profile = config.profile("p").expect("profile").clone();
+        let layout = prov
+            .provision(10000, 1, LAYOUT_VERSION, &profile)
+            .expect("provision");
+        let grant = LeaseGrant {
+            lease_id: 1,
+            stream_id: layout.stream_id,
+            epoch: layout.epoch,
+            layout_version: layout.layout_version,
+            header_nslots: layout.header_nslots,
+            header_uri: RegionUri::parse(&layout.header_region_uri).expect("uri"),
+            pools: layout
+                .pools
+                .iter()
+                .map(|p| PoolGrant {
+                    pool_id: p.pool_id,
+                    nslots: p.nslots,
+                    stride_bytes: p.stride_bytes,
+                    uri: RegionUri::parse(&p.region_uri).expect("uri"),
+                })
+                .collect(),
+            lease_expiry_ns: None,
+            node_id: None,
+        };
+        (prov, grant)
     }
 
     fn map(dir: &std::path::Path, grant: &LeaseGrant, access: Access) -> MappedEpoch {
